@@ -1,0 +1,581 @@
+//! Configuration: `clawgate.toml` plus `members/*.env`, read and validated
+//! into one immutable [`Snapshot`].
+//!
+//! Loading never touches the running proxy: a snapshot is either complete
+//! and valid, or refused with a [`ConfigError`] naming file, line and fix.
+//! `reload` swaps whole snapshots, so a request sees exactly one.
+
+pub mod error;
+pub mod members;
+pub mod raw;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+
+pub use error::ConfigError;
+use raw::RawBase;
+
+use crate::cidr::{self, CidrSet};
+use crate::identity::CredentialIndex;
+use crate::member::Member;
+
+pub const BASE_FILE: &str = "clawgate.toml";
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9180";
+pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    Optional,
+    Required,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub allow_public: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub url: Uri,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// `authority` as the `Host` header value sent upstream.
+    pub host_header: HeaderValue,
+    pub identity_header: HeaderName,
+}
+
+#[derive(Clone, Debug)]
+pub struct PublicRoute {
+    pub path_prefix: String,
+    pub sources: CidrSet,
+    pub upstream: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Log {
+    pub access: AccessLog,
+    pub level: String,
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// Time to receive a request's headers; hyper also applies it to an
+    /// idle keep-alive connection waiting for its next request.
+    pub header_read: Duration,
+    pub upstream_connect: Duration,
+    pub upstream_response: Duration,
+    pub drain: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub key: Arc<[u8]>,
+    pub ttl: Duration,
+}
+
+/// One complete, validated configuration.
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub listen: Listen,
+    /// Built from `listen.tls` at load time, so bad PEM fails the load.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub admin: Admin,
+    pub upstreams: Vec<Upstream>,
+    pub public: Vec<PublicRoute>,
+    pub trusted_proxies: CidrSet,
+    pub proxy_protocol: bool,
+    pub members_dir: PathBuf,
+    pub members: Vec<Member>,
+    pub credentials: CredentialIndex,
+    pub log: Log,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub session: Option<Session>,
+}
+
+impl Snapshot {
+    pub fn member_by_name(&self, name: &str) -> Option<(usize, &Member)> {
+        self.members
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.name == name)
+    }
+
+    pub fn upstream_by_name(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+
+    /// The public route whose prefix matches `path`, longest first.
+    pub fn public_route(&self, path: &str) -> Option<&PublicRoute> {
+        self.public
+            .iter()
+            .filter(|r| path.starts_with(&r.path_prefix))
+            .max_by_key(|r| r.path_prefix.len())
+    }
+}
+
+/// Load and validate the whole config directory.
+pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
+    let base_path = dir.join(BASE_FILE);
+    let text = fs::read_to_string(&base_path).map_err(|e| {
+        ConfigError::file(
+            &base_path,
+            format!("cannot read: {e} (pass --config DIR pointing at the directory holding {BASE_FILE})"),
+        )
+    })?;
+    let raw: RawBase = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| error::line_of_offset(&text, s.start))
+            .unwrap_or(0);
+        ConfigError::line(&base_path, line, e.message().to_string())
+    })?;
+    build(dir, &base_path, raw)
+}
+
+fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError> {
+    let RawBase {
+        listen,
+        admin,
+        upstreams,
+        public,
+        client_ip,
+        members,
+        log,
+        timeouts,
+        limits,
+        session,
+    } = raw;
+    let rel = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        }
+    };
+    let key_err = |k: &str, why: String| ConfigError::key(file, k, why);
+
+    // [listen]
+    let raw::RawListen {
+        addr,
+        tls_cert,
+        tls_key,
+        client_ca,
+        client_auth,
+    } = listen;
+    let listen_addr: SocketAddr = addr.parse().map_err(|_| {
+        key_err(
+            "listen.addr",
+            format!("'{addr}' is not IP:PORT (e.g. 127.0.0.1:8443)"),
+        )
+    })?;
+    let client_auth = match client_auth.as_deref() {
+        None => None,
+        Some("optional") => Some(ClientAuth::Optional),
+        Some("required") => Some(ClientAuth::Required),
+        Some(other) => {
+            return Err(key_err(
+                "listen.client_auth",
+                format!("'{other}' must be \"optional\" or \"required\""),
+            ))
+        }
+    };
+    let tls_files = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert: rel(&c),
+            key: rel(&k),
+            client_ca: client_ca.as_deref().map(rel),
+            client_auth,
+        }),
+        (None, None) => {
+            if client_ca.is_some() || client_auth.is_some() {
+                return Err(key_err(
+                    "listen.client_ca",
+                    "mTLS needs TLS: set tls_cert and tls_key too".into(),
+                ));
+            }
+            None
+        }
+        _ => {
+            return Err(key_err(
+                "listen.tls_cert",
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ))
+        }
+    };
+    if let Some(t) = &tls_files {
+        if t.client_auth.is_some() != t.client_ca.is_some() {
+            return Err(key_err(
+                "listen.client_auth",
+                "client_auth and client_ca go together: the CA verifies member certificates".into(),
+            ));
+        }
+    }
+    let tls = match &tls_files {
+        Some(t) => {
+            Some(Arc::new(crate::tls::server_config(t).map_err(|why| {
+                ConfigError::key(file, "listen.tls_cert", why)
+            })?))
+        }
+        None => None,
+    };
+
+    // [admin]
+    let (admin_addr, allow_public) = match admin {
+        Some(raw::RawAdmin { addr, allow_public }) => (
+            addr.unwrap_or_else(|| DEFAULT_ADMIN_ADDR.into()),
+            allow_public,
+        ),
+        None => (DEFAULT_ADMIN_ADDR.into(), false),
+    };
+    let admin_addr: SocketAddr = admin_addr
+        .parse()
+        .map_err(|_| key_err("admin.addr", format!("'{admin_addr}' is not IP:PORT")))?;
+
+    // [upstreams.*]
+    if upstreams.is_empty() {
+        return Err(key_err(
+            "upstreams",
+            "no upstream: add [upstreams.prod] url = \"http://127.0.0.1:18789\"".into(),
+        ));
+    }
+    let upstreams = upstreams
+        .into_iter()
+        .map(|(name, u)| build_upstream(file, name, u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstream_index = |name: &str, key: &str| -> Result<usize, ConfigError> {
+        upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| {
+                key_err(
+                    key,
+                    format!(
+                        "no upstream named '{name}'; defined: {}",
+                        upstreams
+                            .iter()
+                            .map(|u| u.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+    };
+
+    // [members]
+    let (members_dir, default_upstream) = match members {
+        Some(raw::RawMembers {
+            dir: d,
+            default_upstream,
+        }) => (rel(d.as_deref().unwrap_or("members")), default_upstream),
+        None => (rel("members"), None),
+    };
+    let default_upstream = match default_upstream {
+        Some(n) => Some(upstream_index(&n, "members.default_upstream")?),
+        None if upstreams.len() == 1 => Some(0),
+        None => None,
+    };
+
+    // [[public]]
+    let public = public
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let raw::RawPublic {
+                path_prefix,
+                source_cidrs,
+                upstream,
+            } = p;
+            let key = format!("public[{i}]");
+            if !path_prefix.starts_with('/') {
+                return Err(key_err(
+                    &format!("{key}.path_prefix"),
+                    format!("'{path_prefix}' must start with '/'"),
+                ));
+            }
+            if path_prefix == "/" {
+                return Err(key_err(
+                    &format!("{key}.path_prefix"),
+                    "'/' would make every path public; use a narrow prefix such as /hooks/".into(),
+                ));
+            }
+            let nets = source_cidrs
+                .iter()
+                .map(|s| cidr::parse_net(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|why| key_err(&format!("{key}.source_cidrs"), why))?;
+            let upstream = match upstream {
+                Some(n) => upstream_index(&n, &format!("{key}.upstream"))?,
+                None => default_upstream.ok_or_else(|| {
+                    key_err(
+                        &format!("{key}.upstream"),
+                        "set upstream (there is more than one and no [members] default_upstream)"
+                            .into(),
+                    )
+                })?,
+            };
+            Ok(PublicRoute {
+                path_prefix,
+                sources: CidrSet::new(nets),
+                upstream,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // [client_ip]
+    let (trusted, proxy_protocol) = match client_ip {
+        Some(raw::RawClientIp {
+            trusted_proxies,
+            proxy_protocol,
+        }) => (trusted_proxies, proxy_protocol),
+        None => (Vec::new(), false),
+    };
+    let trusted_proxies = CidrSet::new(
+        trusted
+            .iter()
+            .map(|s| cidr::parse_net(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| key_err("client_ip.trusted_proxies", why))?,
+    );
+
+    // [log]
+    let log = {
+        let raw::RawLog {
+            access,
+            level,
+            max_bytes,
+            keep,
+        } = log.unwrap_or(raw::RawLog {
+            access: None,
+            level: None,
+            max_bytes: None,
+            keep: None,
+        });
+        let access = match access.as_deref() {
+            None | Some("stdout") => AccessLog::Stdout,
+            Some("off") => AccessLog::Off,
+            Some(p) => AccessLog::File(rel(p)),
+        };
+        Log {
+            access,
+            level: level.unwrap_or_else(|| "info".into()),
+            max_bytes: max_bytes.unwrap_or(100 * 1024 * 1024),
+            keep: keep.unwrap_or(5),
+        }
+    };
+
+    // [timeouts]
+    let t = timeouts.unwrap_or(raw::RawTimeouts {
+        header_read: None,
+        upstream_connect: None,
+        upstream_response: None,
+        drain: None,
+    });
+    let timeouts = Timeouts {
+        header_read: t.header_read.unwrap_or(Duration::from_secs(30)),
+        upstream_connect: t.upstream_connect.unwrap_or(Duration::from_secs(5)),
+        upstream_response: t.upstream_response.unwrap_or(Duration::from_secs(60)),
+        drain: t.drain.unwrap_or(Duration::from_secs(30)),
+    };
+
+    // [limits]
+    let l = limits.unwrap_or(raw::RawLimits {
+        max_body_bytes: None,
+        max_header_bytes: None,
+        max_connections: None,
+    });
+    let limits = Limits {
+        max_body_bytes: l.max_body_bytes.unwrap_or(32 * 1024 * 1024),
+        max_header_bytes: l.max_header_bytes.unwrap_or(64 * 1024).max(8192),
+        max_connections: l.max_connections.unwrap_or(20_000),
+    };
+
+    // [session]
+    let session = match session {
+        Some(raw::RawSession { key_file, ttl }) => {
+            let key_file = key_file.ok_or_else(|| {
+                key_err("session.key_file", "set key_file: a file with at least 32 random bytes (e.g. head -c 32 /dev/urandom > tls/session.key)".into())
+            })?;
+            let path = rel(&key_file);
+            let key = fs::read(&path)
+                .map_err(|e| ConfigError::file(&path, format!("cannot read session key: {e}")))?;
+            if key.len() < 32 {
+                return Err(ConfigError::file(
+                    &path,
+                    "session key must be at least 32 bytes",
+                ));
+            }
+            Some(Session {
+                key: key.into(),
+                ttl: ttl.unwrap_or(Duration::from_secs(12 * 3600)),
+            })
+        }
+        None => None,
+    };
+
+    // members/*.env
+    let mut member_list = Vec::new();
+    for path in members::member_files(&members_dir)? {
+        let parsed = members::parse_member_file(&path)?;
+        let mut m = parsed.member;
+        m.upstream =
+            match parsed.upstream {
+                Some((name, line)) => {
+                    upstreams
+                        .iter()
+                        .position(|u| u.name == name)
+                        .ok_or_else(|| {
+                            ConfigError::line(
+                                &path,
+                                line,
+                                format!(
+                        "UPSTREAM: no upstream named '{name}' in {BASE_FILE}; defined: {}",
+                        upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                            )
+                        })?
+                }
+                None => default_upstream.ok_or_else(|| {
+                    ConfigError::file(
+                        &path,
+                        "no UPSTREAM and no [members] default_upstream: set one of them",
+                    )
+                })?,
+            };
+        member_list.push(m);
+    }
+    let credentials = CredentialIndex::build(&member_list).map_err(|c| {
+        ConfigError::file(
+            &member_list[c.second].file,
+            format!(
+                "{} is also claimed by member '{}' ({}); each credential must belong to one member",
+                c.credential,
+                member_list[c.first].name,
+                member_list[c.first].file.display()
+            ),
+        )
+    })?;
+
+    Ok(Snapshot {
+        dir: dir.to_path_buf(),
+        listen: Listen {
+            addr: listen_addr,
+            tls: tls_files,
+        },
+        tls,
+        admin: Admin {
+            addr: admin_addr,
+            allow_public,
+        },
+        upstreams,
+        public,
+        trusted_proxies,
+        proxy_protocol,
+        members_dir,
+        members: member_list,
+        credentials,
+        log,
+        timeouts,
+        limits,
+        session,
+    })
+}
+
+fn build_upstream(file: &Path, name: String, u: raw::RawUpstream) -> Result<Upstream, ConfigError> {
+    let raw::RawUpstream {
+        url,
+        identity_header,
+    } = u;
+    let key = format!("upstreams.{name}.url");
+    let uri: Uri = url.parse().map_err(|_| {
+        ConfigError::key(
+            file,
+            &key,
+            format!("'{url}' is not a URL (e.g. http://127.0.0.1:18789)"),
+        )
+    })?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| {
+        ConfigError::key(
+            file,
+            &key,
+            format!("'{url}' needs a scheme: http://HOST:PORT"),
+        )
+    })?;
+    if scheme != Scheme::HTTP {
+        return Err(ConfigError::key(
+            file,
+            &key,
+            format!(
+                "'{url}': only http:// upstreams are supported (the gateway listens on loopback)"
+            ),
+        ));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| ConfigError::key(file, &key, format!("'{url}' has no host")))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(ConfigError::key(
+            file,
+            &key,
+            format!("'{url}' has a path; an upstream is scheme://host:port only"),
+        ));
+    }
+    let identity_header = identity_header.unwrap_or_else(|| DEFAULT_IDENTITY_HEADER.into());
+    let identity_header = HeaderName::from_bytes(identity_header.as_bytes()).map_err(|_| {
+        ConfigError::key(
+            file,
+            format!("upstreams.{name}.identity_header"),
+            format!("'{identity_header}' is not a header name"),
+        )
+    })?;
+    Ok(Upstream {
+        host_header: HeaderValue::from_str(authority.as_str())
+            .map_err(|_| ConfigError::key(file, &key, "host is not a valid header value"))?,
+        name,
+        url: uri,
+        scheme,
+        authority,
+        identity_header,
+    })
+}

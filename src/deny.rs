@@ -1,0 +1,180 @@
+//! Every way clawgate says no, mapped in one place to status, body, log
+//! fields and metric label.
+//!
+//! A [`Reason`] code is the same string in the response body, the access
+//! log and `clawgate_denials_total{reason}`, so on-call can go from any one
+//! of them to the others.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use crate::policy::Diff;
+
+/// The closed set of denial reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    NoCredentials,
+    BadToken,
+    TokenExpired,
+    UnknownCert,
+    OriginNotAllowed,
+    OriginMissing,
+    CidrNotAllowed,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::NoCredentials,
+        Reason::BadToken,
+        Reason::TokenExpired,
+        Reason::UnknownCert,
+        Reason::OriginNotAllowed,
+        Reason::OriginMissing,
+        Reason::CidrNotAllowed,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::NoCredentials => "no_credentials",
+            Reason::BadToken => "bad_token",
+            Reason::TokenExpired => "token_expired",
+            Reason::UnknownCert => "unknown_cert",
+            Reason::OriginNotAllowed => "origin_not_allowed",
+            Reason::OriginMissing => "origin_missing",
+            Reason::CidrNotAllowed => "cidr_not_allowed",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::NoCredentials
+            | Reason::BadToken
+            | Reason::TokenExpired
+            | Reason::UnknownCert => StatusCode::UNAUTHORIZED,
+            Reason::OriginNotAllowed | Reason::OriginMissing | Reason::CidrNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
+        }
+    }
+
+    /// Unauthenticated reasons reveal nothing about members or policy.
+    pub fn is_authentication(self) -> bool {
+        self.status() == StatusCode::UNAUTHORIZED
+    }
+}
+
+/// The JSON body of a 403.
+#[derive(Serialize)]
+struct ForbiddenBody<'a> {
+    error: &'static str,
+    reason: &'static str,
+    request_id: &'a str,
+    member: &'a str,
+    #[serde(flatten)]
+    diff: &'a Diff,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    reason: &'a str,
+    request_id: &'a str,
+}
+
+/// 401: who you are could not be established. Same body whatever the
+/// cause beyond the reason code, so probing learns nothing about members.
+pub fn unauthorized(reason: Reason, request_id: &str) -> Response<String> {
+    let body = serde_json::to_string(&ErrorBody {
+        error: "unauthorized",
+        reason: reason.code(),
+        request_id,
+    })
+    .unwrap_or_default();
+    let challenge = match reason {
+        Reason::BadToken | Reason::TokenExpired => {
+            "Bearer realm=\"clawgate\", error=\"invalid_token\""
+        }
+        _ => "Bearer realm=\"clawgate\"",
+    };
+    let mut r = json(StatusCode::UNAUTHORIZED, body);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+/// 403 with the origins diff.
+pub fn forbidden(reason: Reason, request_id: &str, member: &str, diff: &Diff) -> Response<String> {
+    let body = serde_json::to_string(&ForbiddenBody {
+        error: "forbidden",
+        reason: reason.code(),
+        request_id,
+        member,
+        diff,
+    })
+    .unwrap_or_default();
+    json(StatusCode::FORBIDDEN, body)
+}
+
+/// Any other JSON error (400, 405, 413, 502, 504...).
+pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Response<String> {
+    let body = serde_json::to_string(&ErrorBody {
+        error: status.canonical_reason().unwrap_or("error"),
+        reason,
+        request_id,
+    })
+    .unwrap_or_default();
+    json(status, body)
+}
+
+fn json(status: StatusCode, body: String) -> Response<String> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_and_statuses_are_pinned() {
+        let table: Vec<(&str, u16)> = Reason::ALL
+            .iter()
+            .map(|r| (r.code(), r.status().as_u16()))
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                ("no_credentials", 401),
+                ("bad_token", 401),
+                ("token_expired", 401),
+                ("unknown_cert", 401),
+                ("origin_not_allowed", 403),
+                ("origin_missing", 403),
+                ("cidr_not_allowed", 403),
+            ]
+        );
+    }
+
+    #[test]
+    fn unauthorized_has_a_challenge_and_no_member() {
+        let r = unauthorized(Reason::BadToken, "rid-1");
+        assert_eq!(r.status(), 401);
+        assert!(r.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token"));
+        let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(v["reason"], "bad_token");
+        assert_eq!(v["request_id"], "rid-1");
+        assert!(v.get("member").is_none());
+    }
+}

@@ -1,0 +1,32 @@
+//! clawgate: a compartmentalising reverse proxy in front of a shared
+//! OpenClaw Gateway.
+//!
+//! A request reads top to bottom through these modules:
+//! `listener` (accept, TLS) → `proxy` (request ID, `client_ip`,
+//! `identity`, `policy`, forward) → `access_log` + `metrics`.
+//! `config` loads and validates snapshots; `reload` swaps them;
+//! `server` ties the process together; `cli` is the runbook.
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod admin;
+pub mod cidr;
+pub mod cli;
+pub mod client_ip;
+pub mod config;
+pub mod deny;
+pub mod identity;
+pub mod listener;
+pub mod member;
+pub mod metrics;
+pub mod origin;
+pub mod policy;
+pub mod proxy;
+pub mod reload;
+pub mod request_id;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -1,0 +1,142 @@
+//! The member listener: accept, TLS handshake (client certificate if any),
+//! then HTTP/1.1 or HTTP/2 with upgrades, each request to `proxy::serve`.
+//!
+//! TLS material and limits are read from the snapshot current at accept
+//! time, so a reload rotates certificates for new connections while open
+//! ones carry on with what they negotiated.
+
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Snapshot;
+use crate::proxy::{self, Conn};
+use crate::state::State;
+use crate::tls;
+
+/// Decrements the open-connections gauge when the connection ends.
+struct OpenConn(prometheus::IntGauge);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Accept until `stop` turns true; each connection is tracked by `graceful`.
+pub async fn accept_loop(
+    state: Arc<State>,
+    listener: TcpListener,
+    graceful: Arc<hyper_util::server::graceful::GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let snap = state.snapshot();
+        let open = state.metrics.connections_open.get();
+        if open >= snap.limits.max_connections as i64 {
+            tracing::warn!(%peer, open, "max_connections reached; closing new connection");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        state.metrics.connections_open.inc();
+        let guard = OpenConn(state.metrics.connections_open.clone());
+        let watcher = graceful.watcher();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            handle_connection(state, snap, stream, peer, watcher).await;
+        });
+    }
+}
+
+async fn handle_connection(
+    state: Arc<State>,
+    snap: Arc<Snapshot>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    watcher: Watcher,
+) {
+    match snap.tls.clone() {
+        Some(cfg) => {
+            let handshake = TlsAcceptor::from(cfg).accept(stream);
+            let tls_stream = match tokio::time::timeout(snap.timeouts.header_read, handshake).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(tls::peer_cert);
+            let conn = Conn {
+                peer,
+                tls: true,
+                cert,
+            };
+            serve_http(state, &snap, tls_stream, conn, watcher).await;
+        }
+        None => {
+            let conn = Conn {
+                peer,
+                tls: false,
+                cert: None,
+            };
+            serve_http(state, &snap, stream, conn, watcher).await;
+        }
+    }
+}
+
+async fn serve_http<IO>(state: Arc<State>, snap: &Snapshot, io: IO, conn: Conn, watcher: Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.timeouts.header_read)
+        .max_buf_size(snap.limits.max_header_bytes)
+        .max_headers(100)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(snap.limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    let conn = Arc::new(conn);
+    let svc = service_fn(move |req| proxy::serve(state.clone(), conn.clone(), req));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!("connection ended: {e}");
+    }
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics, served by the admin listener.
+//!
+//! Names and labels are the contract in DESIGN.md. Label values are bounded:
+//! member names come from config (`-` for unidentified callers), reasons
+//! from the closed `deny::Reason` set, codes from HTTP status codes.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Label for callers no member could be matched to.
+pub const NO_MEMBER: &str = "-";
+/// Label for requests that never reached an upstream.
+pub const NO_UPSTREAM: &str = "-";
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub denials: IntCounterVec,
+    pub audit_would_deny: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub websockets_open: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub token_last_used: IntGaugeVec,
+    pub connections_open: IntGauge,
+    pub revoked_connections: IntCounterVec,
+    pub access_log_dropped: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let requests = counter(
+            "clawgate_requests_total",
+            "Requests answered, by member, upstream and HTTP status code.",
+            &["member", "upstream", "code"],
+        );
+        let denials = counter(
+            "clawgate_denials_total",
+            "Requests refused by clawgate, by member and reason code.",
+            &["member", "reason"],
+        );
+        let audit_would_deny = counter(
+            "clawgate_audit_would_deny_total",
+            "Requests of MODE=audit members that enforce mode would have refused.",
+            &["member", "reason"],
+        );
+        let config_reloads = counter(
+            "clawgate_config_reloads_total",
+            "Configuration reloads, by result (ok or error).",
+            &["result"],
+        );
+        let upstream_errors = counter(
+            "clawgate_upstream_errors_total",
+            "Failed upstream exchanges, by upstream and kind (connect, timeout, reset, body).",
+            &["upstream", "kind"],
+        );
+        let revoked_connections = counter(
+            "clawgate_revoked_connections_total",
+            "Open connections closed because a reload or expiry revoked them, by member and reason.",
+            &["member", "reason"],
+        );
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "clawgate_upstream_request_duration_seconds",
+                "Time from sending a request upstream to its response headers.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(upstream_duration.clone()))
+            .expect("unique metric");
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let websockets_open = gauge_vec(
+            "clawgate_websockets_open",
+            "WebSocket connections currently proxied, by member.",
+            &["member"],
+        );
+        let token_last_used = gauge_vec(
+            "clawgate_token_last_used_timestamp_seconds",
+            "Unix time a token (by its public token ID, never the token) was last used.",
+            &["member", "token_id"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let connections_open = gauge(
+            "clawgate_connections_open",
+            "Client connections currently open on the member listener.",
+        );
+        let access_log_dropped = gauge(
+            "clawgate_access_log_dropped_lines",
+            "Access-log lines dropped because the writer could not keep up.",
+        );
+        Metrics {
+            registry,
+            requests,
+            denials,
+            audit_would_deny,
+            upstream_duration,
+            websockets_open,
+            config_reloads,
+            upstream_errors,
+            token_last_used,
+            connections_open,
+            revoked_connections,
+            access_log_dropped,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

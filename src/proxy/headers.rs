@@ -1,0 +1,347 @@
+//! Header hygiene between the client and the gateway.
+//!
+//! The gateway trusts `x-forwarded-user` and `x-openclaw-scopes` because
+//! only clawgate may set them: every inbound copy is removed, whoever sent
+//! it. Forwarding headers from untrusted peers are dropped and rewritten;
+//! credentials meant for clawgate never travel upstream.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Upstream;
+use crate::member::Member;
+
+pub const X_CLAWGATE_TOKEN: HeaderName = HeaderName::from_static("x-clawgate-token");
+pub const X_OPENCLAW_SCOPES: HeaderName = HeaderName::from_static("x-openclaw-scopes");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What identity the upstream is told about.
+pub enum Caller<'a> {
+    Member(&'a Member),
+    /// A `[[public]]` route: no identity; the caller's own credentials pass.
+    Public,
+}
+
+/// Everything the outgoing request says about its origin.
+pub struct Forwarding<'a> {
+    pub client_ip: &'a str,
+    pub proto: HeaderValue,
+    pub host: Option<HeaderValue>,
+    pub request_id: &'a HeaderValue,
+    pub peer_trusted: bool,
+    /// `Some(value of Upgrade)` when the connection is being upgraded.
+    pub upgrade: Option<HeaderValue>,
+    pub session_cookie: &'a str,
+}
+
+/// Does this HTTP/1.1 request ask to switch protocols?
+pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    wants.then(|| upgrade.clone())
+}
+
+fn remove_connection_listed(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Rewrite request headers in place for the upstream.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    up: &Upstream,
+    caller: &Caller<'_>,
+    f: &Forwarding<'_>,
+) {
+    remove_connection_listed(headers);
+
+    // Forged or stale identity and forwarding information.
+    headers.remove(&up.identity_header);
+    headers.remove(X_OPENCLAW_SCOPES);
+    headers.remove(X_FORWARDED_FOR);
+    headers.remove(X_REAL_IP);
+    headers.remove(FORWARDED);
+    headers.remove(X_REQUEST_ID);
+    let trusted_proto = if f.peer_trusted {
+        headers.remove(X_FORWARDED_PROTO)
+    } else {
+        None
+    };
+    let trusted_host = if f.peer_trusted {
+        headers.remove(X_FORWARDED_HOST)
+    } else {
+        None
+    };
+    headers.remove(X_FORWARDED_PROTO);
+    headers.remove(X_FORWARDED_HOST);
+    strip_prefixed(headers, "x-clawgate-");
+    strip_prefixed(headers, "x-forwarded-");
+
+    match caller {
+        Caller::Member(m) => {
+            headers.remove(header::AUTHORIZATION);
+            strip_cookie(headers, f.session_cookie);
+            headers.insert(up.identity_header.clone(), m.name_header.clone());
+            headers.insert(X_OPENCLAW_SCOPES, m.scopes_header.clone());
+        }
+        Caller::Public => {
+            strip_cookie(headers, f.session_cookie);
+        }
+    }
+
+    headers.insert(header::HOST, up.host_header.clone());
+    if let Ok(v) = HeaderValue::from_str(f.client_ip) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO,
+        trusted_proto.unwrap_or_else(|| f.proto.clone()),
+    );
+    if let Some(h) = trusted_host.or_else(|| f.host.clone()) {
+        headers.insert(X_FORWARDED_HOST, h);
+    }
+    headers.insert(X_REQUEST_ID, f.request_id.clone());
+    if let Some(u) = &f.upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u.clone());
+    }
+}
+
+/// Rewrite response headers in place for the client.
+pub fn prepare_response(
+    headers: &mut HeaderMap,
+    switching_protocols: bool,
+    request_id: &HeaderValue,
+) {
+    let upgrade = if switching_protocols {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    remove_connection_listed(headers);
+    if let Some(u) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+    }
+    headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    if !headers.keys().any(|k| k.as_str().starts_with(prefix)) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(prefix))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// Remove clawgate's session cookie from `Cookie`, keeping the others.
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    let mut kept: Vec<String> = Vec::new();
+    let mut changed = false;
+    for v in &values {
+        let Ok(s) = v.to_str() else {
+            changed = true;
+            continue;
+        };
+        for pair in s.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
+            if key == name {
+                changed = true;
+            } else {
+                kept.push(pair.to_string());
+            }
+        }
+    }
+    if !changed {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// Find a cookie's value in the `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{member, upstream};
+
+    fn fwd<'a>(rid: &'a HeaderValue, trusted: bool) -> Forwarding<'a> {
+        Forwarding {
+            client_ip: "198.51.100.7",
+            proto: HeaderValue::from_static("https"),
+            host: Some(HeaderValue::from_static("gw.example.com")),
+            request_id: rid,
+            peer_trusted: trusted,
+            upgrade: None,
+            session_cookie: "clawgate_session",
+        }
+    }
+
+    fn hostile() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer secret"),
+            ("x-clawgate-token", "secret"),
+            ("x-forwarded-user", "root"),
+            ("x-openclaw-scopes", "operator.admin"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-port", "1"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-request-id", "forged"),
+            ("x-clawgate-member", "root"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("cookie", "a=1; clawgate_session=abc; b=2"),
+            ("host", "gw.example.com"),
+            ("accept", "*/*"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn member_requests_lose_credentials_and_forgeries() {
+        let m = member("alice");
+        let up = upstream("prod", "127.0.0.1:18789");
+        let rid = HeaderValue::from_static("rid-1");
+        let mut h = hostile();
+        prepare_request(&mut h, &up, &Caller::Member(&m), &fwd(&rid, false));
+        assert_eq!(h["x-forwarded-user"], "alice");
+        assert_eq!(h["x-openclaw-scopes"], "");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.7");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "gw.example.com");
+        assert_eq!(h["host"], "127.0.0.1:18789");
+        assert_eq!(h["x-request-id"], "rid-1");
+        assert_eq!(h["cookie"], "a=1; b=2");
+        assert_eq!(h["accept"], "*/*");
+        for gone in [
+            "authorization",
+            "x-clawgate-token",
+            "x-forwarded-port",
+            "forwarded",
+            "x-real-ip",
+            "x-clawgate-member",
+            "connection",
+            "x-secret-hop",
+            "te",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone} leaked");
+        }
+    }
+
+    #[test]
+    fn public_routes_keep_their_own_authorization_but_get_no_identity() {
+        let up = upstream("prod", "127.0.0.1:18789");
+        let rid = HeaderValue::from_static("rid-1");
+        let mut h = hostile();
+        prepare_request(&mut h, &up, &Caller::Public, &fwd(&rid, false));
+        assert_eq!(h["authorization"], "Bearer secret");
+        assert!(h.get("x-forwarded-user").is_none());
+        assert!(h.get("x-openclaw-scopes").is_none());
+        assert!(h.get("x-clawgate-token").is_none());
+    }
+
+    #[test]
+    fn trusted_peer_keeps_its_proto_and_host() {
+        let m = member("alice");
+        let up = upstream("prod", "127.0.0.1:18789");
+        let rid = HeaderValue::from_static("rid-1");
+        let mut h = hostile();
+        prepare_request(&mut h, &up, &Caller::Member(&m), &fwd(&rid, true));
+        assert_eq!(h["x-forwarded-proto"], "gopher");
+        assert_eq!(h["x-forwarded-host"], "evil");
+        assert_eq!(h["x-forwarded-user"], "alice");
+    }
+
+    #[test]
+    fn upgrade_survives_only_when_requested() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Upgrade"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_requested(&h).unwrap(), "websocket");
+        h.insert("connection", HeaderValue::from_static("keep-alive"));
+        assert!(upgrade_requested(&h).is_none());
+    }
+
+    #[test]
+    fn cookie_lookup_finds_the_named_pair() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "cookie",
+            HeaderValue::from_static("a=1; clawgate_session=xyz"),
+        );
+        assert_eq!(cookie(&h, "clawgate_session"), Some("xyz"));
+        assert_eq!(cookie(&h, "b"), None);
+    }
+}

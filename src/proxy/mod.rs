@@ -1,0 +1,550 @@
+//! The request path, top to bottom: request target checks → request ID →
+//! client IP → public route or identify → policy → forward → log + metrics.
+//!
+//! [`serve`] is the outer layer (respond, log, count); [`handle`] is the
+//! inner one and bails out with a [`Refusal`] via `?`. A request loads the
+//! config snapshot once and uses that one to the end.
+
+pub mod headers;
+pub mod tunnel;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::access_log::{now_rfc3339, Record};
+use crate::client_ip::{self, ClientIp};
+use crate::config::Snapshot;
+use crate::deny::{self, Reason};
+use crate::identity::{self, IdentifyError, PeerCert, Via};
+use crate::member::{MemberId, Mode};
+use crate::metrics::{NO_MEMBER, NO_UPSTREAM};
+use crate::origin::OriginDiff;
+use crate::policy::{self, Diff};
+use crate::request_id;
+use crate::state::State;
+use headers::{Caller, Forwarding};
+use upstream::UpstreamError;
+
+/// Response bodies: streamed from the upstream, or made here.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Name of the browser session cookie (see `/_clawgate/login`).
+pub const SESSION_COOKIE: &str = "clawgate_session";
+
+/// One accepted client connection.
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub cert: Option<PeerCert>,
+}
+
+/// Why a request was not forwarded.
+#[derive(Debug)]
+pub enum Refusal {
+    Denied(Reason),
+    BadRequest(&'static str),
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Upstream(UpstreamError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Allow,
+    Public,
+    /// MODE=audit: enforce mode would have refused, it passed.
+    Audit,
+    Deny,
+    Error,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Public => "public",
+            Decision::Audit => "audit_would_deny",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
+}
+
+/// What we learned about a request on its way through, for log and metrics.
+struct Exchange {
+    request_id: HeaderValue,
+    method: Method,
+    path: Option<PathAndQuery>,
+    client: Option<ClientIp>,
+    member: Option<MemberId>,
+    credential: Option<String>,
+    upstream: Option<usize>,
+    upstream_elapsed: Option<Duration>,
+    decision: Decision,
+    reason: Option<Reason>,
+    diff: Option<Diff>,
+}
+
+pub async fn serve(
+    state: Arc<State>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let snap = state.snapshot();
+    let mut ex = Exchange {
+        request_id: HeaderValue::from_static("-"),
+        method: req.method().clone(),
+        path: req.uri().path_and_query().cloned(),
+        client: None,
+        member: None,
+        credential: None,
+        upstream: None,
+        upstream_elapsed: None,
+        decision: Decision::Allow,
+        reason: None,
+        diff: None,
+    };
+    let mut resp = match handle(&state, &snap, &conn, req, &mut ex).await {
+        Ok(r) => r,
+        Err(refusal) => respond(&snap, &mut ex, refusal),
+    };
+    resp.headers_mut()
+        .insert(headers::X_REQUEST_ID, ex.request_id.clone());
+    record(&state, &snap, &ex, resp.status(), started);
+    Ok(resp)
+}
+
+async fn handle(
+    state: &Arc<State>,
+    snap: &Snapshot,
+    conn: &Conn,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
+) -> Result<Response<Body>, Refusal> {
+    // Not an open proxy: origin-form (or h2 :path) only.
+    if req.method() == Method::CONNECT {
+        ex.request_id = request_id::generate();
+        return Err(Refusal::MethodNotAllowed);
+    }
+    if req.version() < Version::HTTP_2 && req.uri().scheme().is_some() {
+        ex.request_id = request_id::generate();
+        return Err(Refusal::BadRequest("absolute_form"));
+    }
+    let client = client_ip::resolve(conn.peer, req.headers(), &snap.trusted_proxies);
+    let client = match client {
+        Ok(c) => c,
+        Err(_) => {
+            ex.request_id = request_id::generate();
+            return Err(Refusal::BadRequest("bad_x_forwarded_for"));
+        }
+    };
+    ex.client = Some(client);
+    ex.request_id = request_id::assign(req.headers(), client.peer_trusted);
+    let host = request_host(&req)?;
+    if req
+        .headers()
+        .get_all(header::ORIGIN)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(Refusal::BadRequest("duplicate_origin"));
+    }
+
+    // Public routes: no member, CIDR check only, the caller's own
+    // credentials travel on.
+    if let Some(route) = snap.public_route(req.uri().path()) {
+        if !route.sources.contains(client.ip) {
+            ex.diff = Some(Diff {
+                origin: OriginDiff {
+                    presented: req
+                        .headers()
+                        .get(header::ORIGIN)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                    allowed: Vec::new(),
+                    nearest: None,
+                    hint: format!("public route {}: origin not checked", route.path_prefix),
+                },
+                client_ip: policy::ip_diff(route.sources.nets(), client.ip),
+            });
+            return Err(Refusal::Denied(Reason::CidrNotAllowed));
+        }
+        ex.decision = Decision::Public;
+        let grant = tunnel::Grant {
+            member: None,
+            via: None,
+            cert: None,
+            origin: None,
+            client_ip: client.ip,
+            public_prefix: Some(route.path_prefix.clone()),
+            expires: None,
+        };
+        let route_upstream = route.upstream;
+        return forward(
+            state,
+            snap,
+            conn,
+            req,
+            ex,
+            Caller::Public,
+            route_upstream,
+            host,
+            grant,
+        )
+        .await;
+    }
+
+    // Identify.
+    let h = req.headers();
+    let presented = identity::Presented {
+        cert: conn.cert.as_ref(),
+        bearer: h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| identity::bearer(v.as_bytes())),
+        header_token: h
+            .get(headers::X_CLAWGATE_TOKEN)
+            .map(|v| v.as_bytes().trim_ascii())
+            .filter(|t| !t.is_empty()),
+    };
+    let now = SystemTime::now();
+    let id = snap.credentials.identify(&presented, now).map_err(|e| {
+        Refusal::Denied(match e {
+            IdentifyError::NoCredentials => Reason::NoCredentials,
+            IdentifyError::BadToken => Reason::BadToken,
+            IdentifyError::UnknownCert => Reason::UnknownCert,
+            IdentifyError::TokenExpired { member, token_id } => {
+                ex.member = Some(member);
+                ex.credential = Some(token_id);
+                Reason::TokenExpired
+            }
+        })
+    })?;
+    ex.member = Some(id.member);
+    ex.credential = Some(id.via.credential_id().to_string());
+    let member = &snap.members[id.member];
+
+    // Policy.
+    let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
+    if let Err(reason) = policy::evaluate(member, origin, client.ip) {
+        ex.diff = Some(policy::explain(member, origin, client.ip));
+        ex.reason = Some(reason);
+        match member.mode {
+            Mode::Enforce => return Err(Refusal::Denied(reason)),
+            Mode::Audit => ex.decision = Decision::Audit,
+        }
+    }
+
+    let expires = match &id.via {
+        Via::Token { token_id } | Via::Session { token_id } => {
+            member.token(token_id).and_then(|t| t.expires)
+        }
+        Via::Cert { .. } => None,
+    };
+    let grant = tunnel::Grant {
+        member: Some(member.name.clone()),
+        via: Some(id.via.clone()),
+        cert: conn.cert.clone(),
+        origin: origin.map(|o| o.to_vec()),
+        client_ip: client.ip,
+        public_prefix: None,
+        expires,
+    };
+    forward(
+        state,
+        snap,
+        conn,
+        req,
+        ex,
+        Caller::Member(member),
+        member.upstream,
+        host,
+        grant,
+    )
+    .await
+}
+
+/// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
+/// `:authority`. Returned for `X-Forwarded-Host`.
+fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, Refusal> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Err(Refusal::BadRequest("duplicate_host"));
+    }
+    match req.version() {
+        Version::HTTP_2 | Version::HTTP_3 => {
+            let authority = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+            if let (Some(h), Some(a)) = (&first, &authority) {
+                if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
+                    return Err(Refusal::BadRequest("host_authority_mismatch"));
+                }
+            }
+            Ok(authority.or(first))
+        }
+        Version::HTTP_11 if first.is_none() => Err(Refusal::BadRequest("missing_host")),
+        _ => Ok(first),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    state: &Arc<State>,
+    snap: &Snapshot,
+    conn: &Conn,
+    mut req: Request<Incoming>,
+    ex: &mut Exchange,
+    caller: Caller<'_>,
+    upstream_idx: usize,
+    host: Option<HeaderValue>,
+    grant: tunnel::Grant,
+) -> Result<Response<Body>, Refusal> {
+    let up = &snap.upstreams[upstream_idx];
+    ex.upstream = Some(upstream_idx);
+    let limit = snap.limits.max_body_bytes;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) if n > limit => return Err(Refusal::PayloadTooLarge),
+            Some(_) => {}
+            None => return Err(Refusal::BadRequest("bad_content_length")),
+        }
+    }
+    let upgrade = if req.version() == Version::HTTP_11 {
+        headers::upgrade_requested(req.headers())
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from_parts({
+        let mut p = http::uri::Parts::default();
+        p.scheme = Some(up.scheme.clone());
+        p.authority = Some(up.authority.clone());
+        p.path_and_query = Some(pq);
+        p
+    })
+    .map_err(|_| Refusal::BadRequest("bad_target"))?;
+    parts.version = Version::HTTP_11;
+    let client = ex.client.expect("client ip resolved before forwarding");
+    let mut ip_buf = String::with_capacity(40);
+    {
+        use std::fmt::Write;
+        let _ = write!(ip_buf, "{}", client.ip);
+    }
+    headers::prepare_request(
+        &mut parts.headers,
+        up,
+        &caller,
+        &Forwarding {
+            client_ip: &ip_buf,
+            proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            host,
+            request_id: &ex.request_id,
+            peer_trusted: client.peer_trusted,
+            upgrade: upgrade.clone(),
+            session_cookie: SESSION_COOKIE,
+        },
+    );
+    let out = Request::from_parts(parts, Limited::new(body, limit as usize));
+
+    let t0 = Instant::now();
+    let result = state
+        .upstream
+        .send(out, snap.timeouts.upstream_response)
+        .await;
+    let elapsed = t0.elapsed();
+    ex.upstream_elapsed = Some(elapsed);
+    state
+        .metrics
+        .upstream_duration
+        .with_label_values(&[&up.name])
+        .observe(elapsed.as_secs_f64());
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.is_upstream_fault() {
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&up.name, e.kind()])
+                    .inc();
+            }
+            return Err(Refusal::Upstream(e));
+        }
+    };
+    state.mark_upstream_seen();
+
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&up.name, "unrequested_upgrade"])
+                .inc();
+            return Err(Refusal::Upstream(UpstreamError::Reset));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let info = tunnel::LogInfo {
+            request_id: ex.request_id.to_str().unwrap_or("-").to_string(),
+            member: member_label(snap, ex).to_string(),
+            credential: ex.credential.clone(),
+            client_ip: ip_buf.clone(),
+            ip_source: client.source.describe(),
+            path: ex
+                .path
+                .as_ref()
+                .map(|p| p.path().to_string())
+                .unwrap_or_default(),
+            upstream: up.name.clone(),
+        };
+        tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
+    }
+    headers::prepare_response(resp.headers_mut(), switching, &ex.request_id);
+    Ok(resp.map(Either::Left))
+}
+
+fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
+    ex.member
+        .and_then(|m| snap.members.get(m))
+        .map(|m| m.name.as_str())
+        .unwrap_or(NO_MEMBER)
+}
+
+/// Map a refusal to its response; the only place statuses are chosen.
+fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
+    let rid = ex.request_id.to_str().unwrap_or("-").to_string();
+    let resp = match refusal {
+        Refusal::Denied(reason) => {
+            ex.decision = Decision::Deny;
+            ex.reason = Some(reason);
+            if reason.is_authentication() {
+                deny::unauthorized(reason, &rid)
+            } else {
+                let member = member_label(snap, ex);
+                match &ex.diff {
+                    Some(diff) => deny::forbidden(reason, &rid, member, diff),
+                    None => deny::error(StatusCode::FORBIDDEN, reason.code(), &rid),
+                }
+            }
+        }
+        Refusal::BadRequest(why) => {
+            ex.decision = Decision::Error;
+            deny::error(StatusCode::BAD_REQUEST, why, &rid)
+        }
+        Refusal::MethodNotAllowed => {
+            ex.decision = Decision::Error;
+            let mut r = deny::error(StatusCode::METHOD_NOT_ALLOWED, "connect_refused", &rid);
+            r.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            r
+        }
+        Refusal::PayloadTooLarge => {
+            ex.decision = Decision::Error;
+            deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &rid)
+        }
+        Refusal::Upstream(e) => {
+            ex.decision = Decision::Error;
+            deny::error(e.status(), &format!("upstream_{}", e.kind()), &rid)
+        }
+    };
+    resp.map(|s| Either::Right(Full::new(Bytes::from(s))))
+}
+
+/// Count and log one finished exchange (response headers sent).
+fn record(state: &State, snap: &Snapshot, ex: &Exchange, status: StatusCode, started: Instant) {
+    let member = member_label(snap, ex);
+    let upstream = ex
+        .upstream
+        .and_then(|u| snap.upstreams.get(u))
+        .map(|u| u.name.as_str());
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[member, upstream.unwrap_or(NO_UPSTREAM), status.as_str()])
+        .inc();
+    match (ex.decision, ex.reason) {
+        (Decision::Deny, Some(r)) => m.denials.with_label_values(&[member, r.code()]).inc(),
+        (Decision::Audit, Some(r)) => m
+            .audit_would_deny
+            .with_label_values(&[member, r.code()])
+            .inc(),
+        _ => {}
+    }
+    if let (Some(cred), Some(_), Decision::Allow | Decision::Audit) =
+        (&ex.credential, ex.member, ex.decision)
+    {
+        if cred.starts_with("tok_") {
+            let secs = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            m.token_last_used
+                .with_label_values(&[member, cred])
+                .set(secs);
+        }
+    }
+    let rid = ex.request_id.to_str().unwrap_or("-");
+    let path = ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
+    if state.access_log.enabled() {
+        let client_ip = ex
+            .client
+            .map(|c| c.ip.to_string())
+            .unwrap_or_else(|| "-".into());
+        let ip_source = ex
+            .client
+            .map(|c| c.source.describe())
+            .unwrap_or_else(|| "-".into());
+        state.access_log.write(&Record {
+            ts: now_rfc3339(),
+            kind: "http",
+            request_id: rid,
+            member,
+            credential: ex.credential.as_deref(),
+            client_ip,
+            ip_source,
+            method: ex.method.as_str(),
+            path,
+            status: status.as_u16(),
+            decision: ex.decision.as_str(),
+            reason: ex.reason.map(|r| r.code()),
+            upstream,
+            upstream_ms: ex.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            bytes_in: None,
+            bytes_out: None,
+            diff: ex.diff.as_ref(),
+        });
+    } else if let Some(diff) = &ex.diff {
+        // The diff is always logged, even with the access log off.
+        tracing::info!(
+            request_id = rid,
+            member,
+            path,
+            decision = ex.decision.as_str(),
+            reason = ex.reason.map(|r| r.code()).unwrap_or("-"),
+            diff = %serde_json::to_string(diff).unwrap_or_default(),
+            "policy denial"
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! Upgraded connections (WebSocket): bytes copied both ways, never
+//! rewritten, because OpenClaw signs its connect frame.
+//!
+//! Every open tunnel is registered with what authorized it (member, token,
+//! origin, client address), so a reload or a token's expiry can re-check it
+//! and close the ones that no longer pass.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+
+use crate::access_log::{now_rfc3339, Record};
+use crate::config::Snapshot;
+use crate::identity::{PeerCert, Presented, Via};
+use crate::metrics::NO_MEMBER;
+use crate::state::State;
+
+/// What authorized a tunnel, re-checked on reload.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub member: Option<String>,
+    pub via: Option<Via>,
+    pub cert: Option<PeerCert>,
+    pub origin: Option<Vec<u8>>,
+    pub client_ip: IpAddr,
+    pub public_prefix: Option<String>,
+    pub expires: Option<SystemTime>,
+}
+
+struct Entry {
+    grant: Grant,
+    close: Option<oneshot::Sender<&'static str>>,
+}
+
+#[derive(Default)]
+pub struct Tunnels {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Entry>>,
+}
+
+impl Tunnels {
+    pub fn len(&self) -> usize {
+        self.open.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn register(&self, grant: Grant) -> (u64, oneshot::Receiver<&'static str>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.open.lock() {
+            m.insert(
+                id,
+                Entry {
+                    grant,
+                    close: Some(tx),
+                },
+            );
+        }
+        (id, rx)
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut m) = self.open.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// Re-check every open tunnel against `snap`; close those that fail.
+    /// Returns how many were closed.
+    pub fn revoke_against(&self, snap: &Snapshot) -> usize {
+        let now = SystemTime::now();
+        let Ok(mut m) = self.open.lock() else {
+            return 0;
+        };
+        let mut closed = 0;
+        for entry in m.values_mut() {
+            if let Some(reason) = still_allowed(snap, &entry.grant, now).err() {
+                if let Some(tx) = entry.close.take() {
+                    let _ = tx.send(reason);
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// Close every tunnel (drain).
+    pub fn close_all(&self, reason: &'static str) {
+        if let Ok(mut m) = self.open.lock() {
+            for entry in m.values_mut() {
+                if let Some(tx) = entry.close.take() {
+                    let _ = tx.send(reason);
+                }
+            }
+        }
+    }
+}
+
+/// Would this grant still be given under `snap`? Err = the reason code.
+fn still_allowed(snap: &Snapshot, g: &Grant, now: SystemTime) -> Result<(), &'static str> {
+    if let Some(prefix) = &g.public_prefix {
+        return match snap.public_route(prefix) {
+            Some(r) if r.sources.contains(g.client_ip) => Ok(()),
+            _ => Err("cidr_not_allowed"),
+        };
+    }
+    let name = g.member.as_deref().ok_or("member_removed")?;
+    let (id, m) = snap.member_by_name(name).ok_or("member_removed")?;
+    match &g.via {
+        Some(Via::Token { token_id }) | Some(Via::Session { token_id }) => {
+            if m.token(token_id).is_none() {
+                return Err("bad_token");
+            }
+            if !snap.credentials.token_valid(id, token_id, now) {
+                return Err("token_expired");
+            }
+        }
+        Some(Via::Cert { .. }) => {
+            let cert = g.cert.as_ref().ok_or("unknown_cert")?;
+            let presented = Presented {
+                cert: Some(cert),
+                ..Default::default()
+            };
+            match snap.credentials.identify(&presented, now) {
+                Ok(i) if i.member == id => {}
+                _ => return Err("unknown_cert"),
+            }
+        }
+        None => return Err("member_removed"),
+    }
+    crate::policy::evaluate(m, g.origin.as_deref(), g.client_ip).map_err(|r| r.code())
+}
+
+/// What the access-log line at close says about the tunnel.
+pub struct LogInfo {
+    pub request_id: String,
+    pub member: String,
+    pub credential: Option<String>,
+    pub client_ip: String,
+    pub ip_source: String,
+    pub path: String,
+    pub upstream: String,
+}
+
+/// Wait for both upgrades, then copy until either side closes, the grant
+/// is revoked, or the proxy drains.
+pub fn spawn(
+    state: Arc<State>,
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    grant: Grant,
+    info: LogInfo,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let expires = grant.expires;
+        let member_label = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
+        let (id, mut close_rx) = state.tunnels.register(grant);
+        let gauge = state
+            .metrics
+            .websockets_open
+            .with_label_values(&[&member_label]);
+        gauge.inc();
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(request_id = %info.request_id, "upgrade failed: {e}");
+                gauge.dec();
+                state.tunnels.remove(id);
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        let expiry = async move {
+            match expires.and_then(|e| e.duration_since(SystemTime::now()).ok()) {
+                Some(d) => tokio::time::sleep(d).await,
+                None if expires.is_some() => {}
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let (bytes, closed_by) = tokio::select! {
+            r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 4096, 4096) => {
+                (r.ok(), None)
+            }
+            reason = &mut close_rx => (None, Some(reason.unwrap_or("closed"))),
+            _ = expiry => (None, Some("token_expired")),
+        };
+        gauge.dec();
+        state.tunnels.remove(id);
+        if let Some(reason) = closed_by {
+            state
+                .metrics
+                .revoked_connections
+                .with_label_values(&[&member_label, reason])
+                .inc();
+            tracing::info!(request_id = %info.request_id, member = %member_label, reason, "closed open WebSocket");
+        }
+        state.access_log.write(&Record {
+            ts: now_rfc3339(),
+            kind: "websocket",
+            request_id: &info.request_id,
+            member: &info.member,
+            credential: info.credential.as_deref(),
+            client_ip: info.client_ip.clone(),
+            ip_source: info.ip_source.clone(),
+            method: "GET",
+            path: &info.path,
+            status: 101,
+            decision: if closed_by.is_some() {
+                "revoked"
+            } else {
+                "closed"
+            },
+            reason: closed_by,
+            upstream: Some(&info.upstream),
+            upstream_ms: None,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            bytes_in: bytes.map(|b| b.0),
+            bytes_out: bytes.map(|b| b.1),
+            diff: None,
+        });
+    });
+}

@@ -1,0 +1,117 @@
+//! Config reload: read and validate the whole directory, then swap one
+//! `ArcSwap` so every new request sees the new snapshot, and re-check open
+//! tunnels against it. A bad file keeps the old snapshot serving.
+//!
+//! Triggers: SIGHUP, and any change under the config directory (polled
+//! once a second, so it works on every filesystem and inside containers
+//! where inotify does not cross bind mounts; two quiet polls debounce an
+//! editor's multi-step save).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{self, ConfigError};
+use crate::state::State;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub members: usize,
+    /// Open tunnels closed because the new snapshot no longer allows them.
+    pub revoked: usize,
+}
+
+pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
+    match config::load(dir) {
+        Ok(snap) => {
+            let old = state.snapshot();
+            if snap.listen.addr != old.listen.addr || snap.admin.addr != old.admin.addr {
+                tracing::warn!(
+                    "listen/admin address changed in {}; addresses apply at the next restart",
+                    dir.display()
+                );
+            }
+            let members = snap.members.len();
+            state.config.store(Arc::new(snap));
+            let revoked = state.tunnels.revoke_against(&state.snapshot());
+            state
+                .metrics
+                .config_reloads
+                .with_label_values(&["ok"])
+                .inc();
+            tracing::info!(members, revoked, "config reloaded");
+            Ok(Outcome { members, revoked })
+        }
+        Err(e) => {
+            state
+                .metrics
+                .config_reloads
+                .with_label_values(&["error"])
+                .inc();
+            tracing::error!(file = %e.file.display(), line = e.line_number().unwrap_or(0), "config reload refused, old config stays: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// A fingerprint of every file under `dir`: names, sizes, mtimes.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            // The access log may live under the config dir; it is not config.
+            if e.file_name().to_string_lossy().contains(".log") {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                if out.len() < 10_000 {
+                    stack.push(e.path());
+                }
+            } else {
+                use std::os::unix::fs::MetadataExt;
+                out.push((
+                    e.path(),
+                    meta.len() ^ u64::from(meta.mode()),
+                    meta.modified().ok(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Aborts the watcher task when dropped.
+pub struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reload when anything under `dir` changes.
+pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
+    WatchGuard(tokio::spawn(async move {
+        let mut last = fingerprint(&dir);
+        let mut pending = false;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = fingerprint(&dir);
+            if now != last {
+                last = now;
+                pending = true;
+                continue;
+            }
+            if pending {
+                pending = false;
+                let _ = apply(&state, &dir);
+            }
+        }
+    }))
+}

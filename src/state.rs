@@ -1,0 +1,61 @@
+//! Process-wide state shared by every connection: the current config
+//! snapshot (one `ArcSwap`, swapped whole on reload), metrics, the access
+//! log, the upstream pool and the registry of open tunnels.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::access_log::AccessLog;
+use crate::config::Snapshot;
+use crate::metrics::Metrics;
+use crate::proxy::tunnel::Tunnels;
+use crate::proxy::upstream::UpstreamClient;
+
+pub struct State {
+    pub config: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+    pub upstream: UpstreamClient,
+    pub tunnels: Tunnels,
+    draining: AtomicBool,
+    upstream_seen: AtomicBool,
+}
+
+impl State {
+    pub fn new(snapshot: Snapshot, access_log: AccessLog) -> Arc<Self> {
+        let upstream = UpstreamClient::new(snapshot.timeouts.upstream_connect);
+        Arc::new(State {
+            config: ArcSwap::from_pointee(snapshot),
+            metrics: Metrics::new(),
+            access_log,
+            upstream,
+            tunnels: Tunnels::default(),
+            draining: AtomicBool::new(false),
+            upstream_seen: AtomicBool::new(false),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn mark_upstream_seen(&self) {
+        if !self.upstream_seen.load(Ordering::Relaxed) {
+            self.upstream_seen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn upstream_seen(&self) -> bool {
+        self.upstream_seen.load(Ordering::Relaxed)
+    }
+}
