@@ -1,0 +1,259 @@
+//! Shared harness for integration tests: a real upstream server, a config
+//! directory builder, an in-process clawgate on ephemeral loopback ports,
+//! and small HTTP clients. Everything binds 127.0.0.1:0.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use upstream::Upstream;
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// One member file, written with mode 0600 unless told otherwise.
+#[derive(Clone)]
+pub struct MemberSpec {
+    pub name: String,
+    pub lines: BTreeMap<String, String>,
+    pub mode: u32,
+}
+
+impl MemberSpec {
+    /// A member with one token, CLI + one browser origin, loopback egress.
+    pub fn new(name: &str, token: &str) -> Self {
+        let mut lines = BTreeMap::new();
+        lines.insert("TOKEN_SHA256".into(), sha256_hex(token));
+        lines.insert("ORIGINS".into(), format!("none https://{name}.example.com"));
+        lines.insert("EGRESS_CIDRS".into(), "127.0.0.0/8 ::1".into());
+        lines.insert("SCOPES".into(), "operator.read".into());
+        MemberSpec {
+            name: name.into(),
+            lines,
+            mode: 0o600,
+        }
+    }
+
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.lines.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn unset(mut self, key: &str) -> Self {
+        self.lines.remove(key);
+        self
+    }
+
+    pub fn render(&self) -> String {
+        self.lines
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\"\n"))
+            .collect()
+    }
+}
+
+/// A config directory in a temp dir.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+    /// Extra TOML appended after the generated base sections.
+    pub base: String,
+}
+
+impl ConfigDir {
+    /// `upstreams`: (name, url). The first is the default upstream.
+    pub fn new(upstreams: &[(&str, String)], members: &[MemberSpec]) -> Self {
+        Self::with_listen(upstreams, members, "")
+    }
+
+    /// `listen_extra`: extra lines inside `[listen]` (TLS settings).
+    pub fn with_listen(
+        upstreams: &[(&str, String)],
+        members: &[MemberSpec],
+        listen_extra: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("members")).unwrap();
+        let mut base = format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n{listen_extra}\n[admin]\naddr = \"127.0.0.1:0\"\n\n[log]\naccess = \"access.log\"\n\n"
+        );
+        for (name, url) in upstreams {
+            base.push_str(&format!("[upstreams.{name}]\nurl = \"{url}\"\n\n"));
+        }
+        base.push_str(&format!(
+            "[members]\ndefault_upstream = \"{}\"\n\n",
+            upstreams[0].0
+        ));
+        let cd = ConfigDir { dir, base };
+        cd.write_base("");
+        for m in members {
+            cd.write_member(m);
+        }
+        cd
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrite clawgate.toml: the generated base plus `extra` TOML.
+    pub fn write_base(&self, extra: &str) {
+        fs::write(
+            self.path().join("clawgate.toml"),
+            format!("{}{extra}", self.base),
+        )
+        .unwrap();
+    }
+
+    pub fn write_member(&self, m: &MemberSpec) {
+        let p = self.member_path(&m.name);
+        fs::write(&p, m.render()).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(m.mode)).unwrap();
+    }
+
+    pub fn write_raw_member(&self, name: &str, text: &str) {
+        let p = self.member_path(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    pub fn remove_member(&self, name: &str) {
+        fs::remove_file(self.member_path(name)).unwrap();
+    }
+
+    pub fn member_path(&self, name: &str) -> PathBuf {
+        self.path().join("members").join(format!("{name}.env"))
+    }
+
+    /// Access-log lines written so far, parsed.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Wait (bounded) until an access-log line with this request ID appears.
+    pub async fn log_line(&self, request_id: &str) -> serde_json::Value {
+        for _ in 0..100 {
+            if let Some(l) = self
+                .access_log()
+                .into_iter()
+                .find(|l| l["request_id"] == request_id)
+            {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no access-log line for request {request_id}");
+    }
+}
+
+/// Start clawgate in-process on the config dir.
+pub async fn start(cfg: &ConfigDir) -> clawgate::server::Server {
+    clawgate::server::Server::start(cfg.path())
+        .await
+        .unwrap_or_else(|e| panic!("clawgate failed to start: {e}"))
+}
+
+/// A response, fully read.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.header("x-request-id")
+            .expect("x-request-id on every response")
+    }
+}
+
+/// HTTP/1.1 request through hyper's client (keep-alive pool per call).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("response within 10s")
+        .expect("request succeeds at the HTTP level");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request(addr, "GET", path, headers, "").await
+}
+
+/// Send raw bytes, read until the server closes or `wait` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The admin listener's /metrics text.
+pub async fn metrics(admin: SocketAddr) -> String {
+    String::from_utf8(get(admin, "/metrics", &[]).await.body.to_vec()).unwrap()
+}
+
+/// Value of one sample line (`name{labels}`), 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
