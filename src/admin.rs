@@ -1,6 +1,7 @@
 //! The admin listener (loopback by default, separate from member traffic):
 //! `/metrics` for Prometheus, `/healthz` (the process answers), `/readyz`
-//! (config loaded, an upstream reached once, not draining).
+//! (config loaded, an upstream reached once, not draining), `/suggest`
+//! (denied origins and networks per member, JSON, for `clawgate suggest`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -53,6 +54,11 @@ async fn answer(
             )
         }
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/suggest" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&state.suggest.report(&state.snapshot())).unwrap_or_default(),
+        ),
         "/readyz" => {
             if state.is_draining() {
                 (
@@ -73,7 +79,7 @@ async fn answer(
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics, /healthz, /readyz\n".into(),
+            "not found: try /metrics, /healthz, /readyz, /suggest\n".into(),
         ),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));

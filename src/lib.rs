@@ -25,7 +25,9 @@ pub mod proxy;
 pub mod reload;
 pub mod request_id;
 pub mod server;
+pub mod session;
 pub mod state;
+pub mod suggest;
 pub mod tls;
 
 #[cfg(test)]

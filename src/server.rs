@@ -135,7 +135,9 @@ impl Server {
         self.state.start_draining();
         let _ = self.stop.send(true);
         let _ = self.accept_task.await;
-        self.state.tunnels.close_all("going_away");
+        self.state
+            .tunnels
+            .close_all(crate::proxy::tunnel::GOING_AWAY);
         let graceful = match Arc::try_unwrap(self.graceful) {
             Ok(g) => g,
             Err(_) => return false,

@@ -12,6 +12,7 @@ use crate::config::Snapshot;
 use crate::metrics::Metrics;
 use crate::proxy::tunnel::Tunnels;
 use crate::proxy::upstream::UpstreamClient;
+use crate::suggest::Suggestions;
 
 pub struct State {
     pub config: ArcSwap<Snapshot>,
@@ -19,6 +20,8 @@ pub struct State {
     pub access_log: AccessLog,
     pub upstream: UpstreamClient,
     pub tunnels: Tunnels,
+    /// Denied origins and networks per member, for `/suggest`.
+    pub suggest: Suggestions,
     draining: AtomicBool,
     upstream_seen: AtomicBool,
 }
@@ -32,6 +35,7 @@ impl State {
             access_log,
             upstream,
             tunnels: Tunnels::default(),
+            suggest: Suggestions::default(),
             draining: AtomicBool::new(false),
             upstream_seen: AtomicBool::new(false),
         })

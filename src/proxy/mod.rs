@@ -6,6 +6,8 @@
 //! config snapshot once and uses that one to the end.
 
 pub mod headers;
+pub mod login;
+pub mod relay;
 pub mod tunnel;
 pub mod upstream;
 
@@ -53,6 +55,9 @@ pub struct Conn {
 pub enum Refusal {
     Denied(Reason),
     BadRequest(&'static str),
+    NotFound(&'static str),
+    /// A browser without a session: send it to the login page.
+    LoginRedirect(String),
     MethodNotAllowed,
     PayloadTooLarge,
     Upstream(UpstreamError),
@@ -162,6 +167,10 @@ async fn handle(
         return Err(Refusal::BadRequest("duplicate_origin"));
     }
 
+    if login::is_session_path(req.uri().path()) {
+        return login::handle(snap, req, ex).await;
+    }
+
     // Public routes: no member, CIDR check only, the caller's own
     // credentials travel on.
     if let Some(route) = snap.public_route(req.uri().path()) {
@@ -218,18 +227,22 @@ async fn handle(
             .filter(|t| !t.is_empty()),
     };
     let now = SystemTime::now();
-    let id = snap.credentials.identify(&presented, now).map_err(|e| {
-        Refusal::Denied(match e {
-            IdentifyError::NoCredentials => Reason::NoCredentials,
-            IdentifyError::BadToken => Reason::BadToken,
-            IdentifyError::UnknownCert => Reason::UnknownCert,
-            IdentifyError::TokenExpired { member, token_id } => {
-                ex.member = Some(member);
-                ex.credential = Some(token_id);
-                Reason::TokenExpired
-            }
-        })
-    })?;
+    let id = match snap.credentials.identify(&presented, now) {
+        Ok(id) => id,
+        Err(IdentifyError::NoCredentials) => session_identity(snap, &req, now)?,
+        Err(e) => {
+            return Err(Refusal::Denied(match e {
+                IdentifyError::NoCredentials => Reason::NoCredentials,
+                IdentifyError::BadToken => Reason::BadToken,
+                IdentifyError::UnknownCert => Reason::UnknownCert,
+                IdentifyError::TokenExpired { member, token_id } => {
+                    ex.member = Some(member);
+                    ex.credential = Some(token_id);
+                    Reason::TokenExpired
+                }
+            }))
+        }
+    };
     ex.member = Some(id.member);
     ex.credential = Some(id.via.credential_id().to_string());
     let member = &snap.members[id.member];
@@ -272,6 +285,54 @@ async fn handle(
         grant,
     )
     .await
+}
+
+/// A browser's session cookie, checked against the current snapshot: the
+/// member must still exist and the token it was minted from still be valid.
+/// Without one, a browser asking for a page is sent to the login form.
+fn session_identity(
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+    now: SystemTime,
+) -> Result<identity::Identity, Refusal> {
+    let Some(sess) = &snap.session else {
+        return Err(Refusal::Denied(Reason::NoCredentials));
+    };
+    let Some(value) = headers::cookie(req.headers(), SESSION_COOKIE) else {
+        let wants_html = req.method() == Method::GET
+            && req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"))
+            && headers::upgrade_requested(req.headers()).is_none();
+        if wants_html {
+            let next = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let q: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", next)
+                .finish();
+            return Err(Refusal::LoginRedirect(format!("{}?{q}", login::LOGIN_PATH)));
+        }
+        return Err(Refusal::Denied(Reason::NoCredentials));
+    };
+    let claims =
+        crate::session::verify(&sess.key, value, now).ok_or(Refusal::Denied(Reason::BadToken))?;
+    let (member, _) = snap
+        .member_by_name(&claims.member)
+        .ok_or(Refusal::Denied(Reason::BadToken))?;
+    if !snap.credentials.token_valid(member, &claims.token_id, now) {
+        return Err(Refusal::Denied(Reason::TokenExpired));
+    }
+    Ok(identity::Identity {
+        member,
+        via: Via::Session {
+            token_id: claims.token_id,
+        },
+    })
 }
 
 /// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
@@ -416,6 +477,9 @@ async fn forward(
                 .map(|p| p.path().to_string())
                 .unwrap_or_default(),
             upstream: up.name.clone(),
+            websocket: upgrade
+                .as_ref()
+                .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")),
         };
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
@@ -450,6 +514,20 @@ fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Bod
         Refusal::BadRequest(why) => {
             ex.decision = Decision::Error;
             deny::error(StatusCode::BAD_REQUEST, why, &rid)
+        }
+        Refusal::NotFound(why) => {
+            ex.decision = Decision::Error;
+            deny::error(StatusCode::NOT_FOUND, why, &rid)
+        }
+        Refusal::LoginRedirect(to) => {
+            ex.decision = Decision::Deny;
+            ex.reason = Some(Reason::NoCredentials);
+            let mut r = Response::new(String::new());
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
         }
         Refusal::MethodNotAllowed => {
             ex.decision = Decision::Error;

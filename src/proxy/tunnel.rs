@@ -21,6 +21,11 @@ use crate::identity::{PeerCert, Presented, Via};
 use crate::metrics::NO_MEMBER;
 use crate::state::State;
 
+use super::relay;
+
+/// Close reason for a draining proxy (WebSocket close 1001).
+pub const GOING_AWAY: &str = "going_away";
+
 /// What authorized a tunnel, re-checked on reload.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -149,6 +154,8 @@ pub struct LogInfo {
     pub ip_source: String,
     pub path: String,
     pub upstream: String,
+    /// The upgrade is a WebSocket (close frames may be sent).
+    pub websocket: bool,
 }
 
 /// Wait for both upgrades, then copy until either side closes, the grant
@@ -179,25 +186,37 @@ pub fn spawn(
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        let expiry = async move {
-            match expires.and_then(|e| e.duration_since(SystemTime::now()).ok()) {
-                Some(d) => tokio::time::sleep(d).await,
-                None if expires.is_some() => {}
-                None => std::future::pending::<()>().await,
+        let websocket = info.websocket;
+        let client = TokioIo::new(client);
+        let upstream = TokioIo::new(upstream);
+        let stop = async move {
+            let expiry = async {
+                match expires.map(|e| e.duration_since(SystemTime::now())) {
+                    Some(Ok(d)) => tokio::time::sleep(d).await,
+                    Some(Err(_)) => {}
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                reason = &mut close_rx => reason.unwrap_or("closed"),
+                _ = expiry => "token_expired",
             }
         };
-        let (bytes, closed_by) = tokio::select! {
-            r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 4096, 4096) => {
-                (r.ok(), None)
-            }
-            reason = &mut close_rx => (None, Some(reason.unwrap_or("closed"))),
-            _ = expiry => (None, Some("token_expired")),
+        let rid = info.request_id.clone();
+        let (end, bytes_in, bytes_out) =
+            relay::relay(client, upstream, websocket, stop, |reason| {
+                let code = if reason == GOING_AWAY { 1001 } else { 1008 };
+                relay::close_frame(code, &format!("clawgate: {reason}; request_id={rid}"))
+            })
+            .await;
+        let closed_by = match end {
+            relay::End::Closed => None,
+            relay::End::Stopped(r) => Some(r),
         };
+        let bytes = Some((bytes_in, bytes_out));
         gauge.dec();
         state.tunnels.remove(id);
-        if let Some(reason) = closed_by {
+        if let Some(reason) = closed_by.filter(|r| *r != GOING_AWAY) {
             state
                 .metrics
                 .revoked_connections

@@ -1,0 +1,262 @@
+//! Byte relay for an upgraded connection, with just enough WebSocket
+//! framing knowledge to end it politely.
+//!
+//! Bytes pass through untouched in both directions (OpenClaw signs its
+//! connect frame). On the gateway-to-client side a [`FrameTracker`] follows
+//! frame boundaries without buffering or altering anything, so when a
+//! connection is revoked or the proxy drains, clawgate can insert one whole
+//! close frame (1008 policy violation / 1001 going away) between two of
+//! the gateway's frames instead of cutting one in half.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Follows WebSocket frame boundaries in one direction of a byte stream.
+#[derive(Debug, Default)]
+pub struct FrameTracker {
+    header: [u8; 14],
+    header_len: usize,
+    remaining: u64,
+}
+
+impl FrameTracker {
+    /// Account for bytes that passed through.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let n = (self.remaining.min(data.len() as u64)) as usize;
+                self.remaining -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            self.header[self.header_len] = data[0];
+            self.header_len += 1;
+            data = &data[1..];
+            if let Some((total, payload)) = header_size(&self.header[..self.header_len]) {
+                if self.header_len == total {
+                    self.remaining = payload;
+                    self.header_len = 0;
+                }
+            }
+        }
+    }
+
+    /// Between two frames: a frame may be inserted here.
+    pub fn at_boundary(&self) -> bool {
+        self.remaining == 0 && self.header_len == 0
+    }
+}
+
+/// Header length and payload length, once enough header bytes are known.
+fn header_size(h: &[u8]) -> Option<(usize, u64)> {
+    if h.len() < 2 {
+        return None;
+    }
+    let mask = if h[1] & 0x80 != 0 { 4 } else { 0 };
+    let (ext, short) = match h[1] & 0x7f {
+        126 => (2, None),
+        127 => (8, None),
+        n => (0, Some(u64::from(n))),
+    };
+    let total = 2 + ext + mask;
+    let payload = match short {
+        Some(n) => n,
+        None if h.len() >= 2 + ext => h[2..2 + ext]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        None => return None,
+    };
+    Some((total, payload))
+}
+
+/// A server-to-client close frame (unmasked) with a code and a reason
+/// (truncated to the 123 bytes a control frame allows).
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut r = reason.as_bytes();
+    if r.len() > 123 {
+        r = &r[..123];
+    }
+    let mut f = Vec::with_capacity(4 + r.len());
+    f.push(0x88);
+    f.push((2 + r.len()) as u8);
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(r);
+    f
+}
+
+/// Why the relay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// One side closed; bytes copied (client→upstream, upstream→client).
+    Closed,
+    /// Closed by clawgate with this reason code.
+    Stopped(&'static str),
+}
+
+/// Relay buffer per direction: small, since idle connections must stay cheap.
+const BUF: usize = 4096;
+/// How long to wait for a frame boundary before cutting the connection.
+const BOUNDARY_WAIT: Duration = Duration::from_secs(1);
+
+/// Copy both ways until a side closes or `stop` resolves with a reason;
+/// then, for WebSockets, send the client a close frame built by `frame`.
+pub async fn relay<C, U, S>(
+    client: C,
+    upstream: U,
+    websocket: bool,
+    stop: S,
+    frame: impl FnOnce(&'static str) -> Vec<u8>,
+) -> (End, u64, u64)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+    S: std::future::Future<Output = &'static str>,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    let up_bytes = std::sync::atomic::AtomicU64::new(0);
+    let mut down_bytes = 0u64;
+    let mut tracker = FrameTracker::default();
+
+    let client_to_upstream = async {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if uw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    up_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        let _ = uw.shutdown().await;
+    };
+    tokio::pin!(client_to_upstream);
+    tokio::pin!(stop);
+
+    let mut buf = vec![0u8; BUF];
+    let mut client_done = false;
+    let end = loop {
+        tokio::select! {
+            r = ur.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break End::Closed,
+                Ok(n) => {
+                    if websocket {
+                        tracker.feed(&buf[..n]);
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break End::Closed;
+                    }
+                    down_bytes += n as u64;
+                }
+            },
+            _ = &mut client_to_upstream, if !client_done => {
+                client_done = true;
+            }
+            reason = &mut stop => {
+                if websocket {
+                    let deadline = tokio::time::Instant::now() + BOUNDARY_WAIT;
+                    // Let the frame in flight finish, then insert ours.
+                    while !tracker.at_boundary() {
+                        match tokio::time::timeout_at(deadline, ur.read(&mut buf)).await {
+                            Ok(Ok(n)) if n > 0 => {
+                                tracker.feed(&buf[..n]);
+                                if cw.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                                down_bytes += n as u64;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if tracker.at_boundary() {
+                        let _ = cw.write_all(&frame(reason)).await;
+                    }
+                }
+                let _ = cw.flush().await;
+                let _ = cw.shutdown().await;
+                break End::Stopped(reason);
+            }
+        }
+    };
+    if end == End::Closed {
+        let _ = cw.shutdown().await;
+    }
+    (
+        end,
+        up_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        down_bytes,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload_len: usize, masked: bool) -> Vec<u8> {
+        let mut f = vec![0x82];
+        let m = if masked { 0x80 } else { 0 };
+        match payload_len {
+            n if n < 126 => f.push(m | n as u8),
+            n if n < 65536 => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            f.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        f.extend(std::iter::repeat_n(7u8, payload_len));
+        f
+    }
+
+    #[test]
+    fn tracks_boundaries_across_arbitrary_chunking() {
+        let mut stream = Vec::new();
+        for (len, masked) in [
+            (0, false),
+            (5, false),
+            (200, true),
+            (70_000, false),
+            (125, false),
+        ] {
+            stream.extend(frame(len, masked));
+        }
+        for chunk in [1usize, 2, 3, 7, 100, 4096] {
+            let mut t = FrameTracker::default();
+            for c in stream.chunks(chunk) {
+                t.feed(c);
+            }
+            assert!(t.at_boundary(), "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn mid_frame_is_not_a_boundary() {
+        let f = frame(300, false);
+        let mut t = FrameTracker::default();
+        t.feed(&f[..3]);
+        assert!(!t.at_boundary());
+        t.feed(&f[3..100]);
+        assert!(!t.at_boundary());
+        t.feed(&f[100..]);
+        assert!(t.at_boundary());
+    }
+
+    #[test]
+    fn close_frame_carries_code_and_bounded_reason() {
+        let f = close_frame(1008, "revoked");
+        assert_eq!(f[0], 0x88);
+        assert_eq!(f[1] as usize, 2 + 7);
+        assert_eq!(u16::from_be_bytes([f[2], f[3]]), 1008);
+        let long = close_frame(1001, &"x".repeat(500));
+        assert_eq!(long.len(), 4 + 123);
+    }
+}
