@@ -8,6 +8,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Upstream;
+use crate::identity::Via;
 use crate::member::Member;
 
 pub const X_CLAWGATE_TOKEN: HeaderName = HeaderName::from_static("x-clawgate-token");
@@ -33,11 +34,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// What identity the upstream is told about.
+/// Who is calling, as authorized: what identity the upstream is told about.
 pub enum Caller<'a> {
-    Member(&'a Member),
+    Member {
+        member: &'a Member,
+        via: &'a Via,
+    },
     /// A `[[public]]` route: no identity; the caller's own credentials pass.
-    Public,
+    Public {
+        prefix: &'a str,
+    },
 }
 
 /// Everything the outgoing request says about its origin.
@@ -112,13 +118,13 @@ pub fn prepare_request(
     strip_prefixed(headers, "x-forwarded-");
 
     match caller {
-        Caller::Member(m) => {
+        Caller::Member { member: m, .. } => {
             headers.remove(header::AUTHORIZATION);
             strip_cookie(headers, f.session_cookie);
             headers.insert(up.identity_header.clone(), m.name_header.clone());
             headers.insert(X_OPENCLAW_SCOPES, m.scopes_header.clone());
         }
-        Caller::Public => {
+        Caller::Public { .. } => {
             strip_cookie(headers, f.session_cookie);
         }
     }
@@ -229,6 +235,10 @@ mod tests {
     use super::*;
     use crate::test_support::{member, upstream};
 
+    const VIA: Via = Via::Cert {
+        sha256_hex: String::new(),
+    };
+
     fn fwd<'a>(rid: &'a HeaderValue, trusted: bool) -> Forwarding<'a> {
         Forwarding {
             client_ip: "198.51.100.7",
@@ -274,7 +284,15 @@ mod tests {
         let up = upstream("prod", "127.0.0.1:18789");
         let rid = HeaderValue::from_static("rid-1");
         let mut h = hostile();
-        prepare_request(&mut h, &up, &Caller::Member(&m), &fwd(&rid, false));
+        prepare_request(
+            &mut h,
+            &up,
+            &Caller::Member {
+                member: &m,
+                via: &VIA,
+            },
+            &fwd(&rid, false),
+        );
         assert_eq!(h["x-forwarded-user"], "alice");
         assert_eq!(h["x-openclaw-scopes"], "");
         assert_eq!(h["x-forwarded-for"], "198.51.100.7");
@@ -305,7 +323,12 @@ mod tests {
         let up = upstream("prod", "127.0.0.1:18789");
         let rid = HeaderValue::from_static("rid-1");
         let mut h = hostile();
-        prepare_request(&mut h, &up, &Caller::Public, &fwd(&rid, false));
+        prepare_request(
+            &mut h,
+            &up,
+            &Caller::Public { prefix: "/hooks/" },
+            &fwd(&rid, false),
+        );
         assert_eq!(h["authorization"], "Bearer secret");
         assert!(h.get("x-forwarded-user").is_none());
         assert!(h.get("x-openclaw-scopes").is_none());
@@ -318,7 +341,15 @@ mod tests {
         let up = upstream("prod", "127.0.0.1:18789");
         let rid = HeaderValue::from_static("rid-1");
         let mut h = hostile();
-        prepare_request(&mut h, &up, &Caller::Member(&m), &fwd(&rid, true));
+        prepare_request(
+            &mut h,
+            &up,
+            &Caller::Member {
+                member: &m,
+                via: &VIA,
+            },
+            &fwd(&rid, true),
+        );
         assert_eq!(h["x-forwarded-proto"], "gopher");
         assert_eq!(h["x-forwarded-host"], "evil");
         assert_eq!(h["x-forwarded-user"], "alice");

@@ -190,15 +190,6 @@ async fn handle(
             return Err(Refusal::Denied(Reason::CidrNotAllowed));
         }
         ex.decision = Decision::Public;
-        let grant = tunnel::Grant {
-            member: None,
-            via: None,
-            cert: None,
-            origin: None,
-            client_ip: client.ip,
-            public_prefix: Some(route.path_prefix.clone()),
-            expires: None,
-        };
         let route_upstream = route.upstream;
         return forward(
             state,
@@ -206,10 +197,11 @@ async fn handle(
             conn,
             req,
             ex,
-            Caller::Public,
+            Caller::Public {
+                prefix: &route.path_prefix,
+            },
             route_upstream,
             host,
-            grant,
         )
         .await;
     }
@@ -258,31 +250,18 @@ async fn handle(
         }
     }
 
-    let expires = match &id.via {
-        Via::Token { token_id } | Via::Session { token_id } => {
-            member.token(token_id).and_then(|t| t.expires)
-        }
-        Via::Cert { .. } => None,
-    };
-    let grant = tunnel::Grant {
-        member: Some(member.name.clone()),
-        via: Some(id.via.clone()),
-        cert: conn.cert.clone(),
-        origin: origin.map(|o| o.to_vec()),
-        client_ip: client.ip,
-        public_prefix: None,
-        expires,
-    };
     forward(
         state,
         snap,
         conn,
         req,
         ex,
-        Caller::Member(member),
+        Caller::Member {
+            member,
+            via: &id.via,
+        },
         member.upstream,
         host,
-        grant,
     )
     .await
 }
@@ -371,7 +350,6 @@ async fn forward(
     caller: Caller<'_>,
     upstream_idx: usize,
     host: Option<HeaderValue>,
-    grant: tunnel::Grant,
 ) -> Result<Response<Body>, Refusal> {
     let up = &snap.upstreams[upstream_idx];
     ex.upstream = Some(upstream_idx);
@@ -389,6 +367,11 @@ async fn forward(
         None
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let upgrade_origin = upgrade.as_ref().and_then(|_| {
+        req.headers()
+            .get(header::ORIGIN)
+            .map(|v| v.as_bytes().to_vec())
+    });
 
     let (mut parts, body) = req.into_parts();
     let pq = parts
@@ -449,6 +432,11 @@ async fn forward(
                     .with_label_values(&[&up.name, e.kind()])
                     .inc();
             }
+            // The client's body outgrew the limit while streaming: the same
+            // refusal (and reason code) as an oversized Content-Length.
+            if e == UpstreamError::BodyTooLarge {
+                return Err(Refusal::PayloadTooLarge);
+            }
             return Err(Refusal::Upstream(e));
         }
     };
@@ -481,6 +469,7 @@ async fn forward(
                 .as_ref()
                 .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")),
         };
+        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), upgrade_origin, client.ip);
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
     headers::prepare_response(resp.headers_mut(), switching, &ex.request_id);

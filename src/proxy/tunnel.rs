@@ -21,6 +21,7 @@ use crate::identity::{PeerCert, Presented, Via};
 use crate::metrics::NO_MEMBER;
 use crate::state::State;
 
+use super::headers::Caller;
 use super::relay;
 
 /// Close reason for a draining proxy (WebSocket close 1001).
@@ -36,6 +37,42 @@ pub struct Grant {
     pub client_ip: IpAddr,
     pub public_prefix: Option<String>,
     pub expires: Option<SystemTime>,
+}
+
+impl Grant {
+    /// Record what authorized an upgrade that is about to become a tunnel.
+    pub fn new(
+        caller: &Caller<'_>,
+        cert: Option<PeerCert>,
+        origin: Option<Vec<u8>>,
+        client_ip: IpAddr,
+    ) -> Grant {
+        match caller {
+            Caller::Public { prefix } => Grant {
+                member: None,
+                via: None,
+                cert: None,
+                origin,
+                client_ip,
+                public_prefix: Some(prefix.to_string()),
+                expires: None,
+            },
+            Caller::Member { member, via } => Grant {
+                member: Some(member.name.clone()),
+                expires: match via {
+                    Via::Token { token_id } | Via::Session { token_id } => {
+                        member.token(token_id).and_then(|t| t.expires)
+                    }
+                    Via::Cert { .. } => None,
+                },
+                via: Some((*via).clone()),
+                cert,
+                origin,
+                client_ip,
+                public_prefix: None,
+            },
+        }
+    }
 }
 
 struct Entry {
