@@ -97,8 +97,9 @@ impl Drop for WatchGuard {
 
 /// Reload when anything under `dir` changes.
 pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
+    // Taken before returning, so no change after this call is missed.
+    let mut last = fingerprint(&dir);
     WatchGuard(tokio::spawn(async move {
-        let mut last = fingerprint(&dir);
         let mut pending = false;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -27,6 +27,8 @@ pub struct Server {
     pub admin_addr: SocketAddr,
     dir: PathBuf,
     stop: watch::Sender<bool>,
+    /// The admin listener outlives the drain, so /readyz can say "draining".
+    admin_stop: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     graceful: Arc<GracefulShutdown>,
 }
@@ -99,6 +101,7 @@ impl Server {
             .with_label_values(&["error"])
             .inc_by(0);
         let (stop, stop_rx) = watch::channel(false);
+        let (admin_stop, admin_stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
         let accept_task = tokio::spawn(listener::accept_loop(
             state.clone(),
@@ -106,15 +109,15 @@ impl Server {
             graceful.clone(),
             stop_rx.clone(),
         ));
-        tokio::spawn(admin::serve(state.clone(), admin_listener, stop_rx.clone()));
+        tokio::spawn(admin::serve(state.clone(), admin_listener, admin_stop_rx));
         tokio::spawn(watch_upstreams(state.clone(), stop_rx));
-        tracing::info!(%addr, %admin_addr, members = state.snapshot().members.len(), "clawgate listening");
         Ok(Server {
             state,
             addr,
             admin_addr,
             dir: dir.to_path_buf(),
             stop,
+            admin_stop,
             accept_task,
             graceful,
         })
@@ -138,13 +141,12 @@ impl Server {
         self.state
             .tunnels
             .close_all(crate::proxy::tunnel::GOING_AWAY);
-        let graceful = match Arc::try_unwrap(self.graceful) {
-            Ok(g) => g,
-            Err(_) => return false,
+        let clean = match Arc::try_unwrap(self.graceful) {
+            Ok(g) => tokio::time::timeout(drain, g.shutdown()).await.is_ok(),
+            Err(_) => false,
         };
-        tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_ok()
+        let _ = self.admin_stop.send(true);
+        clean
     }
 
     /// Serve until SIGTERM/SIGINT; SIGHUP reloads.
@@ -154,6 +156,13 @@ impl Server {
         let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         let watcher = reload::watch_dir(self.state.clone(), self.dir.clone());
+        // Printed once everything is in place, file watching included.
+        tracing::info!(
+            addr = %self.addr,
+            admin_addr = %self.admin_addr,
+            members = self.state.snapshot().members.len(),
+            "clawgate listening"
+        );
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -165,6 +174,7 @@ impl Server {
         }
         drop(watcher);
         let drain = self.state.snapshot().timeouts.drain;
+        self.state.start_draining();
         tracing::info!(?drain, "draining");
         let clean = self.shutdown(drain).await;
         tracing::info!(clean, "stopped");

@@ -1,0 +1,287 @@
+//! The process lifecycle with the real binary: SIGHUP and file-change
+//! reloads, a bad file keeping the old config, SIGTERM draining in-flight
+//! requests, and reloads under load losing nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ALICE: &str = "alice-lifecycle-token-1";
+const ALICE_NEW: &str = "alice-lifecycle-token-2";
+
+/// The real `clawgate run`, its addresses parsed from its startup line.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(cfg: &ConfigDir) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+            .args(["run", "--config"])
+            .arg(cfg.path())
+            .env("CLAWGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("clawgate printed its listening line");
+            if line.contains("clawgate listening") {
+                let field = |name: &str| -> SocketAddr {
+                    let rest = &line[line.find(&format!("{name}=")).unwrap() + name.len() + 1..];
+                    rest.split_whitespace().next().unwrap().parse().unwrap()
+                };
+                return Proc {
+                    addr: field("addr"),
+                    admin: field("admin_addr"),
+                    child,
+                    stderr: rx,
+                };
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Wait (bounded) for a stderr line containing `needle`.
+    fn wait_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        while let Ok(line) = self
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("no log line containing {needle:?} within {within:?}");
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// Poll until `token` gets `status`, bounded.
+async fn eventually_status(addr: SocketAddr, token: &str, status: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = get(addr, "/", &[("authorization", &bearer(token))])
+            .await
+            .status;
+        if got == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "token still gets {got}, wanted {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_rotated_token() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let p = Proc::start(&cfg);
+    assert_eq!(
+        get(p.addr, "/", &[("authorization", &bearer(ALICE))])
+            .await
+            .status,
+        200
+    );
+    cfg.write_member(&MemberSpec::new("alice", ALICE_NEW));
+    p.signal("-HUP");
+    eventually_status(p.addr, ALICE_NEW, 200, Duration::from_secs(5)).await;
+    assert_eq!(
+        get(p.addr, "/", &[("authorization", &bearer(ALICE))])
+            .await
+            .status,
+        401
+    );
+    let m = metrics(p.admin).await;
+    assert!(
+        sample(&m, "clawgate_config_reloads_total{result=\"ok\"}") >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_change_reloads_without_a_signal() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let p = Proc::start(&cfg);
+    cfg.write_member(&MemberSpec::new("bob", ALICE_NEW));
+    p.wait_log("config reloaded", Duration::from_secs(5));
+    eventually_status(p.addr, ALICE_NEW, 200, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_broken_member_file_keeps_the_old_config_and_says_where() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let p = Proc::start(&cfg);
+    cfg.write_raw_member(
+        "alice",
+        "TOKEN_SHA256=abc\nORIGINS=none\nEGRESS_CIDRS=10.0.0.0/8\n",
+    );
+    p.signal("-HUP");
+    let line = p.wait_log("config reload refused", Duration::from_secs(5));
+    assert!(line.contains("alice.env:1"), "{line}");
+    assert_eq!(
+        get(p.addr, "/", &[("authorization", &bearer(ALICE))])
+            .await
+            .status,
+        200
+    );
+    let m = metrics(p.admin).await;
+    assert!(
+        sample(&m, "clawgate_config_reloads_total{result=\"error\"}") >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let mut p = Proc::start(&cfg);
+    let addr = p.addr;
+    let slow =
+        tokio::spawn(async move { get(addr, "/slow", &[("authorization", &bearer(ALICE))]).await });
+    // Wait until the slow request has reached the upstream.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "slow request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.signal("-TERM");
+    p.wait_log("draining", Duration::from_secs(5));
+    let ready = get(p.admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 503, "readyz must go not-ready while draining");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections while draining"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"slow done");
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test]
+async fn reloads_under_a_steady_stream_lose_no_request() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let addr = server.addr;
+    let load = tokio::spawn(async move {
+        let auth = bearer(ALICE);
+        let mut codes = Vec::new();
+        for _ in 0..400 {
+            codes.push(get(addr, "/", &[("authorization", &auth)]).await.status);
+        }
+        codes
+    });
+    for i in 0..10 {
+        let origins = format!("none https://alice{i}.example.com");
+        cfg.write_member(&MemberSpec::new("alice", ALICE).set("ORIGINS", &origins));
+        server.reload().unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let codes = tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(codes.len(), 400);
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "lost requests: {:?}",
+        codes.iter().filter(|c| **c != 200).count()
+    );
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_sees_the_new_snapshot_after_reload() {
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = || {
+        http::Request::builder()
+            .uri("/")
+            .header("host", "gw.test")
+            .header("authorization", bearer(ALICE))
+            .body(Empty::new())
+            .unwrap()
+    };
+    assert_eq!(sender.send_request(req()).await.unwrap().status(), 200);
+    cfg.write_member(&MemberSpec::new("alice", ALICE_NEW));
+    server.reload().unwrap();
+    sender.ready().await.unwrap();
+    assert_eq!(
+        sender.send_request(req()).await.unwrap().status(),
+        401,
+        "same connection, new snapshot"
+    );
+}
