@@ -5,6 +5,7 @@
 //! time, so a reload rotates certificates for new connections while open
 //! ones carry on with what they negotiated.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hyper::service::service_fn;
@@ -18,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Snapshot;
 use crate::proxy::{self, Conn};
+use crate::proxy_protocol;
 use crate::state::State;
 use crate::tls;
 
@@ -72,10 +74,40 @@ pub async fn accept_loop(
 async fn handle_connection(
     state: Arc<State>,
     snap: Arc<Snapshot>,
-    stream: TcpStream,
-    peer: std::net::SocketAddr,
+    mut stream: TcpStream,
+    mut peer: std::net::SocketAddr,
     watcher: Watcher,
 ) {
+    if snap.proxy_protocol {
+        if !snap.trusted_proxies.contains(peer.ip()) {
+            tracing::warn!(%peer, "PROXY protocol from a peer not in trusted_proxies; closing");
+            return;
+        }
+        match proxy_protocol::read(&mut stream, snap.timeouts.header_read).await {
+            Ok(proxy_protocol::Header::Proxied { source }) => peer = source,
+            Ok(proxy_protocol::Header::Local) => {}
+            Err(e) => {
+                tracing::debug!(%peer, "bad PROXY header: {e}");
+                return;
+            }
+        }
+    }
+    // Per-IP cap on connections that have not identified yet. Trusted
+    // proxies carry many clients on one address and are exempt.
+    let counted = !snap.trusted_proxies.contains(peer.ip());
+    if counted
+        && !state
+            .limiter
+            .open_unauthenticated(peer.ip(), &snap.limits.per_ip)
+    {
+        tracing::debug!(%peer, "too many unauthenticated connections from this address");
+        return;
+    }
+    let slot = Unauthenticated {
+        state: state.clone(),
+        ip: peer.ip(),
+        held: Arc::new(AtomicBool::new(counted)),
+    };
     match snap.tls.clone() {
         Some(cfg) => {
             let handshake = TlsAcceptor::from(cfg).accept(stream);
@@ -97,20 +129,28 @@ async fn handle_connection(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(tls::peer_cert);
-            let conn = Conn {
-                peer,
-                tls: true,
-                cert,
-            };
+            let conn = Conn::new(peer, true, cert, slot.held.clone());
             serve_http(state, &snap, tls_stream, conn, watcher).await;
         }
         None => {
-            let conn = Conn {
-                peer,
-                tls: false,
-                cert: None,
-            };
+            let conn = Conn::new(peer, false, None, slot.held.clone());
             serve_http(state, &snap, stream, conn, watcher).await;
+        }
+    }
+}
+
+/// Gives back the connection's unauthenticated slot when it closes, if an
+/// identified request has not done so already.
+struct Unauthenticated {
+    state: Arc<State>,
+    ip: std::net::IpAddr,
+    held: Arc<AtomicBool>,
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            self.state.limiter.release_unauthenticated(self.ip);
         }
     }
 }

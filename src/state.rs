@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::access_log::AccessLog;
 use crate::config::Snapshot;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::proxy::tunnel::Tunnels;
 use crate::proxy::upstream::UpstreamClient;
@@ -20,6 +21,7 @@ pub struct State {
     pub access_log: AccessLog,
     pub upstream: UpstreamClient,
     pub tunnels: Tunnels,
+    pub limiter: Limiter,
     /// Denied origins and networks per member, for `/suggest`.
     pub suggest: Suggestions,
     draining: AtomicBool,
@@ -35,6 +37,7 @@ impl State {
             access_log,
             upstream,
             tunnels: Tunnels::default(),
+            limiter: Limiter::default(),
             suggest: Suggestions::default(),
             draining: AtomicBool::new(false),
             upstream_seen: AtomicBool::new(false),

@@ -104,6 +104,7 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    pub per_ip: crate::limits::Settings,
 }
 
 #[derive(Clone, Debug)]
@@ -423,11 +424,19 @@ fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError>
         max_body_bytes: None,
         max_header_bytes: None,
         max_connections: None,
+        max_unauthenticated_per_ip: None,
+        auth_failures_per_minute: None,
+        auth_block: None,
     });
     let limits = Limits {
         max_body_bytes: l.max_body_bytes.unwrap_or(32 * 1024 * 1024),
         max_header_bytes: l.max_header_bytes.unwrap_or(64 * 1024).max(8192),
         max_connections: l.max_connections.unwrap_or(20_000),
+        per_ip: crate::limits::Settings {
+            max_unauthenticated_per_ip: l.max_unauthenticated_per_ip.unwrap_or(1024),
+            auth_failures_per_minute: l.auth_failures_per_minute.unwrap_or(60),
+            block: l.auth_block.unwrap_or(Duration::from_secs(60)),
+        },
     };
 
     // [session]

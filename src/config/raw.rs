@@ -115,6 +115,10 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     pub max_header_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<u32>,
+    pub auth_failures_per_minute: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub auth_block: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -48,6 +49,34 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
     pub cert: Option<PeerCert>,
+    /// Holds one of the peer's unauthenticated-connection slots until the
+    /// first identified request (see `limits`).
+    unauthenticated: Arc<AtomicBool>,
+}
+
+impl Conn {
+    pub fn new(
+        peer: SocketAddr,
+        tls: bool,
+        cert: Option<PeerCert>,
+        unauthenticated: Arc<AtomicBool>,
+    ) -> Self {
+        Conn {
+            peer,
+            tls,
+            cert,
+            unauthenticated,
+        }
+    }
+
+    /// An identified request arrived: give the unauthenticated slot back.
+    fn authenticated(&self, state: &State) {
+        if self.unauthenticated.load(Ordering::Relaxed)
+            && self.unauthenticated.swap(false, Ordering::AcqRel)
+        {
+            state.limiter.release_unauthenticated(self.peer.ip());
+        }
+    }
 }
 
 /// Why a request was not forwarded.
@@ -60,6 +89,8 @@ pub enum Refusal {
     LoginRedirect(String),
     MethodNotAllowed,
     PayloadTooLarge,
+    /// Too many failed authentications from this address.
+    TooManyFailures(Duration),
     Upstream(UpstreamError),
 }
 
@@ -223,6 +254,11 @@ async fn handle(
         Ok(id) => id,
         Err(IdentifyError::NoCredentials) => session_identity(snap, &req, now)?,
         Err(e) => {
+            let limits = &snap.limits.per_ip;
+            state.limiter.failed(client.ip, limits);
+            if let Some(left) = state.limiter.blocked(client.ip) {
+                return Err(Refusal::TooManyFailures(left));
+            }
             return Err(Refusal::Denied(match e {
                 IdentifyError::NoCredentials => Reason::NoCredentials,
                 IdentifyError::BadToken => Reason::BadToken,
@@ -232,9 +268,10 @@ async fn handle(
                     ex.credential = Some(token_id);
                     Reason::TokenExpired
                 }
-            }))
+            }));
         }
     };
+    conn.authenticated(state);
     ex.member = Some(id.member);
     ex.credential = Some(id.via.credential_id().to_string());
     let member = &snap.members[id.member];
@@ -525,6 +562,18 @@ fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Bod
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
+            r
+        }
+        Refusal::TooManyFailures(left) => {
+            ex.decision = Decision::Error;
+            let mut r = deny::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                &rid,
+            );
+            if let Ok(v) = HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
             r
         }
         Refusal::PayloadTooLarge => {
