@@ -239,7 +239,7 @@ impl CredentialIndex {
         self.tokens
             .values()
             .flatten()
-            .any(|s| s.member == member && s.id == token_id && !s.expires.is_some_and(|e| now >= e))
+            .any(|s| s.member == member && s.id == token_id && s.expires.is_none_or(|e| now < e))
     }
 }
 
