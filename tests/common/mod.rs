@@ -3,6 +3,7 @@
 //! and small HTTP clients. Everything binds 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -256,4 +257,74 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         })
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0.0)
+}
+
+/// A response read off a raw socket: status line, headers, body text.
+pub struct RawReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawReply {
+    /// Parse the first response in `text` (as returned by [`raw`]).
+    pub fn parse(text: &str) -> RawReply {
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no complete response head in {text:?}"));
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        RawReply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A loopback address where nothing listens: bound, then released.
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Every sample of one metric family, `{labels}` → value (`""` when the
+/// sample has no labels).
+pub fn series(metrics: &str, name: &str) -> BTreeMap<String, f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(name))
+        .filter(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Is `s` a hyphenated UUID of version 7?
+pub fn is_uuid_v7(s: &str) -> bool {
+    uuid::Uuid::try_parse(s).is_ok_and(|u| u.get_version_num() == 7) && s.len() == 36
 }

@@ -1,10 +1,13 @@
 //! A real upstream for tests: a hyper server on 127.0.0.1:0.
 //!
-//! - any path: 200, JSON body `{"method","path","headers":{name:[values]}}`
-//!   describing exactly what arrived (so tests assert what the gateway saw);
+//! - any path: 200, JSON body `{"method","path","headers":{name:[values]},
+//!   "body_len","body_sha256"}` describing exactly what arrived (so tests
+//!   assert what the gateway saw);
 //! - `/sse`: `text/event-stream`, sends `data: first`, then waits for
 //!   `release_sse()` before `data: last`;
 //! - `/ws`: WebSocket echo (tokio-tungstenite);
+//! - `/ws-headers`: WebSocket echo whose first text message is the JSON
+//!   object of the upgrade request's headers (`{name:[values]}`);
 //! - `/slow`: answers after 3 s;
 //! - `/status/NNN`: answers with that status.
 
@@ -22,6 +25,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -104,6 +108,9 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     count.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
+    if path == "/ws-headers" {
+        return Ok(ws_headers(req));
+    }
     if path == "/ws" {
         let key = req.headers().get("sec-websocket-key").cloned();
         let Some(key) = key else {
@@ -122,10 +129,8 @@ async fn handle(
                 if msg.is_close() {
                     break;
                 }
-                if msg.is_text() || msg.is_binary() {
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    break;
                 }
             }
         });
@@ -192,6 +197,7 @@ async fn handle(
         "path": pq,
         "headers": headers,
         "body_len": body.len(),
+        "body_sha256": hex::encode(sha2::Sha256::digest(&body)),
     });
     Ok(Response::builder()
         .header("content-type", "application/json")
@@ -204,4 +210,47 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// `/ws-headers`: accept the upgrade, send the request headers as JSON in
+/// the first text message, then echo text and binary messages.
+fn ws_headers(mut req: Request<Incoming>) -> Response<Body> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Response::builder()
+            .status(400)
+            .body(full("no key"))
+            .unwrap();
+    };
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let first = serde_json::json!(headers).to_string();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
+        if ws.send(first.into()).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(full(""))
+        .unwrap()
 }

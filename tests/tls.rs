@@ -1,0 +1,314 @@
+//! The TLS listener on real sockets: HTTPS and h2 via ALPN, members
+//! identified by client certificate (fingerprint or SAN), and mTLS
+//! refusals at the handshake.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::tls::{dns_san, email_san, https_get, tls_connect, ClientCert, Pki};
+use common::*;
+use http::Version;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-9876543210";
+
+async fn setup(
+    listen: &str,
+    members: &[MemberSpec],
+) -> (Upstream, ConfigDir, clawgate::server::Server) {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::with_listen(&[("prod", up.url())], members, listen);
+    let server = start(&cfg).await;
+    (up, cfg, server)
+}
+
+/// A member known only by certificate facts (no token).
+fn cert_member(name: &str, key: &str, value: &str) -> MemberSpec {
+    MemberSpec::new(name, "unused")
+        .unset("TOKEN_SHA256")
+        .set(key, value)
+}
+
+/// Connect with `cfg` and send a request that would succeed (valid token,
+/// `Connection: close`); return how the server refused, or panic if any
+/// response byte arrives. Under TLS 1.3 the client's side of the handshake
+/// completes before the server has judged its certificate, so the refusal
+/// may arrive as an alert on the first read.
+async fn refusal(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
+    let mut stream = match tls_connect(addr, cfg).await {
+        Err(e) => return e.to_string(),
+        Ok(s) => s,
+    };
+    let req = format!(
+        "GET / HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {ALICE}\r\nconnection: close\r\n\r\n"
+    );
+    let exchange = async {
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.map(|_| buf)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("server answers or closes within 10s")
+    {
+        Err(e) => e.to_string(),
+        Ok(buf) => {
+            assert!(
+                buf.is_empty(),
+                "the server answered a refused handshake: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            "closed without a response".into()
+        }
+    }
+}
+
+fn alice_cert(pki: &Pki) -> ClientCert {
+    pki.client("alice", vec![dns_san("alice.members.test")])
+}
+
+#[tokio::test]
+async fn https_request_with_bearer_token_reaches_upstream_as_https() {
+    let pki = Pki::new();
+    let (_up, _cfg, server) = setup(&pki.listen_tls(), &[MemberSpec::new("alice", ALICE)]).await;
+    let auth = format!("Bearer {ALICE}");
+    let r = https_get(
+        server.addr,
+        pki.client_config(None, &["http/1.1"]),
+        Version::HTTP_11,
+        "/api/tls",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-proto"][0], "https");
+    assert_eq!(h["x-forwarded-user"][0], "alice");
+    assert!(
+        h.get("authorization").is_none(),
+        "credential leaked upstream"
+    );
+}
+
+#[tokio::test]
+async fn alpn_negotiates_h2_and_the_http2_request_is_forwarded_with_identity() {
+    let pki = Pki::new();
+    let (_up, _cfg, server) = setup(&pki.listen_tls(), &[MemberSpec::new("alice", ALICE)]).await;
+    let auth = format!("Bearer {ALICE}");
+    // https_get asserts that ALPN picked h2 and the response is HTTP/2.
+    let r = https_get(
+        server.addr,
+        pki.client_config(None, &["h2"]),
+        Version::HTTP_2,
+        "/api/h2?q=1",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("x-request-id").is_some());
+    let seen = r.json();
+    assert_eq!(seen["path"], "/api/h2?q=1");
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-user"][0], "alice");
+    assert_eq!(h["x-forwarded-proto"][0], "https");
+    assert_eq!(
+        h["x-forwarded-host"][0],
+        format!("localhost:{}", server.addr.port())
+    );
+    assert_eq!(h["x-request-id"][0], r.request_id());
+    assert!(
+        h.get("authorization").is_none(),
+        "credential leaked upstream"
+    );
+}
+
+#[tokio::test]
+async fn optional_client_auth_lets_a_token_caller_in_without_a_certificate() {
+    let pki = Pki::new();
+    let (_up, _cfg, server) = setup(
+        &pki.listen_mtls("optional"),
+        &[MemberSpec::new("alice", ALICE)],
+    )
+    .await;
+    let r = https_get(
+        server.addr,
+        pki.client_config(None, &["http/1.1"]),
+        Version::HTTP_11,
+        "/",
+        &[("x-clawgate-token", ALICE)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["x-forwarded-user"][0], "alice");
+}
+
+#[tokio::test]
+async fn client_cert_listed_in_cert_sha256_identifies_the_member_without_a_token() {
+    let pki = Pki::new();
+    let cert = alice_cert(&pki);
+    let (_up, cfg, server) = setup(
+        &pki.listen_mtls("required"),
+        &[cert_member("alice", "CERT_SHA256", &cert.sha256_hex())],
+    )
+    .await;
+    let r = https_get(
+        server.addr,
+        pki.client_config(Some(&cert), &["http/1.1"]),
+        Version::HTTP_11,
+        "/",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["x-forwarded-user"][0], "alice");
+    let line = cfg.log_line(r.request_id()).await;
+    assert_eq!(line["member"], "alice");
+    assert_eq!(line["credential"], cert.sha256_hex());
+}
+
+#[tokio::test]
+async fn client_cert_with_a_dns_san_in_cert_san_identifies_the_member() {
+    let pki = Pki::new();
+    let cert = alice_cert(&pki);
+    let (_up, _cfg, server) = setup(
+        &pki.listen_mtls("optional"),
+        &[cert_member("alice", "CERT_SAN", "alice.members.test")],
+    )
+    .await;
+    let r = https_get(
+        server.addr,
+        pki.client_config(Some(&cert), &["http/1.1"]),
+        Version::HTTP_11,
+        "/",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["x-forwarded-user"][0], "alice");
+}
+
+#[tokio::test]
+async fn client_cert_with_an_email_san_in_cert_san_identifies_the_member() {
+    let pki = Pki::new();
+    let cert = pki.client("bob", vec![email_san("bob@example.com")]);
+    let (_up, _cfg, server) = setup(
+        &pki.listen_mtls("required"),
+        &[
+            MemberSpec::new("alice", ALICE),
+            cert_member("bob", "CERT_SAN", "bob@example.com"),
+        ],
+    )
+    .await;
+    let r = https_get(
+        server.addr,
+        pki.client_config(Some(&cert), &["h2"]),
+        Version::HTTP_2,
+        "/",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["headers"]["x-forwarded-user"][0], "bob");
+}
+
+#[tokio::test]
+async fn required_client_auth_refuses_a_handshake_without_a_client_cert() {
+    let pki = Pki::new();
+    let (up, _cfg, server) = setup(
+        &pki.listen_mtls("required"),
+        &[MemberSpec::new("alice", ALICE)],
+    )
+    .await;
+    let why = refusal(server.addr, pki.client_config(None, &["http/1.1"])).await;
+    assert!(
+        why.to_ascii_lowercase().contains("certificaterequired"),
+        "expected a certificate_required alert, got: {why}"
+    );
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn required_client_auth_refuses_a_cert_from_an_unrelated_ca() {
+    let pki = Pki::new();
+    let stranger = Pki::unrelated_client("alice");
+    let (up, _cfg, server) = setup(
+        &pki.listen_mtls("required"),
+        &[
+            MemberSpec::new("alice", ALICE),
+            // Even a member claiming this exact certificate must not get in:
+            // the CA check comes first.
+            cert_member("mallory", "CERT_SHA256", &stranger.sha256_hex()),
+        ],
+    )
+    .await;
+    let why = refusal(
+        server.addr,
+        pki.client_config(Some(&stranger), &["http/1.1"]),
+    )
+    .await;
+    assert!(
+        why.to_ascii_lowercase().contains("unknownca")
+            || why.to_ascii_lowercase().contains("badcertificate"),
+        "expected an unknown_ca or bad_certificate alert, got: {why}"
+    );
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn optional_client_auth_ca_signed_cert_no_member_claims_gets_401_unknown_cert() {
+    let pki = Pki::new();
+    let (up, _cfg, server) = setup(
+        &pki.listen_mtls("optional"),
+        &[MemberSpec::new("alice", ALICE)],
+    )
+    .await;
+    let nobody = pki.client("nobody", vec![dns_san("nobody.members.test")]);
+    let r = https_get(
+        server.addr,
+        pki.client_config(Some(&nobody), &["http/1.1"]),
+        Version::HTTP_11,
+        "/",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    let b = r.json();
+    assert_eq!(b["reason"], "unknown_cert");
+    assert!(b.get("member").is_none());
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn client_cert_beats_the_token_of_another_member() {
+    let pki = Pki::new();
+    let cert = alice_cert(&pki);
+    let (_up, _cfg, server) = setup(
+        &pki.listen_mtls("optional"),
+        &[
+            cert_member("alice", "CERT_SHA256", &cert.sha256_hex()),
+            MemberSpec::new("bob", BOB),
+        ],
+    )
+    .await;
+    let auth = format!("Bearer {BOB}");
+    let r = https_get(
+        server.addr,
+        pki.client_config(Some(&cert), &["http/1.1"]),
+        Version::HTTP_11,
+        "/",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-user"], serde_json::json!(["alice"]));
+    assert!(
+        h.get("authorization").is_none(),
+        "bob's token leaked upstream"
+    );
+}
