@@ -33,6 +33,8 @@ command -v npm     >/dev/null || need_apt+=(npm)
 command -v ip      >/dev/null || need_apt+=(iproute2)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl    >/dev/null || need_apt+=(curl)
+command -v jq      >/dev/null || need_apt+=(jq)
+command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v timeout >/dev/null || need_apt+=(coreutils)
 command -v flock   >/dev/null || need_apt+=(util-linux)
 if ((${#need_apt[@]})); then

@@ -47,7 +47,10 @@ cleanup() {
   stop_group "$CG_PID" clawgate
   stop_group "$GW_PID" gateway
   if [[ $NETNS_UP == 1 ]]; then netns_down || log "netns_down failed"; fi
-  if [[ -n "$WATCHDOG_PID" ]]; then kill "$WATCHDOG_PID" 2>/dev/null; wait "$WATCHDOG_PID" 2>/dev/null; fi
+  if [[ -n "$WATCHDOG_PID" ]]; then
+    kill -TERM -- "-$WATCHDOG_PID" 2>/dev/null || kill -TERM "$WATCHDOG_PID" 2>/dev/null
+    wait "$WATCHDOG_PID" 2>/dev/null
+  fi
   if [[ -n "$TMP" && -d "$TMP" ]]; then
     if [[ $FAIL -gt 0 || -n "${CLAWGATE_E2E_KEEP:-}" ]]; then
       for f in gateway.out clawgate.out; do
@@ -62,7 +65,7 @@ cleanup() {
   exit "$frc"
 }
 trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+trap 'nok "interrupted (signal, or the ${BUDGET_S}s budget ran out)"; exit 130' INT TERM
 
 # ---------------------------------------------------------- preconditions ---
 [[ -n "$CLAWGATE_ARG" ]] || fatal "usage: $0 path/to/clawgate"
@@ -74,7 +77,9 @@ for tool in ip openssl curl jq unshare setsid timeout sha256sum; do
 done
 
 # Watchdog: whatever hangs, the run ends within the budget.
-( sleep "$BUDGET_S"; echo "# budget of ${BUDGET_S}s exhausted: aborting"; kill -TERM $$ ) &
+# Its own process group (killed as a group on exit), detached from stdio, so
+# its `sleep` neither outlives the run nor holds a caller's pipe open.
+setsid bash -c 'sleep "$1"; kill -TERM "$2"' watchdog "$BUDGET_S" $$ >/dev/null 2>&1 </dev/null &
 WATCHDOG_PID=$!
 
 INSTALL_OUT="$(timeout 1800 bash "$HERE/install.sh")" || fatal "install.sh failed"
@@ -264,6 +269,7 @@ cli() {  # cli TOKEN OPENCLAW-ARGS...: run the CLI in the namespace, 90 s max
     timeout 90 "$OPENCLAW" "$@" </dev/null
 }
 gw_user_lines() { grep -c "authenticated user connected conn=.* user=$1\$" "$TMP/gateway.out" 2>/dev/null || true; }
+jq_body() { jq -e "$@" "$TMP/body" >/dev/null 2>&1; }  # jq_body [ARGS] FILTER: test the last body
 curl_ns() {  # curl_ns ARGS...: HTTPS to clawgate from the namespace, prints the status
   netns_exec curl -sk -m 10 -o "$TMP/body" -w '%{http_code}' "$@" "https://$LISTEN_IP:$LISTEN_PORT/"
 }
@@ -317,14 +323,14 @@ check "(c) bob from $CLIENT_IP: CLI fails with 'rejected websocket upgrade (HTTP
 code=$(curl_ns -H "X-Clawgate-Token: $BOB_TOKEN")
 check "(c) bob from $CLIENT_IP: 403 (got $code)" test "$code" = 403
 check "(c) bob's 403 body names member and presented client IP" \
-  jq -e --arg ip "$CLIENT_IP" '.member == "bob" and .client_ip.presented == $ip' "$TMP/body"
+  jq_body --arg ip "$CLIENT_IP" '.member == "bob" and .client_ip.presented == $ip'
 check "(c) bob never reached the gateway" eval '[[ $(gw_user_lines bob) -eq 0 ]]'
 
 # Origin not in alice's ORIGINS -> 403 with the diff --------------------------
 code=$(curl_ns -H "X-Clawgate-Token: $ALICE_TOKEN" -H "Origin: https://evil.example.test")
 check "alice with Origin https://evil.example.test: 403 (got $code)" test "$code" = 403
 check "origin 403 body carries the origin diff" \
-  jq -e '.origin.presented == "https://evil.example.test" and (.origin.allowed | length) > 0' "$TMP/body"
+  jq_body '.origin.presented == "https://evil.example.test" and (.origin.allowed | length) > 0'
 
 alive "$GW_PID"; check "gateway still running at the end" test $? -eq 0
 alive "$CG_PID"; check "clawgate still running at the end" test $? -eq 0
