@@ -325,3 +325,68 @@ async fn wss_with_a_client_certificate_identifies_the_member_and_echoes() {
     assert_echoes(&mut ws, Message::binary(vec![0u8, 255, 128])).await;
     ws.close(None).await.unwrap();
 }
+
+/// The close frame the proxy sent, if any, within `within`.
+async fn close_frame<S>(
+    ws: &mut WebSocketStream<S>,
+    within: Duration,
+) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let wait = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.ok().flatten()
+}
+
+#[tokio::test]
+async fn a_revoked_websocket_gets_close_1008_naming_its_request_id() {
+    let (_up, cfg, server) = setup(&[MemberSpec::new("alice", ALICE)]).await;
+    let (mut ws, rid) = open_ws(server.addr, "/ws", ALICE).await;
+    assert_echoes(&mut ws, Message::text("before")).await;
+    cfg.write_member(&MemberSpec::new("alice", ALICE).set("EGRESS_CIDRS", "192.0.2.0/24"));
+    let outcome = server.reload().unwrap();
+    assert_eq!(outcome.revoked, 1);
+    let frame = close_frame(&mut ws, Duration::from_secs(2))
+        .await
+        .expect("a close frame, not a cut connection");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert!(
+        frame.reason.contains("cidr_not_allowed"),
+        "{}",
+        frame.reason
+    );
+    assert!(frame.reason.contains(&rid), "{}", frame.reason);
+    let m = metrics(server.admin_addr).await;
+    assert_eq!(
+        sample(
+            &m,
+            "clawgate_revoked_connections_total{member=\"alice\",reason=\"cidr_not_allowed\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn draining_closes_open_websockets_with_1001() {
+    let (_up, _cfg, server) = setup(&[MemberSpec::new("alice", ALICE)]).await;
+    let (mut ws, _rid) = open_ws(server.addr, "/ws", ALICE).await;
+    assert_echoes(&mut ws, Message::text("before")).await;
+    let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
+    let frame = close_frame(&mut ws, Duration::from_secs(3))
+        .await
+        .expect("a close frame on drain");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert!(tokio::time::timeout(Duration::from_secs(6), shutdown)
+        .await
+        .unwrap()
+        .unwrap());
+}
