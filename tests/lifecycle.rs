@@ -24,6 +24,8 @@ struct Proc {
 }
 
 impl Proc {
+    // The child is killed and waited for in `Drop`.
+    #[allow(clippy::zombie_processes)]
     fn start(cfg: &ConfigDir) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
             .args(["run", "--config"])

@@ -1,0 +1,197 @@
+//! Broken config directories are refused with the file, the line and what
+//! to do: by `config::load` (what reload and `check` use) and by the real
+//! binary, which must exit non-zero instead of serving a half-read config.
+
+// Only the config builders are used here, not the upstream.
+#[allow(unused_imports)]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clawgate::config::{self, ConfigError};
+use common::*;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
+
+/// A valid two-upstream config with alice; tests break one thing each.
+fn config_dir() -> ConfigDir {
+    ConfigDir::new(
+        &[
+            ("prod", "http://127.0.0.1:18789".into()),
+            ("staging", "http://127.0.0.1:18790".into()),
+        ],
+        &[MemberSpec::new("alice", ALICE)],
+    )
+}
+
+fn refused(dir: &Path) -> ConfigError {
+    match config::load(dir) {
+        Ok(_) => panic!("{} was accepted", dir.display()),
+        Err(e) => e,
+    }
+}
+
+/// 1-based line of the first line of `text` that starts with `prefix`.
+fn line_starting(text: &str, prefix: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix} in {text}"))
+        + 1
+}
+
+#[test]
+fn the_valid_starting_point_loads() {
+    let cfg = config_dir();
+    let snap = config::load(cfg.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snap.members.len(), 1);
+}
+
+#[test]
+fn group_readable_member_file_is_refused_with_chmod_600() {
+    let cfg = config_dir();
+    let mut bob = MemberSpec::new("bob", BOB);
+    bob.mode = 0o644;
+    cfg.write_member(&bob);
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert!(e.reason.contains("chmod 600"), "{e}");
+    assert!(e.to_string().contains("bob.env"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_clawgate_toml_is_refused_with_its_line() {
+    let cfg = config_dir();
+    let extra = "[timeouts]\nupstream_respons = \"1s\"\n";
+    cfg.write_base(extra);
+    let text = std::fs::read_to_string(cfg.path().join("clawgate.toml")).unwrap();
+    let line = line_starting(&text, "upstream_respons");
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.path().join("clawgate.toml"));
+    assert_eq!(e.line_number(), Some(line), "{e}");
+    assert!(e.reason.contains("upstream_respons"), "{e}");
+    assert!(
+        e.to_string().contains(&format!("clawgate.toml:{line}:")),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_table_in_clawgate_toml_is_refused_with_its_line() {
+    let cfg = config_dir();
+    cfg.write_base("[limit]\nmax_body_bytes = 10\n");
+    let text = std::fs::read_to_string(cfg.path().join("clawgate.toml")).unwrap();
+    let e = refused(cfg.path());
+    assert_eq!(
+        e.line_number(),
+        Some(line_starting(&text, "[limit]")),
+        "{e}"
+    );
+    assert!(e.reason.contains("limit"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_a_member_file_names_its_line() {
+    let cfg = config_dir();
+    cfg.write_raw_member(
+        "bob",
+        &format!(
+            "# bob's compartment\nTOKEN_SHA256={}\nORIGINS=none\nEGRESS_CIDR=127.0.0.0/8\n",
+            sha256_hex(BOB)
+        ),
+    );
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert_eq!(e.line_number(), Some(4), "{e}");
+    assert!(e.reason.contains("EGRESS_CIDR"), "{e}");
+    assert!(e.to_string().contains("bob.env:4:"), "{e}");
+}
+
+#[test]
+fn upstream_naming_a_missing_upstream_names_the_file_and_line() {
+    let cfg = config_dir();
+    let bob = MemberSpec::new("bob", BOB).set("UPSTREAM", "stagin");
+    cfg.write_member(&bob);
+    let line = line_starting(&bob.render(), "UPSTREAM=");
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert_eq!(e.line_number(), Some(line), "{e}");
+    assert!(e.reason.contains("'stagin'"), "{e}");
+    assert!(
+        e.reason.contains("prod") && e.reason.contains("staging"),
+        "the defined upstreams are listed: {e}"
+    );
+    assert!(e.to_string().contains(&format!("bob.env:{line}:")), "{e}");
+}
+
+#[test]
+fn two_members_sharing_a_token_hash_are_refused() {
+    let cfg = config_dir();
+    cfg.write_member(&MemberSpec::new("bob", ALICE));
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert!(e.reason.contains("'alice'"), "names the other member: {e}");
+    assert!(e.reason.contains("alice.env"), "names the other file: {e}");
+    assert!(!e.to_string().contains(ALICE), "never prints a token: {e}");
+}
+
+#[test]
+fn missing_origins_says_what_to_write() {
+    let cfg = config_dir();
+    cfg.write_member(&MemberSpec::new("bob", BOB).unset("ORIGINS"));
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert!(e.reason.contains("ORIGINS"), "{e}");
+    assert!(e.reason.contains("ORIGINS=none"), "{e}");
+}
+
+#[test]
+fn missing_egress_cidrs_says_what_to_write() {
+    let cfg = config_dir();
+    cfg.write_member(&MemberSpec::new("bob", BOB).unset("EGRESS_CIDRS"));
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert!(e.reason.contains("EGRESS_CIDRS"), "{e}");
+    assert!(e.reason.contains("0.0.0.0/0"), "{e}");
+}
+
+#[test]
+fn the_binary_exits_non_zero_on_a_broken_dir_printing_file_and_line() {
+    let cfg = config_dir();
+    cfg.write_raw_member(
+        "bob",
+        &format!(
+            "TOKEN_SHA256={}\nORIGINS=none\nEGRESS_CIDR=127.0.0.0/8\n",
+            sha256_hex(BOB)
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(cfg.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clawgate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("clawgate run kept running on a broken config");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "exit status {status}; stderr: {stderr}");
+    let want = format!("{}:3:", cfg.member_path("bob").display());
+    assert!(stderr.contains(&want), "stderr lacks {want}: {stderr}");
+    assert!(stderr.contains("EGRESS_CIDR"), "{stderr}");
+}
