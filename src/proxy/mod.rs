@@ -129,6 +129,8 @@ struct Exchange {
     decision: Decision,
     reason: Option<Reason>,
     diff: Option<Diff>,
+    /// Declared request body length (`Content-Length`), when given.
+    bytes_in: Option<u64>,
 }
 
 pub async fn serve(
@@ -150,6 +152,7 @@ pub async fn serve(
         decision: Decision::Allow,
         reason: None,
         diff: None,
+        bytes_in: content_length(req.headers()),
     };
     let mut resp = match handle(&state, &snap, &conn, req, &mut ex).await {
         Ok(r) => r,
@@ -157,7 +160,8 @@ pub async fn serve(
     };
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID, ex.request_id.clone());
-    record(&state, &snap, &ex, resp.status(), started);
+    let bytes_out = content_length(resp.headers());
+    record(&state, &snap, &ex, resp.status(), bytes_out, started);
     Ok(resp)
 }
 
@@ -513,6 +517,11 @@ async fn forward(
     Ok(resp.map(Either::Left))
 }
 
+/// A message's declared body length; streamed bodies have none.
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
     ex.member
         .and_then(|m| snap.members.get(m))
@@ -589,7 +598,14 @@ fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Bod
 }
 
 /// Count and log one finished exchange (response headers sent).
-fn record(state: &State, snap: &Snapshot, ex: &Exchange, status: StatusCode, started: Instant) {
+fn record(
+    state: &State,
+    snap: &Snapshot,
+    ex: &Exchange,
+    status: StatusCode,
+    bytes_out: Option<u64>,
+    started: Instant,
+) {
     let member = member_label(snap, ex);
     let upstream = ex
         .upstream
@@ -647,8 +663,8 @@ fn record(state: &State, snap: &Snapshot, ex: &Exchange, status: StatusCode, sta
             upstream,
             upstream_ms: ex.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            bytes_in: None,
-            bytes_out: None,
+            bytes_in: ex.bytes_in,
+            bytes_out,
             diff: ex.diff.as_ref(),
         });
     } else if let Some(diff) = &ex.diff {
