@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs on a fresh Debian machine,
-# then runs unit + integration tests. This is the README's test command
-# and what .ci/run calls.
+# then runs the unit and integration tests (cargo) and the end-to-end suite
+# against the real OpenClaw gateway, CLI and Chromium (tests/e2e/run.sh).
+# This is the README's test command and what .ci/run calls.
+#   CLAWGATE_SKIP_E2E=1  skip the OpenClaw end-to-end suite (it is never
+#                        skipped in CI: .ci/run does not set this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+  # Debian's prometheus package only provides promtool here; no server runs.
 fi
 
 cargo test --all-targets
+
+if [ "${CLAWGATE_SKIP_E2E:-0}" != 1 ] && [ -x tests/e2e/run.sh ]; then
+  cargo build
+  tests/e2e/run.sh target/debug/clawgate
+fi

@@ -284,6 +284,8 @@ async fn handle(
     let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
     if let Err(reason) = policy::evaluate(member, origin, client.ip) {
         ex.diff = Some(policy::explain(member, origin, client.ip));
+        let origin_text = origin.and_then(|o| std::str::from_utf8(o).ok());
+        state.suggest.record(&member.name, origin_text, client.ip);
         ex.reason = Some(reason);
         match member.mode {
             Mode::Enforce => return Err(Refusal::Denied(reason)),
