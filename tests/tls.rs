@@ -312,3 +312,54 @@ async fn client_cert_beats_the_token_of_another_member() {
         "bob's token leaked upstream"
     );
 }
+
+#[tokio::test]
+async fn reload_rotates_the_server_certificate_for_new_connections_only() {
+    let old = Pki::new();
+    let new = Pki::new();
+    let up = Upstream::start().await;
+    let listen = "tls_cert = \"server.pem\"\ntls_key = \"server.key\"\n";
+    let cfg = ConfigDir::with_listen(
+        &[("prod", up.url())],
+        &[MemberSpec::new("alice", ALICE)],
+        listen,
+    );
+    old.install_server_files(cfg.path());
+    let server = start(&cfg).await;
+    let auth = format!("Bearer {ALICE}");
+    let trusts_old = old.client_config(None, &["http/1.1"]);
+    let trusts_new = new.client_config(None, &["http/1.1"]);
+    assert!(tls_connect(server.addr, trusts_new.clone()).await.is_err());
+
+    // A keep-alive connection opened on the old certificate.
+    let mut kept = tls_connect(server.addr, trusts_old.clone()).await.unwrap();
+    let req = format!("GET / HTTP/1.1\r\nhost: localhost\r\nauthorization: {auth}\r\n\r\n");
+    kept.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 16384];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    new.install_server_files(cfg.path());
+    server.reload().unwrap();
+    let r = https_get(
+        server.addr,
+        trusts_new,
+        Version::HTTP_11,
+        "/",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        tls_connect(server.addr, trusts_old).await.is_err(),
+        "new connections use the new cert"
+    );
+
+    // The connection opened before the reload carries on.
+    kept.write_all(req.as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

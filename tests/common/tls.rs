@@ -105,6 +105,13 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// Copy the server certificate and key to `dir/server.pem` and
+    /// `dir/server.key` (for rotation tests).
+    pub fn install_server_files(&self, dir: &std::path::Path) {
+        std::fs::copy(self.file("server.pem"), dir.join("server.pem")).unwrap();
+        std::fs::copy(self.file("server.key"), dir.join("server.key")).unwrap();
+    }
+
     /// `[listen]` lines for TLS without client certificates.
     pub fn listen_tls(&self) -> String {
         format!(
