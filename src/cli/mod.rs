@@ -1,14 +1,21 @@
 //! Command line: `main.rs` parses, this module dispatches. One file per
 //! command; each returns the process exit code.
 
+mod admin_client;
+pub mod check;
 pub mod explain;
+pub mod gateway_config;
+pub mod oncall;
+pub mod probe;
 pub mod run;
+pub mod signoff;
+pub mod suggest;
 pub mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,6 +28,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Output format of the commands that print data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For a terminal.
+    Text,
+    /// For CI and scripts (stable field names).
+    Json,
+    /// Markdown, to paste into a change ticket.
+    Md,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve: load the config directory and proxy members to their upstreams.
@@ -29,6 +47,9 @@ pub enum Command {
         #[arg(long, default_value = "config")]
         config: PathBuf,
     },
+    /// Validate the config; print ports, members and the sign-off matrix.
+    /// Exits 0 only when every row passes.
+    Check(check::Args),
     /// The decision the running proxy would make for a credential, offline.
     Explain(explain::Args),
     /// Create and rotate member tokens.
@@ -36,12 +57,29 @@ pub enum Command {
         #[command(subcommand)]
         command: token::Command,
     },
+    /// Probe the channel as a member: HTTP GET plus WebSocket round trip.
+    /// Exits 0 when both pass.
+    Probe(probe::Args),
+    /// Print the OpenClaw gateway config block matching clawgate's members.
+    GatewayConfig(gateway_config::Args),
+    /// The on-call packet: check summary, upstream health, denial counts,
+    /// last access-log lines. Exits 0 when everything is healthy.
+    Oncall(oncall::Args),
+    /// Propose the ORIGINS/EGRESS_CIDRS changes that would have allowed
+    /// what was refused (audit mode and denials), read from the admin
+    /// listener.
+    Suggest(suggest::Args),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config } => run::run(&config),
+        Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Token { command } => token::run(command),
+        Command::Probe(args) => probe::run(args),
+        Command::GatewayConfig(args) => gateway_config::run(args),
+        Command::Oncall(args) => oncall::run(args),
+        Command::Suggest(args) => suggest::run(args),
     }
 }

@@ -181,6 +181,11 @@ async fn handle(
         ex.request_id = request_id::generate();
         return Err(Refusal::BadRequest("absolute_form"));
     }
+    // Authority-form (`GET host:80`) and asterisk-form (`OPTIONS *`).
+    if !req.uri().path().starts_with('/') {
+        ex.request_id = request_id::generate();
+        return Err(Refusal::BadRequest("bad_target"));
+    }
     let client = client_ip::resolve(conn.peer, req.headers(), &snap.trusted_proxies);
     let client = match client {
         Ok(c) => c,
@@ -284,8 +289,10 @@ async fn handle(
     let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
     if let Err(reason) = policy::evaluate(member, origin, client.ip) {
         ex.diff = Some(policy::explain(member, origin, client.ip));
-        let origin_text = origin.and_then(|o| std::str::from_utf8(o).ok());
-        state.suggest.record(&member.name, origin_text, client.ip);
+        let origin_text = origin.map(String::from_utf8_lossy);
+        state
+            .suggest
+            .record(&member.name, origin_text.as_deref(), client.ip);
         ex.reason = Some(reason);
         match member.mode {
             Mode::Enforce => return Err(Refusal::Denied(reason)),
@@ -381,6 +388,34 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, Refusal>
         Version::HTTP_11 if first.is_none() => Err(Refusal::BadRequest("missing_host")),
         _ => Ok(first),
     }
+    .and_then(|host| match host {
+        Some(h) if !valid_host(h.as_bytes()) => Err(Refusal::BadRequest("bad_host")),
+        other => Ok(other),
+    })
+}
+
+/// `host[:port]` (RFC 9110 §7.2): no userinfo, path or spaces, since it
+/// travels on as `X-Forwarded-Host`.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.iter().rposition(|b| *b == b':') {
+        Some(i) if !v[i..].contains(&b']') => (&v[..i], Some(&v[i + 1..])),
+        _ => (v, None),
+    };
+    let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        Some(ip) => {
+            !ip.is_empty()
+                && ip
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
+        }
+    };
+    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -404,8 +439,12 @@ async fn forward(
             None => return Err(Refusal::BadRequest("bad_content_length")),
         }
     }
+    // Only WebSocket is tunnelled. Any other Upgrade (h2c) is ignored, as
+    // RFC 9110 §7.8 allows: the gateway must never switch to a protocol
+    // whose requests would bypass clawgate.
     let upgrade = if req.version() == Version::HTTP_11 {
         headers::upgrade_requested(req.headers())
+            .filter(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
     } else {
         None
     };
@@ -479,6 +518,10 @@ async fn forward(
             // refusal (and reason code) as an oversized Content-Length.
             if e == UpstreamError::BodyTooLarge {
                 return Err(Refusal::PayloadTooLarge);
+            }
+            // The client's body broke (bad chunk, cut short): its fault.
+            if e == UpstreamError::ClientBody {
+                return Err(Refusal::BadRequest("bad_request_body"));
             }
             return Err(Refusal::Upstream(e));
         }

@@ -1,0 +1,202 @@
+//! Talking to a running clawgate's admin listener from the CLI: where it
+//! is, a bounded plain-HTTP GET, and a Prometheus text-format reader.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Largest admin response read (a /metrics page with many members).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The admin base URL: `--admin` if given, else the config's `[admin] addr`
+/// (an unspecified address is reached on loopback), else the default.
+pub fn admin_url(flag: Option<&str>, config: &Path) -> String {
+    if let Some(u) = flag {
+        return u.trim_end_matches('/').to_string();
+    }
+    let addr: SocketAddr = match crate::config::load(config) {
+        Ok(s) => s.admin.addr,
+        Err(_) => crate::config::DEFAULT_ADMIN_ADDR
+            .parse()
+            .expect("default admin address parses"),
+    };
+    format!("http://{}", reachable(addr))
+}
+
+/// `0.0.0.0:P` / `[::]:P` are dialled on the matching loopback address.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// GET `url` (plain HTTP), bounded by `timeout`: status and body.
+pub async fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("'{url}' is not a URL (e.g. http://127.0.0.1:9180)"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "'{url}': the admin listener speaks plain http:// (it stays on loopback)"
+        ));
+    }
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let fetch = async {
+        let resp = client
+            .get(uri)
+            .await
+            .map_err(|e| format!("{url}: {}", describe(&e)))?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: reading the body: {e}"))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(timeout, fetch).await.map_err(|_| {
+        format!(
+            "{url}: no answer within {}",
+            humantime::format_duration(timeout)
+        )
+    })?
+}
+
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// One sample of the text exposition format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parse the Prometheus text format; comments and malformed lines are skipped.
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices().peekable();
+        let mut end = None;
+        loop {
+            while chars
+                .peek()
+                .is_some_and(|(_, c)| *c == ',' || c.is_whitespace())
+            {
+                chars.next();
+            }
+            match chars.peek() {
+                Some((i, '}')) => {
+                    end = Some(*i + 1);
+                    break;
+                }
+                None => break,
+                _ => {}
+            }
+            let mut key = String::new();
+            for (_, c) in chars.by_ref() {
+                if c == '=' {
+                    break;
+                }
+                key.push(c);
+            }
+            if chars.next().map(|(_, c)| c) != Some('"') {
+                return None;
+            }
+            let mut value = String::new();
+            let mut closed = false;
+            while let Some((_, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next().map(|(_, c)| c) {
+                        Some('n') => value.push('\n'),
+                        Some(other) => value.push(other),
+                        None => return None,
+                    },
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return None;
+            }
+            labels.insert(key.trim().to_string(), value);
+        }
+        rest = &r[end?..];
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_with_labels_and_escapes_parse() {
+        let text = "# HELP x y\n# TYPE clawgate_denials_total counter\nclawgate_denials_total{member=\"alice\",reason=\"origin_not_allowed\"} 3\nup 1\nweird{a=\"q\\\"x\\\\\"} 2.5 1700000000\nbad{a=\"x} 1\n";
+        let s = parse_prometheus(text);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].name, "clawgate_denials_total");
+        assert_eq!(s[0].labels["member"], "alice");
+        assert_eq!(s[0].labels["reason"], "origin_not_allowed");
+        assert_eq!(s[0].value, 3.0);
+        assert_eq!(s[1].name, "up");
+        assert_eq!(s[2].labels["a"], "q\"x\\");
+        assert_eq!(s[2].value, 2.5);
+    }
+
+    #[test]
+    fn unspecified_admin_address_is_dialled_on_loopback() {
+        assert_eq!(
+            reachable("0.0.0.0:9180".parse().unwrap()).to_string(),
+            "127.0.0.1:9180"
+        );
+        assert_eq!(
+            reachable("[::]:9180".parse().unwrap()).to_string(),
+            "[::1]:9180"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! The sign-off report behind `clawgate check` (and the summary in
+//! `oncall`): the port/bind table, the env-file map and the matrix of
+//! pass/fail rows, each with its evidence.
+//!
+//! Rows that guard the key compartments (file permissions, shared tokens,
+//! `ORIGINS=*`, expiries, the backup set) are computed from the files
+//! themselves, so they still say what is wrong when the loader refuses the
+//! config; the rest need the loaded snapshot.
+
+mod files;
+mod ports;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::gateway_config::{self, Expected};
+use crate::config::{self, error::Location, raw::RawBase, ConfigError, Snapshot};
+use crate::member::{Mode, TokenRecord};
+pub use ports::{port_table, reach};
+
+pub const CONFIG: &str = "config";
+pub const KEYS: &str = "key compartments";
+pub const EXPOSURE: &str = "exposure";
+pub const OBSERVABILITY: &str = "observability";
+pub const ROTATION: &str = "rotation";
+pub const BACKUP: &str = "backup set";
+pub const GATEWAY: &str = "gateway";
+
+/// How close an expiry without a successor fails the rotation row.
+pub const ROTATION_WARNING: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+}
+
+/// One row of the sign-off matrix.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub section: &'static str,
+    pub check: &'static str,
+    pub status: Status,
+    pub evidence: String,
+}
+
+/// One line of the port/bind table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Port {
+    /// `member`, `admin` or `upstream`.
+    pub role: &'static str,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tls: bool,
+    /// `loopback`, `lan` (private ranges), `any`, or `unknown` (a host name).
+    pub reach: &'static str,
+    pub conflicts: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenEntry {
+    pub id: String,
+    pub expires: Option<String>,
+    /// `active`, `expiring` (within 24 h) or `expired`.
+    pub state: &'static str,
+}
+
+/// One line of the env-file map.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberEntry {
+    pub name: String,
+    pub file: String,
+    /// Octal permission bits, e.g. `600`.
+    pub permissions: String,
+    pub tokens: Vec<TokenEntry>,
+    pub cert_sha256: Vec<String>,
+    pub cert_san: Vec<String>,
+    pub origins: Vec<String>,
+    pub cidrs: Vec<String>,
+    pub upstream: String,
+    pub scopes: Vec<String>,
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupFile {
+    pub path: String,
+    pub present: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub rows: usize,
+    pub passed: usize,
+    pub failed: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub config_dir: String,
+    pub generated_at: String,
+    pub pass: bool,
+    pub summary: Summary,
+    pub load_error: Option<LoadError>,
+    pub ports: Vec<Port>,
+    pub members: Vec<MemberEntry>,
+    pub backup: Vec<BackupFile>,
+    pub rows: Vec<Row>,
+}
+
+pub struct Options<'a> {
+    pub dir: &'a Path,
+    pub gateway_config: Option<&'a Path>,
+    pub upstream: Option<&'a str>,
+    pub now: SystemTime,
+}
+
+fn row(section: &'static str, check: &'static str, ok: bool, evidence: String) -> Row {
+    Row {
+        section,
+        check,
+        status: if ok { Status::Pass } else { Status::Fail },
+        evidence,
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn short(p: &Path, dir: &Path) -> String {
+    p.strip_prefix(dir).unwrap_or(p).display().to_string()
+}
+
+/// Build the whole report. Never fails: problems become failing rows.
+pub fn build(opts: &Options<'_>) -> Report {
+    let dir = opts.dir;
+    let raw = read_raw(dir);
+    let loaded = config::load(dir);
+    let members_dir = match &loaded {
+        Ok(s) => s.members_dir.clone(),
+        Err(_) => raw
+            .as_ref()
+            .and_then(|r| r.members.as_ref())
+            .and_then(|m| m.dir.as_deref())
+            .map(|d| resolve(dir, d))
+            .unwrap_or_else(|| dir.join("members")),
+    };
+    let scans = files::scan_members(&members_dir);
+
+    let mut rows = Vec::new();
+    let mut load_error = None;
+    match &loaded {
+        Ok(s) => rows.push(row(
+            CONFIG,
+            "configuration loads",
+            true,
+            format!(
+                "{}: {} upstream(s), {} member(s), {} public route(s)",
+                config::BASE_FILE,
+                s.upstreams.len(),
+                s.members.len(),
+                s.public.len()
+            ),
+        )),
+        Err(e) => {
+            load_error = Some(load_error_of(e));
+            rows.push(row(CONFIG, "configuration loads", false, e.to_string()));
+        }
+    }
+
+    rows.push(files::permissions_row(&scans, dir));
+    rows.push(files::shared_tokens_row(&scans));
+    rows.push(files::mode_row(&scans));
+
+    let (ports, members) = match &loaded {
+        Ok(s) => (port_table(s), member_map(s, opts.now)),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    match &loaded {
+        Ok(s) => {
+            rows.push(ports::member_listener_row(s));
+            rows.push(ports::admin_row(s));
+            rows.push(ports::upstreams_row(&ports));
+            rows.push(ports::conflicts_row(&ports));
+        }
+        Err(_) => {
+            for check in [
+                "member listener is TLS or loopback-only",
+                "admin listener on loopback",
+                "upstreams on loopback",
+                "no port clashes or proxy loops",
+            ] {
+                rows.push(row(EXPOSURE, check, false, not_loaded()));
+            }
+        }
+    }
+    rows.push(files::origins_row(&scans));
+    match &loaded {
+        Ok(s) => {
+            rows.push(ports::access_log_row(s));
+            rows.push(row(
+                OBSERVABILITY,
+                "metrics on the admin listener",
+                true,
+                format!(
+                    "http://{}/metrics, /healthz, /readyz, /suggest",
+                    s.admin.addr
+                ),
+            ));
+        }
+        Err(_) => {
+            rows.push(row(OBSERVABILITY, "access log on", false, not_loaded()));
+            rows.push(row(
+                OBSERVABILITY,
+                "metrics on the admin listener",
+                false,
+                not_loaded(),
+            ));
+        }
+    }
+    rows.push(files::rotation_row(&scans, opts.now));
+    let backup = files::backup_set(dir, raw.as_ref(), &scans);
+    rows.push(files::backup_row(&backup, dir));
+    if let Some(gw) = opts.gateway_config {
+        rows.extend(gateway_rows(loaded.as_ref().ok(), gw, opts.upstream));
+    }
+
+    let failed = rows.iter().filter(|r| r.status == Status::Fail).count();
+    Report {
+        config_dir: dir.display().to_string(),
+        generated_at: rfc3339(opts.now),
+        pass: failed == 0,
+        summary: Summary {
+            rows: rows.len(),
+            passed: rows.len() - failed,
+            failed,
+        },
+        load_error,
+        ports,
+        members,
+        backup,
+        rows,
+    }
+}
+
+fn not_loaded() -> String {
+    "not evaluated: the configuration did not load (see the config row)".into()
+}
+
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn read_raw(dir: &Path) -> Option<RawBase> {
+    let text = fs::read_to_string(dir.join(config::BASE_FILE)).ok()?;
+    toml::from_str(&text).ok()
+}
+
+fn load_error_of(e: &ConfigError) -> LoadError {
+    LoadError {
+        file: e.file.display().to_string(),
+        line: e.line_number(),
+        key: match &e.location {
+            Location::Key(k) => Some(k.clone()),
+            _ => None,
+        },
+        reason: e.reason.clone(),
+    }
+}
+
+fn token_state(t: &TokenRecord, now: SystemTime) -> &'static str {
+    match t.expires {
+        Some(e) if now >= e => "expired",
+        Some(e) if e <= now + ROTATION_WARNING => "expiring",
+        _ => "active",
+    }
+}
+
+fn gateway_rows(snap: Option<&Snapshot>, file: &Path, upstream: Option<&str>) -> Vec<Row> {
+    const TRUST: &str = "gateway trusts clawgate in trusted-proxy mode";
+    const ALLOW: &str = "gateway allowlists match members";
+    let both = |ev: String| {
+        vec![
+            row(GATEWAY, TRUST, false, ev.clone()),
+            row(GATEWAY, ALLOW, false, ev),
+        ]
+    };
+    let Some(snap) = snap else {
+        return both("cannot compare: the clawgate configuration did not load".into());
+    };
+    let idx = match gateway_config::pick_upstream(snap, upstream) {
+        Ok(i) => i,
+        Err(e) => return both(e),
+    };
+    let actual = match gateway_config::read_gateway_config(file) {
+        Ok(v) => v,
+        Err(e) => return both(e),
+    };
+    let expected = Expected::build(snap, idx);
+    let fix = "; run clawgate gateway-config and merge its output";
+    let trust = gateway_config::trust_drift(&expected, &actual);
+    let allow = gateway_config::allowlist_drift(&expected, &actual);
+    vec![
+        if trust.is_empty() {
+            row(
+                GATEWAY,
+                TRUST,
+                true,
+                format!(
+                    "{}: mode trusted-proxy, userHeader {}, trustedProxies {:?}",
+                    file.display(),
+                    expected.user_header,
+                    expected.trusted_proxies
+                ),
+            )
+        } else {
+            row(GATEWAY, TRUST, false, trust.join("; ") + fix)
+        },
+        if allow.is_empty() {
+            row(
+                GATEWAY,
+                ALLOW,
+                true,
+                format!(
+                    "{}: allowUsers {:?}, {} origin(s), identityScopes for each member",
+                    file.display(),
+                    expected.allow_users,
+                    expected.allowed_origins.len()
+                ),
+            )
+        } else {
+            row(GATEWAY, ALLOW, false, allow.join("; ") + fix)
+        },
+    ]
+}
+
+/// The env-file map.
+pub fn member_map(s: &Snapshot, now: SystemTime) -> Vec<MemberEntry> {
+    s.members
+        .iter()
+        .map(|m| MemberEntry {
+            name: m.name.clone(),
+            file: short(&m.file, &s.dir),
+            permissions: format!("{:03o}", m.file_mode),
+            tokens: m
+                .tokens
+                .iter()
+                .map(|t| TokenEntry {
+                    id: t.id.clone(),
+                    expires: t.expires.map(rfc3339),
+                    state: token_state(t, now),
+                })
+                .collect(),
+            cert_sha256: m.cert_sha256.iter().map(hex::encode).collect(),
+            cert_san: m.cert_san.clone(),
+            origins: m.origins.patterns().iter().map(|p| p.to_string()).collect(),
+            cidrs: m.egress.nets().iter().map(|n| n.to_string()).collect(),
+            upstream: s.upstreams[m.upstream].name.clone(),
+            scopes: m.scopes.clone(),
+            mode: match m.mode {
+                Mode::Enforce => "enforce",
+                Mode::Audit => "audit",
+            },
+        })
+        .collect()
+}
