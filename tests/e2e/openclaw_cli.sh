@@ -208,6 +208,7 @@ T0=$(date +%s)
 setsid "${gw_env[@]}" unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' \
   "$GW/resolv.conf" "$OPENCLAW" gateway run --port "$GW_PORT" >"$TMP/gateway.out" 2>&1 </dev/null &
 GW_PID=$!
+[[ -n "${CLAWGATE_E2E_PIDFILE:-}" ]] && echo "$GW_PID" >>"$CLAWGATE_E2E_PIDFILE"   # run.sh's last resort
 
 wait_for() {  # wait_for SECONDS DESCRIPTION CMD...: poll every 0.5 s
   local secs="$1" what="$2" i; shift 2
@@ -227,6 +228,7 @@ ok "gateway ready in $(( $(date +%s) - T0 ))s (trusted-proxy, 127.0.0.1:$GW_PORT
 log "starting clawgate on $LISTEN_IP:$LISTEN_PORT (admin 127.0.0.1:$ADMIN_PORT)"
 setsid "$CLAWGATE" run --config "$CG" >"$TMP/clawgate.out" 2>&1 </dev/null &
 CG_PID=$!
+[[ -n "${CLAWGATE_E2E_PIDFILE:-}" ]] && echo "$CG_PID" >>"$CLAWGATE_E2E_PIDFILE"
 cg_ready() {
   alive "$CG_PID" || return 1
   # Any HTTP answer on the TLS listener from inside the namespace will do.
