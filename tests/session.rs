@@ -132,3 +132,31 @@ async fn login_is_refused_from_a_disallowed_origin_with_the_diff() {
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["origin"]["presented"], "https://evil.example.net");
 }
+
+#[tokio::test]
+async fn a_browser_with_a_stale_cookie_is_sent_back_to_login() {
+    let (_up, cfg, server) = setup().await;
+    let set = login(&server, ALICE)
+        .await
+        .header("set-cookie")
+        .unwrap()
+        .to_string();
+    let cookie = cookie_pair(&set);
+    cfg.write_member(&MemberSpec::new("alice", "a-rotated-token-777"));
+    server.reload().unwrap();
+    let page = [("cookie", cookie.as_str()), ("accept", "text/html")];
+    let r = get(server.addr, "/", &page).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/_clawgate/login?next=%2F"));
+    assert!(
+        r.header("set-cookie").unwrap().contains("Max-Age=0"),
+        "stale cookie cleared"
+    );
+    let api = get(server.addr, "/", &[("cookie", &cookie)]).await;
+    assert_eq!(api.status, 401);
+    assert_eq!(
+        api.json()["reason"],
+        "bad_token",
+        "a removed token is bad_token, as on WebSockets"
+    );
+}

@@ -327,7 +327,9 @@ fn session_identity(
     let Some(sess) = &snap.session else {
         return Err(Refusal::Denied(Reason::NoCredentials));
     };
-    let Some(value) = headers::cookie(req.headers(), SESSION_COOKIE) else {
+    // A browser asking for a page gets the login form instead of a JSON 401,
+    // also when its cookie went stale (token rotated, key changed).
+    let refuse = |reason: Reason| {
         let wants_html = req.method() == Method::GET
             && req
                 .headers()
@@ -335,26 +337,32 @@ fn session_identity(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("text/html"))
             && headers::upgrade_requested(req.headers()).is_none();
-        if wants_html {
-            let next = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let q: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("next", next)
-                .finish();
-            return Err(Refusal::LoginRedirect(format!("{}?{q}", login::LOGIN_PATH)));
+        if !wants_html {
+            return Refusal::Denied(reason);
         }
-        return Err(Refusal::Denied(Reason::NoCredentials));
+        let next = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish();
+        Refusal::LoginRedirect(format!("{}?{q}", login::LOGIN_PATH))
+    };
+    let Some(value) = headers::cookie(req.headers(), SESSION_COOKIE) else {
+        return Err(refuse(Reason::NoCredentials));
     };
     let claims =
-        crate::session::verify(&sess.key, value, now).ok_or(Refusal::Denied(Reason::BadToken))?;
-    let (member, _) = snap
+        crate::session::verify(&sess.key, value, now).ok_or_else(|| refuse(Reason::BadToken))?;
+    let (member, m) = snap
         .member_by_name(&claims.member)
-        .ok_or(Refusal::Denied(Reason::BadToken))?;
+        .ok_or_else(|| refuse(Reason::BadToken))?;
+    if m.token(&claims.token_id).is_none() {
+        return Err(refuse(Reason::BadToken));
+    }
     if !snap.credentials.token_valid(member, &claims.token_id, now) {
-        return Err(Refusal::Denied(Reason::TokenExpired));
+        return Err(refuse(Reason::TokenExpired));
     }
     Ok(identity::Identity {
         member,
@@ -606,6 +614,9 @@ fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Bod
             *r.status_mut() = StatusCode::SEE_OTHER;
             if let Ok(v) = HeaderValue::from_str(&to) {
                 r.headers_mut().insert(header::LOCATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&crate::session::clear_cookie(SESSION_COOKIE)) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
         }
