@@ -23,8 +23,17 @@ use crate::proxy_protocol;
 use crate::state::State;
 use crate::tls;
 
-/// Decrements the open-connections gauge when the connection ends.
-struct OpenConn(prometheus::IntGauge);
+/// Counts one open client connection in the gauge until dropped. A
+/// WebSocket tunnel holds its own, since the hyper connection that carried
+/// the upgrade ends when it hands the socket over.
+pub(crate) struct OpenConn(prometheus::IntGauge);
+
+impl OpenConn {
+    pub(crate) fn count(gauge: &prometheus::IntGauge) -> OpenConn {
+        gauge.inc();
+        OpenConn(gauge.clone())
+    }
+}
 
 impl Drop for OpenConn {
     fn drop(&mut self) {
@@ -60,8 +69,7 @@ pub async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        state.metrics.connections_open.inc();
-        let guard = OpenConn(state.metrics.connections_open.clone());
+        let guard = OpenConn::count(&state.metrics.connections_open);
         let watcher = graceful.watcher();
         let state = state.clone();
         tokio::spawn(async move {
@@ -174,9 +182,29 @@ where
         .max_header_list_size(snap.limits.max_header_bytes as u32)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let conn = Arc::new(conn);
-    let svc = service_fn(move |req| proxy::serve(state.clone(), conn.clone(), req));
+    let requested = Arc::new(AtomicBool::new(false));
+    let seen = requested.clone();
+    let svc = service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        proxy::serve(state.clone(), conn.clone(), req)
+    });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
+    let connection = watcher.watch(connection.into_owned());
+    tokio::pin!(connection);
+    // hyper's header_read timer starts only once the first bytes told it
+    // the HTTP version: a connection that never sends any would be held
+    // forever. The first request must arrive within header_read.
+    let ended = tokio::select! {
+        r = &mut connection => r,
+        _ = tokio::time::sleep(snap.timeouts.header_read) => {
+            if !requested.load(Ordering::Relaxed) {
+                tracing::debug!("no request within header_read; closing");
+                return;
+            }
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!("connection ended: {e}");
     }
 }

@@ -39,7 +39,7 @@ use headers::{Caller, Forwarding};
 use upstream::UpstreamError;
 
 /// Response bodies: streamed from the upstream, or made here.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<upstream::ResponseBody, Full<Bytes>>;
 
 /// Name of the browser session cookie (see `/_clawgate/login`).
 pub const SESSION_COOKIE: &str = "clawgate_session";
@@ -567,7 +567,12 @@ async fn forward(
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
     headers::prepare_response(resp.headers_mut(), switching, &ex.request_id);
-    Ok(resp.map(Either::Left))
+    let reset = state
+        .metrics
+        .upstream_errors
+        .with_label_values(&[&up.name, UpstreamError::Reset.kind()]);
+    let rid = ex.request_id.clone();
+    Ok(resp.map(|b| Either::Left(upstream::ResponseBody::new(b, reset, rid))))
 }
 
 /// A message's declared body length; streamed bodies have none.

@@ -18,6 +18,8 @@ pub struct FrameTracker {
     header: [u8; 14],
     header_len: usize,
     remaining: u64,
+    /// A close frame went by: the sender ended the WebSocket properly.
+    saw_close: bool,
 }
 
 impl FrameTracker {
@@ -35,6 +37,7 @@ impl FrameTracker {
             data = &data[1..];
             if let Some((total, payload)) = header_size(&self.header[..self.header_len]) {
                 if self.header_len == total {
+                    self.saw_close |= self.header[0] & 0x0f == 0x8;
                     self.remaining = payload;
                     self.header_len = 0;
                 }
@@ -45,6 +48,11 @@ impl FrameTracker {
     /// Between two frames: a frame may be inserted here.
     pub fn at_boundary(&self) -> bool {
         self.remaining == 0 && self.header_len == 0
+    }
+
+    /// Has a close frame gone by?
+    pub fn saw_close(&self) -> bool {
+        self.saw_close
     }
 }
 
@@ -92,7 +100,14 @@ pub enum End {
     Closed,
     /// Closed by clawgate with this reason code.
     Stopped(&'static str),
+    /// The gateway dropped a WebSocket without a close frame while the
+    /// client was still there and had not sent one either; the client got
+    /// [`UPSTREAM_RESET`].
+    UpstreamReset,
 }
+
+/// Close reason when the gateway drops a WebSocket (close code 1011).
+pub const UPSTREAM_RESET: &str = "upstream_reset";
 
 /// Relay buffer per direction: small, since idle connections must stay cheap.
 const BUF: usize = 4096;
@@ -118,13 +133,22 @@ where
     let up_bytes = std::sync::atomic::AtomicU64::new(0);
     let mut down_bytes = 0u64;
     let mut tracker = FrameTracker::default();
+    // The client sent a close frame: the gateway may end the connection.
+    let client_closing = std::sync::atomic::AtomicBool::new(false);
 
     let client_to_upstream = async {
         let mut buf = vec![0u8; BUF];
+        let mut client_frames = FrameTracker::default();
         loop {
             match cr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if websocket && !client_frames.saw_close() {
+                        client_frames.feed(&buf[..n]);
+                        if client_frames.saw_close() {
+                            client_closing.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                     if uw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
@@ -142,6 +166,17 @@ where
     let end = loop {
         tokio::select! {
             r = ur.read(&mut buf) => match r {
+                Ok(0) | Err(_)
+                    if websocket
+                        && !client_done
+                        && !tracker.saw_close()
+                        && !client_closing.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    if tracker.at_boundary() {
+                        let _ = cw.write_all(&frame(UPSTREAM_RESET)).await;
+                    }
+                    break End::UpstreamReset;
+                }
                 Ok(0) | Err(_) => break End::Closed,
                 Ok(n) => {
                     if websocket {
@@ -182,7 +217,7 @@ where
             }
         }
     };
-    if end == End::Closed {
+    if !matches!(end, End::Stopped(_)) {
         let _ = cw.shutdown().await;
     }
     (
@@ -248,6 +283,18 @@ mod tests {
         assert!(!t.at_boundary());
         t.feed(&f[100..]);
         assert!(t.at_boundary());
+    }
+
+    #[test]
+    fn notices_a_close_frame_going_by() {
+        let mut t = FrameTracker::default();
+        t.feed(&frame(5, false));
+        assert!(!t.saw_close());
+        let close = close_frame(1000, "bye");
+        t.feed(&close[..1]);
+        assert!(!t.saw_close());
+        t.feed(&close[1..]);
+        assert!(t.saw_close() && t.at_boundary());
     }
 
     #[test]

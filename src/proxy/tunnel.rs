@@ -23,6 +23,7 @@ use crate::state::State;
 
 use super::headers::Caller;
 use super::relay;
+use super::upstream::UpstreamError;
 
 /// Close reason for a draining proxy (WebSocket close 1001).
 pub const GOING_AWAY: &str = "going_away";
@@ -204,7 +205,9 @@ pub fn spawn(
     grant: Grant,
     info: LogInfo,
 ) {
+    let open = crate::listener::OpenConn::count(&state.metrics.connections_open);
     tokio::spawn(async move {
+        let _open = open;
         let started = Instant::now();
         let expires = grant.expires;
         let member_label = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
@@ -242,14 +245,28 @@ pub fn spawn(
         let rid = info.request_id.clone();
         let (end, bytes_in, bytes_out) =
             relay::relay(client, upstream, websocket, stop, |reason| {
-                let code = if reason == GOING_AWAY { 1001 } else { 1008 };
+                let code = match reason {
+                    GOING_AWAY => 1001,
+                    // 1011 (unexpected condition): 1014 is refused by some clients.
+                    relay::UPSTREAM_RESET => 1011,
+                    _ => 1008,
+                };
                 relay::close_frame(code, &format!("clawgate: {reason}; request_id={rid}"))
             })
             .await;
         let closed_by = match end {
-            relay::End::Closed => None,
+            relay::End::Closed | relay::End::UpstreamReset => None,
             relay::End::Stopped(r) => Some(r),
         };
+        let upstream_reset = end == relay::End::UpstreamReset;
+        if upstream_reset {
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&info.upstream, UpstreamError::Reset.kind()])
+                .inc();
+            tracing::warn!(request_id = %info.request_id, member = %member_label, "the gateway dropped an open WebSocket");
+        }
         let bytes = Some((bytes_in, bytes_out));
         gauge.dec();
         state.tunnels.remove(id);
@@ -274,10 +291,12 @@ pub fn spawn(
             status: 101,
             decision: if closed_by.is_some() {
                 "revoked"
+            } else if upstream_reset {
+                "error"
             } else {
                 "closed"
             },
-            reason: closed_by,
+            reason: closed_by.or(upstream_reset.then_some(relay::UPSTREAM_RESET)),
             upstream: Some(&info.upstream),
             upstream_ms: None,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -46,10 +46,22 @@ impl Ca {
     }
 
     fn issue_client(&self, cn: &str, sans: Vec<SanType>) -> ClientCert {
+        self.issue_client_with(cn, sans, |_| {})
+    }
+
+    /// A client certificate whose parameters `edit` may change (validity,
+    /// key usages) before it is signed.
+    fn issue_client_with(
+        &self,
+        cn: &str,
+        sans: Vec<SanType>,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> ClientCert {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = sans;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         ClientCert {
@@ -134,6 +146,17 @@ impl Pki {
     /// A member client certificate signed by the member CA.
     pub fn client(&self, cn: &str, sans: Vec<SanType>) -> ClientCert {
         self.ca.issue_client(cn, sans)
+    }
+
+    /// A client certificate signed by the member CA but edited first:
+    /// validity in the past or future, a server-only key usage.
+    pub fn client_with(
+        &self,
+        cn: &str,
+        sans: Vec<SanType>,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> ClientCert {
+        self.ca.issue_client_with(cn, sans, edit)
     }
 
     /// A client certificate from a CA clawgate was never told about.

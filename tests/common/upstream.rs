@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,6 +34,10 @@ use tokio_tungstenite::WebSocketStream;
 pub struct Upstream {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
+    /// `METHOD path?query` of every request, in arrival order.
+    seen: Arc<Mutex<Vec<String>>>,
+    /// The connections being served, for [`Upstream::kill`].
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     sse_release: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,25 +53,37 @@ impl Upstream {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let sse_release = Arc::new(Notify::new());
-        let (r, n) = (requests.clone(), sse_release.clone());
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (r, s, n, c) = (
+            requests.clone(),
+            seen.clone(),
+            sse_release.clone(),
+            conns.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (r, n) = (r.clone(), n.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, r.clone(), n.clone()));
+                let (r, s, n) = (r.clone(), s.clone(), n.clone());
+                let conn = tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, r.clone(), s.clone(), n.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
                 });
+                let mut open = c.lock().unwrap();
+                open.retain(|h: &tokio::task::AbortHandle| !h.is_finished());
+                open.push(conn.abort_handle());
             }
         });
         Upstream {
             addr,
             requests,
+            seen,
+            conns,
             sse_release,
             task,
         }
@@ -85,9 +101,23 @@ impl Upstream {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// `METHOD path?query` of every request received so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
     /// Stop accepting and drop the listener (in-flight tasks keep going).
     pub fn stop(&self) {
         self.task.abort();
+    }
+
+    /// Like a crashed process: stop accepting and drop every connection
+    /// being served (upgraded WebSockets, already handed off, excepted).
+    pub fn kill(&self) {
+        self.task.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
     }
 }
 
@@ -104,9 +134,13 @@ fn full(s: impl Into<Bytes>) -> Body {
 async fn handle(
     mut req: Request<Incoming>,
     count: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<String>>>,
     sse: Arc<Notify>,
 ) -> Result<Response<Body>, Infallible> {
     count.fetch_add(1, Ordering::SeqCst);
+    seen.lock()
+        .unwrap()
+        .push(format!("{} {}", req.method(), req.uri()));
     let path = req.uri().path().to_string();
     if path == "/ws-headers" {
         return Ok(ws_headers(req));

@@ -1,0 +1,508 @@
+//! Upstream faults from small raw-TCP fake gateways: reset before or in
+//! the middle of a response, accept-and-reset, stalling past
+//! `upstream_response`, dropping an open WebSocket, and coming back. Each
+//! fault reaches the client as the right status (or a cut connection, or
+//! a close code) carrying the request ID, is counted in
+//! `clawgate_upstream_errors_total{kind}`, and the proxy keeps serving.
+//!
+//! alice's upstream is the fake under test; bob's is a healthy gateway,
+//! used to show that the proxy keeps serving everyone else.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+const ALICE: &str = "alice-faults-token-0123456789";
+const BOB: &str = "bob-faults-token-9876543210";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// How a fake gateway treats each connection.
+#[derive(Clone, Copy, Debug)]
+enum Behave {
+    /// Read the request head, then reset (RST) without answering.
+    ResetBeforeHead,
+    /// Read the request head, then close (FIN) without answering.
+    CloseBeforeHead,
+    /// Reset as soon as the connection is accepted, reading nothing.
+    AcceptAndReset,
+    /// Send a 200 head promising 100 000 bytes, 1 000 of them, then reset.
+    ResetMidBody,
+    /// Send a chunked 200 head and one chunk, then reset.
+    ResetMidChunked,
+    /// Read the request head and never answer (bounded: 30 s).
+    Stall,
+    /// Accept a WebSocket upgrade, echo one frame as "ok", then reset on
+    /// the next one.
+    WebSocketThenReset,
+    /// Accept a WebSocket upgrade, then close the TCP connection without
+    /// a close frame of its own once the client's close frame arrives.
+    WebSocketCloseWithoutEcho,
+}
+
+/// A raw-TCP fake gateway on 127.0.0.1.
+struct Fake {
+    addr: SocketAddr,
+    /// Request heads received (clawgate's readiness probe sends none).
+    heads: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Fake {
+    async fn start(behave: Behave) -> Fake {
+        Self::start_on("127.0.0.1:0", behave).await
+    }
+
+    async fn start_on(addr: &str, behave: Behave) -> Fake {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(AtomicUsize::new(0));
+        let count = heads.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve(s, behave, count.clone()));
+            }
+        });
+        Fake { addr, heads, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Read until the end of a request head (bounded); the head as text.
+/// Counts heads that arrived.
+async fn read_head(s: &mut TcpStream, heads: &AtomicUsize) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(WAIT, read).await;
+    if !head.is_empty() {
+        heads.fetch_add(1, Ordering::SeqCst);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn reset(s: TcpStream) {
+    let _ = s.set_zero_linger();
+    drop(s);
+}
+
+async fn serve(mut s: TcpStream, behave: Behave, heads: Arc<AtomicUsize>) {
+    match behave {
+        Behave::AcceptAndReset => reset(s),
+        Behave::ResetBeforeHead => {
+            read_head(&mut s, &heads).await;
+            reset(s);
+        }
+        Behave::CloseBeforeHead => {
+            read_head(&mut s, &heads).await;
+            let _ = s.shutdown().await;
+        }
+        Behave::ResetMidBody => {
+            read_head(&mut s, &heads).await;
+            let mut out =
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100000\r\n\r\n"
+                    .to_vec();
+            out.extend(std::iter::repeat_n(b'x', 1000));
+            let _ = s.write_all(&out).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            reset(s);
+        }
+        Behave::ResetMidChunked => {
+            read_head(&mut s, &heads).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\nf\r\ndata: first\n\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            reset(s);
+        }
+        Behave::Stall => {
+            read_head(&mut s, &heads).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Behave::WebSocketThenReset | Behave::WebSocketCloseWithoutEcho => {
+            let head = read_head(&mut s, &heads).await;
+            let Some(key) = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_string())
+            }) else {
+                reset(s);
+                return;
+            };
+            let accept = derive_accept_key(key.as_bytes());
+            let _ = s
+                .write_all(
+                    format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {accept}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let mut buf = [0u8; 1024];
+            if matches!(behave, Behave::WebSocketCloseWithoutEcho) {
+                let _ = tokio::time::timeout(WAIT, s.read(&mut buf)).await;
+                let _ = s.shutdown().await;
+                return;
+            }
+            // First client frame: answer "ok" (unmasked text frame).
+            if !matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                return;
+            }
+            let _ = s.write_all(&[0x81, 2, b'o', b'k']).await;
+            // Second client frame: drop the connection without a close frame.
+            let _ = tokio::time::timeout(WAIT, s.read(&mut buf)).await;
+            reset(s);
+        }
+    }
+}
+
+struct Setup {
+    bob_up: Upstream,
+    cfg: ConfigDir,
+    server: clawgate::server::Server,
+}
+
+/// alice → `faulty` (the fake), bob → `good` (a healthy gateway).
+async fn setup(faulty: &str, extra_toml: &str) -> Setup {
+    let bob_up = Upstream::start().await;
+    let cfg = ConfigDir::new(
+        &[("faulty", faulty.to_string()), ("good", bob_up.url())],
+        &[
+            MemberSpec::new("alice", ALICE),
+            MemberSpec::new("bob", BOB).set("UPSTREAM", "good"),
+        ],
+    );
+    cfg.write_base(extra_toml);
+    let server = start(&cfg).await;
+    Setup {
+        bob_up,
+        cfg,
+        server,
+    }
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// bob, on the healthy upstream, is served: the proxy kept going.
+async fn others_still_served(s: &Setup, after: &str) {
+    let before = s.bob_up.count();
+    let r = get(s.server.addr, "/after", &[("authorization", &bearer(BOB))]).await;
+    assert_eq!(r.status, 200, "after {after}: the proxy stopped serving");
+    assert_eq!(s.bob_up.count(), before + 1);
+}
+
+async fn upstream_errors(s: &Setup, kind: &str) -> f64 {
+    let m = metrics(s.server.admin_addr).await;
+    sample(
+        &m,
+        &format!(r#"clawgate_upstream_errors_total{{kind="{kind}",upstream="faulty"}}"#),
+    )
+}
+
+/// One request as alice: the refusal's status and reason, with the
+/// request ID in body, header and access log.
+async fn assert_fault(s: &Setup, method: &str, status: u16, reason: &str) -> String {
+    let r = request(
+        s.server.addr,
+        method,
+        "/api",
+        &[("authorization", &bearer(ALICE))],
+        if method == "POST" { "payload" } else { "" },
+    )
+    .await;
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    let b = r.json();
+    assert_eq!(b["reason"], reason);
+    assert_eq!(b["request_id"], r.request_id());
+    assert!(is_uuid_v7(r.request_id()));
+    let line = s.cfg.log_line(r.request_id()).await;
+    assert_eq!(line["status"], status);
+    assert_eq!(line["upstream"], "faulty");
+    r.request_id().to_string()
+}
+
+#[tokio::test]
+async fn a_reset_before_the_response_head_gives_502_and_is_not_replayed() {
+    let fake = Fake::start(Behave::ResetBeforeHead).await;
+    let s = setup(&fake.url(), "").await;
+    assert_fault(&s, "POST", 502, "upstream_reset").await;
+    assert_eq!(
+        fake.heads(),
+        1,
+        "a POST the gateway may have seen is not retried"
+    );
+    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
+    others_still_served(&s, "reset before head").await;
+}
+
+#[tokio::test]
+async fn a_close_before_the_response_head_gives_502() {
+    let fake = Fake::start(Behave::CloseBeforeHead).await;
+    let s = setup(&fake.url(), "").await;
+    assert_fault(&s, "GET", 502, "upstream_reset").await;
+    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
+    others_still_served(&s, "close before head").await;
+}
+
+#[tokio::test]
+async fn a_gateway_that_accepts_and_resets_at_once_gives_502() {
+    let fake = Fake::start(Behave::AcceptAndReset).await;
+    let s = setup(&fake.url(), "").await;
+    assert_fault(&s, "GET", 502, "upstream_reset").await;
+    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
+    others_still_served(&s, "accept and reset").await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_gives_502_connect() {
+    let s = setup(&format!("http://{}", closed_port()), "").await;
+    assert_fault(&s, "GET", 502, "upstream_connect").await;
+    assert_eq!(upstream_errors(&s, "connect").await, 1.0);
+    others_still_served(&s, "refused").await;
+}
+
+#[tokio::test]
+async fn a_gateway_stalling_past_upstream_response_gives_504() {
+    let fake = Fake::start(Behave::Stall).await;
+    let s = setup(&fake.url(), "[timeouts]\nupstream_response = \"1s\"\n").await;
+    assert_fault(&s, "GET", 504, "upstream_timeout").await;
+    assert_eq!(upstream_errors(&s, "timeout").await, 1.0);
+    others_still_served(&s, "stall").await;
+}
+
+/// Read a raw response until the server closes (bounded): head and the
+/// number of body bytes that arrived.
+async fn read_cut_response(addr: SocketAddr) -> (RawReply, usize) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        format!(
+            "GET /stream HTTP/1.1\r\nhost: gw\r\nauthorization: {}\r\n\r\n",
+            bearer(ALICE)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let read = async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the client's connection is cut, not left hanging");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let body_at = text.find("\r\n\r\n").expect("a response head") + 4;
+    (RawReply::parse(&text), out.len() - body_at)
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_cuts_the_clients_connection_and_is_counted() {
+    let fake = Fake::start(Behave::ResetMidBody).await;
+    let s = setup(&fake.url(), "").await;
+    let (r, got) = read_cut_response(s.server.addr).await;
+    assert_eq!(r.status, 200, "the head had already gone out");
+    assert!(is_uuid_v7(r.header("x-request-id").unwrap()));
+    assert_eq!(r.header("content-length"), Some("100000"));
+    assert!(got < 100_000, "the body is cut short ({got} bytes)");
+    // The fault is counted when the body breaks, just after the cut.
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        counted = upstream_errors(&s, "reset").await;
+        if counted == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, 1.0);
+    others_still_served(&s, "reset mid-body").await;
+}
+
+#[tokio::test]
+async fn a_reset_mid_stream_cuts_a_chunked_response_and_is_counted() {
+    let fake = Fake::start(Behave::ResetMidChunked).await;
+    let s = setup(&fake.url(), "").await;
+    let (r, _) = read_cut_response(s.server.addr).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert!(r.body.contains("data: first"), "streamed before the reset");
+    assert!(!r.body.ends_with("0\r\n\r\n"), "no clean end of stream");
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        counted = upstream_errors(&s, "reset").await;
+        if counted == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, 1.0);
+    others_still_served(&s, "reset mid-stream").await;
+}
+
+#[tokio::test]
+async fn a_websocket_dropped_by_the_gateway_closes_with_1011_naming_the_request_id() {
+    let fake = Fake::start(Behave::WebSocketThenReset).await;
+    let s = setup(&fake.url(), "").await;
+    let tcp = TcpStream::connect(s.server.addr).await.unwrap();
+    let mut req = format!("ws://{}/ws", s.server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-clawgate-token", HeaderValue::from_static(ALICE));
+    let (mut ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    ws.send(Message::text("hi")).await.unwrap();
+    let ok = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+    assert_eq!(ok.unwrap().unwrap(), Message::text("ok"));
+    let gauge = r#"clawgate_websockets_open{member="alice"}"#;
+    assert_eq!(sample(&metrics(s.server.admin_addr).await, gauge), 1.0);
+
+    ws.send(Message::text("bye")).await.unwrap();
+    let mut close = None;
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(c)) => close = c,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the client sees the connection end");
+    let close = close.expect("a close frame before the end");
+    assert_eq!(close.code, CloseCode::Error, "1011");
+    assert!(close.reason.contains("upstream_reset"), "{}", close.reason);
+    assert!(close.reason.contains(&rid), "{}", close.reason);
+
+    let mut open = f64::NAN;
+    for _ in 0..100 {
+        open = sample(&metrics(s.server.admin_addr).await, gauge);
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 0.0, "the open-WebSockets gauge returns to 0");
+    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
+    let mut line = None;
+    for _ in 0..100 {
+        line = s
+            .cfg
+            .access_log()
+            .into_iter()
+            .find(|l| l["request_id"] == rid.as_str() && l["kind"] == "websocket");
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = line.expect("a websocket access-log line");
+    assert_eq!(line["decision"], "error");
+    assert_eq!(line["reason"], "upstream_reset");
+    others_still_served(&s, "WebSocket reset").await;
+}
+
+#[tokio::test]
+async fn a_gateway_ending_the_tcp_connection_after_the_clients_close_frame_is_no_fault() {
+    let fake = Fake::start(Behave::WebSocketCloseWithoutEcho).await;
+    let s = setup(&fake.url(), "").await;
+    let tcp = TcpStream::connect(s.server.addr).await.unwrap();
+    let mut req = format!("ws://{}/ws", s.server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-clawgate-token", HeaderValue::from_static(ALICE));
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    ws.send(Message::Close(None)).await.unwrap();
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(m) = ws.next().await {
+            if let Ok(Message::Close(Some(c))) = m {
+                panic!("clawgate closed a client-initiated close with {c}");
+            }
+            if m.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection ends");
+    let gauge = r#"clawgate_websockets_open{member="alice"}"#;
+    for _ in 0..100 {
+        if sample(&metrics(s.server.admin_addr).await, gauge) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sample(&metrics(s.server.admin_addr).await, gauge), 0.0);
+    assert_eq!(upstream_errors(&s, "reset").await, 0.0);
+}
+
+#[tokio::test]
+async fn the_proxy_recovers_when_the_gateway_comes_back_on_the_same_port() {
+    let fake = Fake::start(Behave::ResetBeforeHead).await;
+    let port = fake.addr;
+    let s = setup(&fake.url(), "").await;
+    assert_fault(&s, "GET", 502, "upstream_reset").await;
+    drop(fake);
+    assert_fault(&s, "GET", 502, "upstream_connect").await;
+
+    let back = Upstream::start_on(&port.to_string()).await;
+    let r = get(s.server.addr, "/back", &[("authorization", &bearer(ALICE))]).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["path"], "/back");
+    assert_eq!(back.count(), 1);
+    // Faults counted by kind; recovery adds none.
+    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
+    assert_eq!(upstream_errors(&s, "connect").await, 1.0);
+    others_still_served(&s, "recovery").await;
+}
