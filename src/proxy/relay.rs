@@ -93,6 +93,26 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     f
 }
 
+/// The same close frame as the gateway must receive it: client-to-server
+/// frames are masked (RFC 6455 §5.3).
+pub fn masked_close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut f = close_frame(code, reason);
+    let mut key = [0u8; 4];
+    if getrandom::fill(&mut key).is_err() {
+        key = [0x5a, 0xa5, 0x3c, 0xc3];
+    }
+    f[1] |= 0x80;
+    let payload: Vec<u8> = f[2..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ key[i % 4])
+        .collect();
+    f.truncate(2);
+    f.extend_from_slice(&key);
+    f.extend_from_slice(&payload);
+    f
+}
+
 /// Why the relay ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -115,13 +135,15 @@ const BUF: usize = 4096;
 const BOUNDARY_WAIT: Duration = Duration::from_secs(1);
 
 /// Copy both ways until a side closes or `stop` resolves with a reason;
-/// then, for WebSockets, send the client a close frame built by `frame`.
+/// then, for WebSockets, send both sides a close frame with the code and
+/// text `close` gives for the reason (each at a frame boundary of its
+/// direction, never inside a frame).
 pub async fn relay<C, U, S>(
     client: C,
     upstream: U,
     websocket: bool,
     stop: S,
-    frame: impl FnOnce(&'static str) -> Vec<u8>,
+    close: impl Fn(&'static str) -> (u16, String),
 ) -> (End, u64, u64)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -135,24 +157,39 @@ where
     let mut tracker = FrameTracker::default();
     // The client sent a close frame: the gateway may end the connection.
     let client_closing = std::sync::atomic::AtomicBool::new(false);
+    // Set by the stop branch: the reason the gateway's side must close for.
+    let stop_upstream = tokio::sync::Notify::new();
+    let stop_reason = std::sync::Mutex::new(None::<&'static str>);
 
     let client_to_upstream = async {
         let mut buf = vec![0u8; BUF];
         let mut client_frames = FrameTracker::default();
         loop {
-            match cr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if websocket && !client_frames.saw_close() {
-                        client_frames.feed(&buf[..n]);
-                        if client_frames.saw_close() {
-                            client_closing.store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                r = cr.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if websocket && !client_frames.saw_close() {
+                            client_frames.feed(&buf[..n]);
+                            if client_frames.saw_close() {
+                                client_closing.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        up_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+                _ = stop_upstream.notified() => {
+                    let reason = stop_reason.lock().ok().and_then(|r| *r);
+                    if let Some(reason) = reason {
+                        if websocket && client_frames.at_boundary() && !client_frames.saw_close() {
+                            let (code, text) = close(reason);
+                            let _ = uw.write_all(&masked_close_frame(code, &text)).await;
                         }
                     }
-                    if uw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    up_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    break;
                 }
             }
         }
@@ -173,7 +210,8 @@ where
                         && !client_closing.load(std::sync::atomic::Ordering::Relaxed) =>
                 {
                     if tracker.at_boundary() {
-                        let _ = cw.write_all(&frame(UPSTREAM_RESET)).await;
+                        let (code, text) = close(UPSTREAM_RESET);
+                        let _ = cw.write_all(&close_frame(code, &text)).await;
                     }
                     break End::UpstreamReset;
                 }
@@ -208,11 +246,20 @@ where
                         }
                     }
                     if tracker.at_boundary() {
-                        let _ = cw.write_all(&frame(reason)).await;
+                        let (code, text) = close(reason);
+                        let _ = cw.write_all(&close_frame(code, &text)).await;
                     }
                 }
                 let _ = cw.flush().await;
                 let _ = cw.shutdown().await;
+                // Tell the gateway too, so it logs why instead of 1006.
+                if !client_done {
+                    if let Ok(mut r) = stop_reason.lock() {
+                        *r = Some(reason);
+                    }
+                    stop_upstream.notify_one();
+                    let _ = tokio::time::timeout(BOUNDARY_WAIT, &mut client_to_upstream).await;
+                }
                 break End::Stopped(reason);
             }
         }
@@ -295,6 +342,21 @@ mod tests {
         assert!(!t.saw_close());
         t.feed(&close[1..]);
         assert!(t.saw_close() && t.at_boundary());
+    }
+
+    #[test]
+    fn masked_close_frame_unmasks_to_the_same_payload() {
+        let plain = close_frame(1008, "revoked");
+        let masked = masked_close_frame(1008, "revoked");
+        assert_eq!(masked[0], 0x88);
+        assert_eq!(masked[1], 0x80 | plain[1]);
+        let key = &masked[2..6];
+        let unmasked: Vec<u8> = masked[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        assert_eq!(unmasked, plain[2..]);
     }
 
     #[test]

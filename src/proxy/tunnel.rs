@@ -251,7 +251,7 @@ pub fn spawn(
                     relay::UPSTREAM_RESET => 1011,
                     _ => 1008,
                 };
-                relay::close_frame(code, &format!("clawgate: {reason}; request_id={rid}"))
+                (code, format!("clawgate: {reason}; request_id={rid}"))
             })
             .await;
         let closed_by = match end {

@@ -31,6 +31,10 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
+/// Close frames the `/ws` echo received: (code, reason). Shared by every
+/// upstream in the test binary; tests pick theirs by request ID.
+pub static WS_CLOSES: Mutex<Vec<(u16, String)>> = Mutex::new(Vec::new());
+
 pub struct Upstream {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
@@ -160,7 +164,12 @@ async fn handle(
             let mut ws =
                 WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
             while let Some(Ok(msg)) = ws.next().await {
-                if msg.is_close() {
+                if let tokio_tungstenite::tungstenite::Message::Close(frame) = &msg {
+                    if let Some(f) = frame {
+                        if let Ok(mut closes) = WS_CLOSES.lock() {
+                            closes.push((u16::from(f.code), f.reason.to_string()));
+                        }
+                    }
                     break;
                 }
                 if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
