@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# ws_scale.sh: hold N idle WebSockets through clawgate, report clawgate's RSS
+# per connection, and the message round trip through clawgate vs direct.
+#
+#   upstream: examples/ws_echo.rs on 127.0.0.1:19030 (CPU LOAD_CPU)
+#   proxy:    clawgate via benches/load/clawgate-bench.sh on 127.0.0.1:19010
+#             (CPU PROXY_CPU, so one tokio worker, as in compare.sh)
+#   client:   examples/ws_hold.rs (CPU LOAD_CPU): reads VmRSS from
+#             /proc/PID/status before, opens N WebSockets (Authorization:
+#             Bearer, no Origin), reads it again while they are held, times
+#             --msgs round trips through clawgate and directly (interleaved,
+#             with the N connections still open), closes all, reads RSS again.
+#
+# Usage: benches/load/ws_scale.sh [--conns N] [--msgs M] [--msg-bytes B]
+#                                 [--sources auto|IP,IP,...] [--no-build]
+#   --conns     idle WebSockets to hold (default 10000, at most 60000)
+#   --msgs      timed round trips per target (default 5000, at most 100000)
+#   --sources   client source addresses; auto = 127.0.0.1 up to 20,000
+#               connections, then 127.0.0.2, 127.0.0.3, ... (20,000 each)
+# If the hard descriptor limit cannot be raised (no CAP_SYS_RESOURCE), N is
+# lowered to fit it, with a warning.
+# Bounded: the client gives up after 300 s; every process started here is
+# stopped by PID on exit. Loopback only.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+: "${PROXY_CPU:=1}" "${LOAD_CPU:=0}"
+: "${BENCH_TOKEN:=bench-token-6f1c2a9e4b7d40c8a3e5f0b1d2c3e4f5}"
+proxy_port=${CLAWGATE_PORT:-19010}
+echo_port=${WS_ECHO_PORT:-19030}
+
+conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --conns) conns=$2; shift 2 ;;
+    --msgs) msgs=$2; shift 2 ;;
+    --msg-bytes) msg_bytes=$2; shift 2 ;;
+    --sources) sources=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "ws_scale.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+for v in "$conns" "$msgs" "$msg_bytes"; do
+  case $v in ''|*[!0-9]*) echo "ws_scale.sh: numeric option expected, got '$v'" >&2; exit 2 ;; esac
+done
+[ "$conns" -le 60000 ] && [ "$msgs" -le 100000 ] || { echo "ws_scale.sh: at most --conns 60000 --msgs 100000" >&2; exit 2; }
+
+log() { printf '[ws_scale %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if [ "$sources" = auto ]; then
+  n=$(( (conns + 19999) / 20000 ))
+  if [ "$n" -le 1 ]; then sources=127.0.0.1
+  else sources=$(seq 2 $((n + 1)) | sed 's/^/127.0.0./' | paste -sd,); fi
+fi
+
+# descriptors: clawgate holds 2 per tunnel, the client and the echo server 1
+want=$((2 * conns + 4096))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+  if ! ulimit -Hn "$want" 2>/dev/null; then
+    # No CAP_SYS_RESOURCE (e.g. in a container): fit N to the hard limit
+    # rather than fail; the per-connection figure does not depend on N.
+    fit=$(( (hard - 256) / 2 ))
+    log "WARNING: cannot raise the descriptor limit to $want (hard limit $hard, no CAP_SYS_RESOURCE);" \
+        "clawgate needs 2 per tunnel: holding $fit instead of $conns"
+    conns=$fit want=$hard
+  fi
+fi
+ulimit -Sn "$want"
+log "ulimit -n $(ulimit -n)"
+
+if [ "$build" = 1 ]; then
+  log "cargo build --release --bin clawgate --example ws_echo --example ws_hold"
+  (cd "$root" && cargo build --release --bin clawgate --example ws_echo --example ws_hold)
+fi
+tdir=${CARGO_TARGET_DIR:-$root/target}/release
+for b in "$tdir/clawgate" "$tdir/examples/ws_echo" "$tdir/examples/ws_hold"; do
+  [ -x "$b" ] || { log "$b missing (drop --no-build)"; exit 1; }
+done
+if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
+  log "WARNING: a cargo/rustc build is running; latency figures are disturbed"
+fi
+for p in "$proxy_port" "$echo_port"; do
+  [ -z "$(ss -ltnH "sport = :$p")" ] || { log "port $p is busy"; exit 1; }
+done
+
+RUN=$(mktemp -d /tmp/ws-scale.XXXXXX)
+PIDS=()
+stop_all() {
+  local p i
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null || true
+  done
+  PIDS=()
+}
+trap 'stop_all; rm -rf "$RUN"' EXIT
+trap 'log interrupted; exit 130' INT TERM
+
+wait_port() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+taskset -c "$LOAD_CPU" "$tdir/examples/ws_echo" --listen "127.0.0.1:$echo_port" --lifetime-secs 900 \
+  >"$RUN/echo.log" 2>&1 </dev/null &
+echo_pid=$!; PIDS+=("$echo_pid")
+wait_port "$echo_port" "$echo_pid" || { log "ws_echo did not start: $(tail -3 "$RUN/echo.log")"; exit 1; }
+
+BENCH_LISTEN="127.0.0.1:$proxy_port" BENCH_UPSTREAM="http://127.0.0.1:$echo_port" \
+BENCH_TOKEN="$BENCH_TOKEN" BENCH_ALLOWED_ORIGINS="https://app.example.com" \
+BENCH_ALLOWED_CIDRS="127.0.0.0/8" CLAWGATE_BENCH_MAX_CONNECTIONS=$((conns + 1000)) \
+CLAWGATE_BIN="$tdir/clawgate" \
+  taskset -c "$PROXY_CPU" "$here/clawgate-bench.sh" >"$RUN/clawgate.log" 2>&1 </dev/null &
+cg_pid=$!; PIDS+=("$cg_pid")
+wait_port "$proxy_port" "$cg_pid" || { log "clawgate did not start: $(tail -5 "$RUN/clawgate.log")"; exit 1; }
+sleep 0.5
+log "clawgate pid $cg_pid (CPU $PROXY_CPU), ws_echo pid $echo_pid (CPU $LOAD_CPU); $conns connections from $sources"
+
+set +e
+BENCH_TOKEN="$BENCH_TOKEN" timeout -k 5 330 taskset -c "$LOAD_CPU" "$tdir/examples/ws_hold" \
+  --via "ws://127.0.0.1:$proxy_port/" --direct "ws://127.0.0.1:$echo_port/" \
+  --conns "$conns" --msgs "$msgs" --msg-bytes "$msg_bytes" --pid "$cg_pid" \
+  --sources "$sources" --timeout-secs 300 | tee "$RUN/hold.txt"
+rc=${PIPESTATUS[0]}
+set -e
+hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$cg_pid/status" 2>/dev/null || echo '?')
+threads=$(awk '/^Threads:/ {print $2}' "/proc/$cg_pid/status" 2>/dev/null || echo '?')
+log "clawgate peak RSS (VmHWM) $hwm KiB, threads $threads"
+if [ "$rc" != 0 ]; then
+  log "ws_hold failed (exit $rc); clawgate log tail:"; tail -5 "$RUN/clawgate.log" >&2
+  exit "$rc"
+fi
+
+# summary against the targets
+awk -v conns="$conns" '
+  /^RESULT conns=/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+  /^RESULT msgs=/  { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+  END {
+    per = r["rss_per_conn_bytes"] / 1024
+    printf "\n== ws_scale: %d idle WebSockets through clawgate ==\n", r["conns"]
+    printf "RSS per connection: %.2f KiB (target <= 16 KiB: %s)\n", per, (per <= 16 ? "met" : "MISSED")
+    printf "round trip p50: via %.1f us, direct %.1f us (%.2fx); p99: via %.1f us, direct %.1f us (%.2fx)\n",
+      r["via_p50_us"], r["direct_p50_us"], r["via_p50_us"] / r["direct_p50_us"],
+      r["via_p99_us"], r["direct_p99_us"], r["via_p99_us"] / r["direct_p99_us"]
+  }' "$RUN/hold.txt"

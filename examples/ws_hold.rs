@@ -1,0 +1,342 @@
+//! WebSocket scale client for `benches/load/ws_scale.sh`.
+//!
+//! 1. Reads the proxy's RSS (`VmRSS` of `--pid`), opens `--conns` WebSockets
+//!    through it (`--via`), keeps them all open and idle, reads RSS again:
+//!    RSS per connection = the difference / connections.
+//! 2. With those held, measures message round trips (send one binary
+//!    message, wait for its echo) on one extra connection through the proxy
+//!    and one straight to the echo upstream (`--direct`), interleaved, and
+//!    prints p50/p90/p99 for both.
+//! 3. Closes everything and reads RSS a last time.
+//!
+//! Every loop is bounded: at most 60,000 connections, 100,000 messages,
+//! and `--timeout-secs` for the whole run. Loopback addresses only. Output
+//! ends with `RESULT key=value ...` lines for the script.
+//!
+//!     cargo run --release --example ws_hold -- --pid PID --token T --conns 10000
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const MAX_CONNS: usize = 60_000;
+const MAX_MSGS: usize = 100_000;
+
+#[derive(Parser)]
+struct Args {
+    /// WebSocket URL through the proxy.
+    #[arg(long, default_value = "ws://127.0.0.1:19010/")]
+    via: String,
+    /// The same echo upstream, directly.
+    #[arg(long, default_value = "ws://127.0.0.1:19020/")]
+    direct: String,
+    /// Idle WebSockets to hold through the proxy (at most 60,000).
+    #[arg(long, default_value_t = 10_000)]
+    conns: usize,
+    /// Bearer token for the proxy (default: $BENCH_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// Origin header to send through the proxy (none by default).
+    #[arg(long)]
+    origin: Option<String>,
+    /// PID of the proxy, for VmRSS.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Round trips to time per target (at most 100,000).
+    #[arg(long, default_value_t = 5_000)]
+    msgs: usize,
+    /// Payload size of each timed message.
+    #[arg(long, default_value_t = 64)]
+    msg_bytes: usize,
+    /// Source addresses for the held connections, used round-robin
+    /// (e.g. 127.0.0.2,127.0.0.3 when one address runs out of ports).
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    sources: Vec<IpAddr>,
+    /// Handshakes in flight at once while opening.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Pause before reading RSS, so the proxy finishes its work.
+    #[arg(long, default_value_t = 2)]
+    settle_secs: u64,
+    /// Upper bound for the whole run.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+fn main() {
+    let args = Args::parse();
+    if args.conns > MAX_CONNS || args.msgs > MAX_MSGS || args.msgs == 0 {
+        eprintln!("ws_hold: --conns must be <= {MAX_CONNS}, --msgs 1..={MAX_MSGS}");
+        std::process::exit(2);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let limit = Duration::from_secs(args.timeout_secs);
+    match rt.block_on(async move { tokio::time::timeout(limit, run(args)).await }) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("ws_hold: {e}");
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("ws_hold: timed out after {}s", limit.as_secs());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `VmRSS` of a process in KiB.
+fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn target(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url}: only ws:// URLs"))?;
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let addr: SocketAddr = hostport
+        .parse()
+        .map_err(|_| format!("{url}: expected ws://IP:PORT/..."))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("{url}: loopback only"));
+    }
+    Ok(addr)
+}
+
+async fn connect(
+    url: &str,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Ws, String> {
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(src) = source {
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind {src}: {e}"))?;
+    }
+    let stream = sock
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| format!("{url}: {e}"))?;
+    if let Some(t) = token {
+        let v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?;
+        req.headers_mut().insert("authorization", v);
+    }
+    if let Some(o) = origin {
+        let v = HeaderValue::from_str(o).map_err(|e| e.to_string())?;
+        req.headers_mut().insert("origin", v);
+    }
+    let (ws, resp) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .map_err(|e| format!("handshake {url}: {e}"))?;
+    if resp.status().as_u16() != 101 {
+        return Err(format!("handshake {url}: status {}", resp.status()));
+    }
+    Ok(ws)
+}
+
+/// Send one message and wait for its echo; the round trip in ns.
+async fn round_trip(ws: &mut Ws, payload: &Bytes) -> Result<u64, String> {
+    let t0 = Instant::now();
+    ws.send(Message::Binary(payload.clone()))
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) if b.len() == payload.len() => {
+                return Ok(t0.elapsed().as_nanos() as u64)
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => return Err(format!("unexpected message {other:?}")),
+            Some(Err(e)) => return Err(format!("receive: {e}")),
+            None => return Err("connection closed".into()),
+        }
+    }
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+async fn run(mut args: Args) -> Result<(), String> {
+    if args.token.is_none() {
+        args.token = std::env::var("BENCH_TOKEN").ok();
+    }
+    let token = args
+        .token
+        .clone()
+        .ok_or("--token or BENCH_TOKEN is required")?;
+    let via = target(&args.via)?;
+    let direct = target(&args.direct)?;
+    for s in &args.sources {
+        if !s.is_loopback() {
+            return Err(format!("source {s}: loopback only"));
+        }
+    }
+
+    let rss0 = rss_kib(args.pid);
+    println!("proxy RSS before: {} KiB", show(rss0));
+
+    // 1. Open and hold.
+    let t0 = Instant::now();
+    let sem = std::sync::Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for i in 0..args.conns {
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = args.via.clone();
+        let token = token.clone();
+        let origin = args.origin.clone();
+        let src = args.sources[i % args.sources.len()];
+        let src = (src != IpAddr::from([127, 0, 0, 1])).then_some(src);
+        set.spawn(async move {
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                connect(&url, via, src, Some(&token), origin.as_deref()),
+            )
+            .await
+            .unwrap_or_else(|_| Err("handshake timed out".into()));
+            drop(permit);
+            r
+        });
+    }
+    let mut held: Vec<Ws> = Vec::with_capacity(args.conns);
+    let mut failed = 0usize;
+    let mut first_error = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(ws)) => held.push(ws),
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    let open_secs = t0.elapsed().as_secs_f64();
+    println!(
+        "opened {} WebSockets through {} in {open_secs:.1}s ({failed} failed{})",
+        held.len(),
+        args.via,
+        first_error
+            .as_deref()
+            .map(|e| format!("; first error: {e}"))
+            .unwrap_or_default()
+    );
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let rss1 = rss_kib(args.pid);
+    let per_conn = match (rss0, rss1) {
+        (Some(a), Some(b)) if !held.is_empty() => {
+            Some(b.saturating_sub(a) as f64 * 1024.0 / held.len() as f64)
+        }
+        _ => None,
+    };
+    println!(
+        "proxy RSS holding {}: {} KiB -> {} bytes ({}) per connection",
+        held.len(),
+        show(rss1),
+        per_conn.map(|b| format!("{b:.0}")).unwrap_or("?".into()),
+        per_conn
+            .map(|b| format!("{:.2} KiB", b / 1024.0))
+            .unwrap_or("?".into()),
+    );
+
+    // 2. Round trips, through the proxy and direct, interleaved.
+    let mut through = connect(&args.via, via, None, Some(&token), args.origin.as_deref()).await?;
+    let mut straight = connect(&args.direct, direct, None, None, None).await?;
+    let payload = Bytes::from(vec![b'x'; args.msg_bytes]);
+    let warm = (args.msgs / 10).clamp(1, 500);
+    for _ in 0..warm {
+        round_trip(&mut through, &payload).await?;
+        round_trip(&mut straight, &payload).await?;
+    }
+    let mut lat_via = Vec::with_capacity(args.msgs);
+    let mut lat_direct = Vec::with_capacity(args.msgs);
+    for i in 0..args.msgs {
+        if i % 2 == 0 {
+            lat_via.push(round_trip(&mut through, &payload).await?);
+            lat_direct.push(round_trip(&mut straight, &payload).await?);
+        } else {
+            lat_direct.push(round_trip(&mut straight, &payload).await?);
+            lat_via.push(round_trip(&mut through, &payload).await?);
+        }
+    }
+    lat_via.sort_unstable();
+    lat_direct.sort_unstable();
+    println!(
+        "round trip ({} x {} B, {} idle held): via p50 {:.1} us p90 {:.1} p99 {:.1} | direct p50 {:.1} us p90 {:.1} p99 {:.1}",
+        args.msgs,
+        args.msg_bytes,
+        held.len(),
+        pct(&lat_via, 0.5),
+        pct(&lat_via, 0.9),
+        pct(&lat_via, 0.99),
+        pct(&lat_direct, 0.5),
+        pct(&lat_direct, 0.9),
+        pct(&lat_direct, 0.99),
+    );
+
+    // 3. Close everything (TCP close; the proxy tears its tunnels down).
+    let _ = through.close(None).await;
+    let _ = straight.close(None).await;
+    let n_held = held.len();
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let rss2 = rss_kib(args.pid);
+    println!("proxy RSS after closing: {} KiB", show(rss2));
+
+    println!(
+        "RESULT conns={} failed={failed} open_secs={open_secs:.2} rss_before_kib={} rss_held_kib={} rss_after_close_kib={} rss_per_conn_bytes={}",
+        n_held,
+        show(rss0),
+        show(rss1),
+        show(rss2),
+        per_conn.map(|b| format!("{b:.0}")).unwrap_or("?".into()),
+    );
+    println!(
+        "RESULT msgs={} msg_bytes={} via_p50_us={:.1} via_p99_us={:.1} direct_p50_us={:.1} direct_p99_us={:.1}",
+        args.msgs,
+        args.msg_bytes,
+        pct(&lat_via, 0.5),
+        pct(&lat_via, 0.99),
+        pct(&lat_direct, 0.5),
+        pct(&lat_direct, 0.99),
+    );
+    if failed > 0 {
+        return Err(format!("{failed} connections failed"));
+    }
+    Ok(())
+}
+
+fn show(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
