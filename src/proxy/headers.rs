@@ -19,20 +19,6 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// Who is calling, as authorized: what identity the upstream is told about.
 pub enum Caller<'a> {
@@ -70,65 +56,83 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
     wants.then(|| upgrade.clone())
 }
 
-fn remove_connection_listed(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+/// Is this a hop-by-hop header (RFC 9110 §7.6.1) or one only clawgate may
+/// set? Decided from the name alone, without hashing.
+fn never_forwarded(name: &str, identity_header: &HeaderName) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "x-openclaw-scopes"
+            | "x-real-ip"
+            | "forwarded"
+            | "x-request-id"
+    ) || name.starts_with("x-forwarded-")
+        || name.starts_with("x-clawgate-")
+        || name == identity_header.as_str()
+}
+
+/// Headers named in `Connection` (hop-by-hop by declaration).
+fn connection_listed(headers: &HeaderMap, doomed: &mut Vec<HeaderName>) {
+    for v in headers.get_all(header::CONNECTION) {
+        let Ok(v) = v.to_str() else { continue };
+        for t in v.split(',') {
+            if let Ok(n) = HeaderName::from_bytes(t.trim().as_bytes()) {
+                doomed.push(n);
+            }
+        }
     }
 }
 
-/// Rewrite request headers in place for the upstream.
+/// Rewrite request headers in place for the upstream: one pass over the
+/// headers present decides what goes, then clawgate's own are set.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     up: &Upstream,
     caller: &Caller<'_>,
     f: &Forwarding<'_>,
 ) {
-    remove_connection_listed(headers);
-
-    // Forged or stale identity and forwarding information.
-    headers.remove(&up.identity_header);
-    headers.remove(X_OPENCLAW_SCOPES);
-    headers.remove(X_FORWARDED_FOR);
-    headers.remove(X_REAL_IP);
-    headers.remove(FORWARDED);
-    headers.remove(X_REQUEST_ID);
-    let trusted_proto = if f.peer_trusted {
-        headers.remove(X_FORWARDED_PROTO)
-    } else {
-        None
-    };
-    let trusted_host = if f.peer_trusted {
-        headers.remove(X_FORWARDED_HOST)
-    } else {
-        None
-    };
-    headers.remove(X_FORWARDED_PROTO);
-    headers.remove(X_FORWARDED_HOST);
-    strip_prefixed(headers, "x-clawgate-");
-    strip_prefixed(headers, "x-forwarded-");
-
-    match caller {
-        Caller::Member { member: m, .. } => {
-            headers.remove(header::AUTHORIZATION);
-            strip_cookie(headers, f.session_cookie);
-            headers.insert(up.identity_header.clone(), m.name_header.clone());
-            headers.insert(X_OPENCLAW_SCOPES, m.scopes_header.clone());
-        }
-        Caller::Public { .. } => {
-            strip_cookie(headers, f.session_cookie);
+    let member = matches!(caller, Caller::Member { .. });
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut has_connection = false;
+    let mut has_cookie = false;
+    for name in headers.keys() {
+        let n = name.as_str();
+        has_connection |= n == "connection";
+        has_cookie |= n == "cookie";
+        if never_forwarded(n, &up.identity_header) || (member && n == "authorization") {
+            doomed.push(name.clone());
         }
     }
+    if has_connection {
+        connection_listed(headers, &mut doomed);
+    }
+    // A trusted proxy in front already knows the original scheme and host.
+    let (trusted_proto, trusted_host) = if f.peer_trusted {
+        (
+            headers.get(X_FORWARDED_PROTO).cloned(),
+            headers.get(X_FORWARDED_HOST).cloned(),
+        )
+    } else {
+        (None, None)
+    };
+    for name in doomed {
+        headers.remove(name);
+    }
+    if has_cookie {
+        strip_cookie(headers, f.session_cookie);
+    }
 
+    if let Caller::Member { member: m, .. } = caller {
+        headers.insert(up.identity_header.clone(), m.name_header.clone());
+        headers.insert(X_OPENCLAW_SCOPES, m.scopes_header.clone());
+    }
     headers.insert(header::HOST, up.host_header.clone());
     if let Ok(v) = HeaderValue::from_str(f.client_ip) {
         headers.insert(X_FORWARDED_FOR, v);
@@ -153,31 +157,35 @@ pub fn prepare_response(
     switching_protocols: bool,
     request_id: &HeaderValue,
 ) {
-    let upgrade = if switching_protocols {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
-    remove_connection_listed(headers);
-    if let Some(u) = upgrade {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut has_connection = false;
+    for name in headers.keys() {
+        let n = name.as_str();
+        has_connection |= n == "connection";
+        let hop = matches!(
+            n,
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+        );
+        if hop && !(switching_protocols && (n == "upgrade" || n == "connection")) {
+            doomed.push(name.clone());
+        }
+    }
+    if has_connection && !switching_protocols {
+        connection_listed(headers, &mut doomed);
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+    if switching_protocols {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, u);
     }
     headers.insert(X_REQUEST_ID, request_id.clone());
-}
-
-fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
-    if !headers.keys().any(|k| k.as_str().starts_with(prefix)) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(prefix))
-        .cloned()
-        .collect();
-    for n in names {
-        headers.remove(n);
-    }
 }
 
 /// Remove clawgate's session cookie from `Cookie`, keeping the others.
