@@ -30,7 +30,7 @@ pub struct State {
 
 impl State {
     pub fn new(snapshot: Snapshot, access_log: AccessLog) -> Arc<Self> {
-        let upstream = UpstreamClient::new(snapshot.timeouts.upstream_connect);
+        let upstream = UpstreamClient::new();
         Arc::new(State {
             config: ArcSwap::from_pointee(snapshot),
             metrics: Metrics::new(),

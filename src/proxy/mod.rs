@@ -469,14 +469,8 @@ async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::from_parts({
-        let mut p = http::uri::Parts::default();
-        p.scheme = Some(up.scheme.clone());
-        p.authority = Some(up.authority.clone());
-        p.path_and_query = Some(pq);
-        p
-    })
-    .map_err(|_| Refusal::BadRequest("bad_target"))?;
+    // Origin-form: the connection is already to the upstream's authority.
+    parts.uri = Uri::from(pq);
     parts.version = Version::HTTP_11;
     let client = ex.client.expect("client ip resolved before forwarding");
     let mut ip_buf = String::with_capacity(40);
@@ -503,7 +497,12 @@ async fn forward(
     let t0 = Instant::now();
     let result = state
         .upstream
-        .send(out, snap.timeouts.upstream_response)
+        .send(
+            &up.authority,
+            out,
+            snap.timeouts.upstream_connect,
+            snap.timeouts.upstream_response,
+        )
         .await;
     let elapsed = t0.elapsed();
     ex.upstream_elapsed = Some(elapsed);
@@ -512,7 +511,7 @@ async fn forward(
         .upstream_duration
         .with_label_values(&[&up.name])
         .observe(elapsed.as_secs_f64());
-    let mut resp = match result {
+    let (mut resp, lease) = match result {
         Ok(r) => r,
         Err(e) => {
             if e.is_upstream_fault() {
@@ -572,7 +571,9 @@ async fn forward(
         .upstream_errors
         .with_label_values(&[&up.name, UpstreamError::Reset.kind()]);
     let rid = ex.request_id.clone();
-    Ok(resp.map(|b| Either::Left(upstream::ResponseBody::new(b, reset, rid))))
+    // An upgraded connection is the tunnel's now; never back to the pool.
+    let lease = (!switching).then_some(lease);
+    Ok(resp.map(|b| Either::Left(upstream::ResponseBody::new(b, reset, rid, lease))))
 }
 
 /// A message's declared body length; streamed bodies have none.
