@@ -23,8 +23,9 @@ pub struct Outcome {
 
 pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
     match config::load(dir) {
-        Ok(snap) => {
+        Ok(mut snap) => {
             let old = state.snapshot();
+            snap.generation = old.generation + 1;
             if snap.listen.addr != old.listen.addr || snap.admin.addr != old.admin.addr {
                 tracing::warn!(
                     "listen/admin address changed in {}; addresses apply at the next restart",

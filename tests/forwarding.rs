@@ -332,3 +332,57 @@ async fn empty_scopes_still_send_an_empty_scopes_header() {
         );
     }
 }
+
+/// One keep-alive connection, several tokens: the per-connection credential
+/// cache must never let a different or expired token ride on a good one.
+#[tokio::test]
+async fn one_keep_alive_connection_judges_every_token_on_its_own() {
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+    let up = Upstream::start().await;
+    let soon = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(2),
+    );
+    let cfg = ConfigDir::new(
+        &[("prod", up.url())],
+        &[MemberSpec::new("alice", ALICE).set(
+            "TOKEN_SHA256",
+            &format!(
+                "{} {}@{soon}",
+                sha256_hex(ALICE),
+                sha256_hex("short-lived-token")
+            ),
+        )],
+    );
+    let server = start(&cfg).await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut status = |token: &'static str| {
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "gw.test")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Empty::new())
+            .unwrap();
+        let fut = sender.send_request(req);
+        async move { fut.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(ALICE).await, 200);
+    assert_eq!(
+        status("alice-token-0123456788").await,
+        401,
+        "a near miss after a hit"
+    );
+    assert_eq!(status(ALICE).await, 200);
+    assert_eq!(status("short-lived-token").await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        status("short-lived-token").await,
+        401,
+        "expired while cached"
+    );
+}

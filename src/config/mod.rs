@@ -115,6 +115,8 @@ pub struct Session {
 
 /// One complete, validated configuration.
 pub struct Snapshot {
+    /// Bumped by every reload: per-connection caches compare it.
+    pub generation: u64,
     pub dir: PathBuf,
     pub listen: Listen,
     /// Built from `listen.tls` at load time, so bad PEM fails the load.
@@ -506,6 +508,7 @@ fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError>
     })?;
 
     Ok(Snapshot {
+        generation: 0,
         dir: dir.to_path_buf(),
         listen: Listen {
             addr: listen_addr,

@@ -34,7 +34,7 @@ pub enum Caller<'a> {
 
 /// Everything the outgoing request says about its origin.
 pub struct Forwarding<'a> {
-    pub client_ip: &'a str,
+    pub client_ip: HeaderValue,
     pub proto: HeaderValue,
     pub host: Option<HeaderValue>,
     pub request_id: &'a HeaderValue,
@@ -83,7 +83,15 @@ fn connection_listed(headers: &HeaderMap, doomed: &mut Vec<HeaderName>) {
     for v in headers.get_all(header::CONNECTION) {
         let Ok(v) = v.to_str() else { continue };
         for t in v.split(',') {
-            if let Ok(n) = HeaderName::from_bytes(t.trim().as_bytes()) {
+            let t = t.trim();
+            // The usual values name nothing beyond the hop-by-hop set.
+            if t.eq_ignore_ascii_case("keep-alive")
+                || t.eq_ignore_ascii_case("close")
+                || t.eq_ignore_ascii_case("upgrade")
+            {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
                 doomed.push(n);
             }
         }
@@ -134,9 +142,7 @@ pub fn prepare_request(
         headers.insert(X_OPENCLAW_SCOPES, m.scopes_header.clone());
     }
     headers.insert(header::HOST, up.host_header.clone());
-    if let Ok(v) = HeaderValue::from_str(f.client_ip) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    headers.insert(X_FORWARDED_FOR, f.client_ip.clone());
     headers.insert(
         X_FORWARDED_PROTO,
         trusted_proto.unwrap_or_else(|| f.proto.clone()),
@@ -249,7 +255,7 @@ mod tests {
 
     fn fwd<'a>(rid: &'a HeaderValue, trusted: bool) -> Forwarding<'a> {
         Forwarding {
-            client_ip: "198.51.100.7",
+            client_ip: HeaderValue::from_static("198.51.100.7"),
             proto: HeaderValue::from_static("https"),
             host: Some(HeaderValue::from_static("gw.example.com")),
             request_id: rid,

@@ -52,6 +52,20 @@ pub struct Conn {
     /// Holds one of the peer's unauthenticated-connection slots until the
     /// first identified request (see `limits`).
     unauthenticated: Arc<AtomicBool>,
+    /// The peer address as an `x-forwarded-for` value, formatted once.
+    peer_ip_header: HeaderValue,
+    /// The last token that identified a request on this connection, so a
+    /// keep-alive connection does not hash the same token on every request.
+    /// Valid only for the snapshot generation it was made in.
+    auth: std::sync::Mutex<Option<AuthCache>>,
+}
+
+struct AuthCache {
+    generation: u64,
+    token: Box<[u8]>,
+    member: MemberId,
+    token_id: String,
+    expires: Option<SystemTime>,
 }
 
 impl Conn {
@@ -62,10 +76,57 @@ impl Conn {
         unauthenticated: Arc<AtomicBool>,
     ) -> Self {
         Conn {
+            peer_ip_header: HeaderValue::from_str(&crate::cidr::canonical(peer.ip()).to_string())
+                .expect("an IP address is a valid header value"),
             peer,
             tls,
             cert,
             unauthenticated,
+            auth: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The identity this exact token had on this connection, if the
+    /// snapshot has not changed since and the token has not expired.
+    fn cached_identity(
+        &self,
+        generation: u64,
+        token: &[u8],
+        now: SystemTime,
+    ) -> Option<identity::Identity> {
+        use subtle::ConstantTimeEq;
+        let guard = self.auth.lock().ok()?;
+        let c = guard.as_ref()?;
+        if c.generation != generation
+            || !bool::from(c.token.ct_eq(token))
+            || c.expires.is_some_and(|e| now >= e)
+        {
+            return None;
+        }
+        Some(identity::Identity {
+            member: c.member,
+            via: Via::Token {
+                token_id: c.token_id.clone(),
+            },
+        })
+    }
+
+    fn remember(
+        &self,
+        generation: u64,
+        token: &[u8],
+        member: MemberId,
+        token_id: &str,
+        expires: Option<SystemTime>,
+    ) {
+        if let Ok(mut guard) = self.auth.lock() {
+            *guard = Some(AuthCache {
+                generation,
+                token: token.into(),
+                member,
+                token_id: token_id.to_string(),
+                expires,
+            });
         }
     }
 
@@ -259,7 +320,23 @@ async fn handle(
             .filter(|t| !t.is_empty()),
     };
     let now = SystemTime::now();
-    let id = match snap.credentials.identify(&presented, now) {
+    let token = presented.bearer.or(presented.header_token);
+    let cached = match (conn.cert.is_none(), token) {
+        (true, Some(t)) => conn.cached_identity(snap.generation, t, now),
+        _ => None,
+    };
+    let identified = match cached {
+        Some(id) => Ok(id),
+        None => snap.credentials.identify(&presented, now).inspect(|id| {
+            if let (Via::Token { token_id }, Some(t)) = (&id.via, token) {
+                let expires = snap.members[id.member]
+                    .token(token_id)
+                    .and_then(|r| r.expires);
+                conn.remember(snap.generation, t, id.member, token_id, expires);
+            }
+        }),
+    };
+    let id = match identified {
         Ok(id) => id,
         Err(IdentifyError::NoCredentials) => session_identity(snap, &req, now)?,
         Err(e) => {
@@ -473,17 +550,17 @@ async fn forward(
     parts.uri = Uri::from(pq);
     parts.version = Version::HTTP_11;
     let client = ex.client.expect("client ip resolved before forwarding");
-    let mut ip_buf = String::with_capacity(40);
-    {
-        use std::fmt::Write;
-        let _ = write!(ip_buf, "{}", client.ip);
-    }
+    let client_ip = match client.source {
+        client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
+        _ => HeaderValue::from_str(&client.ip.to_string())
+            .map_err(|_| Refusal::BadRequest("bad_client_ip"))?,
+    };
     headers::prepare_request(
         &mut parts.headers,
         up,
         &caller,
         &Forwarding {
-            client_ip: &ip_buf,
+            client_ip,
             proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
             host,
             request_id: &ex.request_id,
@@ -550,7 +627,7 @@ async fn forward(
             request_id: ex.request_id.to_str().unwrap_or("-").to_string(),
             member: member_label(snap, ex).to_string(),
             credential: ex.credential.clone(),
-            client_ip: ip_buf.clone(),
+            client_ip: client.ip.to_string(),
             ip_source: client.source.describe(),
             path: ex
                 .path
