@@ -86,11 +86,17 @@ impl Limiter {
         (until > now).then(|| until - now)
     }
 
-    /// Count a failed authentication; may start a block.
-    pub fn failed(&self, ip: IpAddr, s: &Settings) {
+    /// Count a failed authentication; may start a block. Returns the time
+    /// left if the address is (now) blocked. One lock, one lookup.
+    pub fn failed(&self, ip: IpAddr, s: &Settings) -> Option<Duration> {
         let now = Instant::now();
-        let Ok(mut m) = self.by_ip.lock() else { return };
+        let Ok(mut m) = self.by_ip.lock() else {
+            return None;
+        };
         let e = m.entry(ip).or_default();
+        if let Some(until) = e.blocked_until.filter(|u| *u > now) {
+            return Some(until - now);
+        }
         match e.window_start {
             Some(w) if now.duration_since(w) <= WINDOW => e.failures += 1,
             _ => {
@@ -102,7 +108,9 @@ impl Limiter {
             e.blocked_until = Some(now + s.block);
             e.failures = 0;
             e.window_start = None;
+            return Some(s.block);
         }
+        None
     }
 }
 
@@ -136,10 +144,10 @@ mod tests {
         let l = Limiter::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            l.failed(ip, &settings());
+            assert!(l.failed(ip, &settings()).is_none());
         }
         assert!(l.blocked(ip).is_none());
-        l.failed(ip, &settings());
+        assert!(l.failed(ip, &settings()).is_some());
         let left = l.blocked(ip).unwrap();
         assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30));
         assert!(l.blocked("192.0.2.9".parse().unwrap()).is_none());

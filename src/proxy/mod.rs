@@ -341,8 +341,7 @@ async fn handle(
         Err(IdentifyError::NoCredentials) => session_identity(snap, &req, now)?,
         Err(e) => {
             let limits = &snap.limits.per_ip;
-            state.limiter.failed(client.ip, limits);
-            if let Some(left) = state.limiter.blocked(client.ip) {
+            if let Some(left) = state.limiter.failed(client.ip, limits) {
                 return Err(Refusal::TooManyFailures(left));
             }
             return Err(Refusal::Denied(match e {
