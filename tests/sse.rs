@@ -126,3 +126,79 @@ async fn sse_first_event_reaches_an_h2_client_before_the_upstream_finishes() {
     assert_eq!(resp.version(), Version::HTTP_2);
     assert_streamed(&up, resp).await;
 }
+
+/// Open an SSE stream over HTTP/1.1 and read its first event.
+async fn open_stream(server: &clawgate::server::Server) -> Incoming {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::get(format!("http://{}/sse", server.addr))
+        .header("x-clawgate-token", ALICE)
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = String::new();
+    read_until(
+        &mut body,
+        &mut got,
+        "data: first\n\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    body
+}
+
+/// Does the body end (cleanly or not) without more data, within `within`?
+async fn ends_without_more_data(body: &mut Incoming, within: Duration) -> bool {
+    let ended = async {
+        loop {
+            match body.frame().await {
+                None | Some(Err(_)) => return true,
+                Some(Ok(f)) if f.data_ref().is_some_and(|d| !d.is_empty()) => return false,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, ended).await.unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_revoked_members_open_event_stream_ends_on_reload() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let mut body = open_stream(&server).await;
+    cfg.write_member(&MemberSpec::new("alice", ALICE).set("ORIGINS", "https://only.example.com"));
+    assert_eq!(server.reload().unwrap().revoked, 1);
+    assert!(ends_without_more_data(&mut body, Duration::from_secs(2)).await);
+    let m = metrics(server.admin_addr).await;
+    assert_eq!(
+        sample(
+            &m,
+            "clawgate_revoked_connections_total{member=\"alice\",reason=\"origin_missing\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_unaffected_event_stream_survives_a_reload() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let mut body = open_stream(&server).await;
+    assert_eq!(server.reload().unwrap().revoked, 0);
+    up.release_sse();
+    let mut got = String::new();
+    read_until(
+        &mut body,
+        &mut got,
+        "data: last\n\n",
+        Duration::from_secs(5),
+    )
+    .await;
+}

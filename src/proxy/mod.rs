@@ -533,11 +533,8 @@ async fn forward(
         None
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let upgrade_origin = upgrade.as_ref().and_then(|_| {
-        req.headers()
-            .get(header::ORIGIN)
-            .map(|v| v.as_bytes().to_vec())
-    });
+    // Kept for the grant of a tunnel or event stream (a cheap clone).
+    let origin = req.headers().get(header::ORIGIN).cloned();
 
     let (mut parts, body) = req.into_parts();
     let pq = parts
@@ -638,7 +635,8 @@ async fn forward(
                 .as_ref()
                 .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")),
         };
-        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), upgrade_origin, client.ip);
+        let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
+        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
     headers::prepare_response(resp.headers_mut(), switching, &ex.request_id);
@@ -649,7 +647,22 @@ async fn forward(
     let rid = ex.request_id.clone();
     // An upgraded connection is the tunnel's now; never back to the pool.
     let lease = (!switching).then_some(lease);
-    Ok(resp.map(|b| Either::Left(upstream::ResponseBody::new(b, reset, rid, lease))))
+    let event_stream = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let watch = event_stream.then(|| {
+        let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
+        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+        tunnel::StreamWatch::register(state, grant, rid.clone())
+    });
+    Ok(resp.map(|b| {
+        let body = upstream::ResponseBody::new(b, reset, rid, lease);
+        Either::Left(match watch {
+            Some(w) => body.watched(w),
+            None => body,
+        })
+    }))
 }
 
 /// A message's declared body length; streamed bodies have none.

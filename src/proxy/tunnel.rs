@@ -148,6 +148,71 @@ impl Tunnels {
     }
 }
 
+/// An open streamed response (SSE) registered like a tunnel, so a reload
+/// that revokes its grant, the token's expiry, or a drain ends it.
+pub struct StreamWatch {
+    state: Arc<State>,
+    id: u64,
+    rx: oneshot::Receiver<&'static str>,
+    expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    member: String,
+    request_id: http::HeaderValue,
+}
+
+impl StreamWatch {
+    pub fn register(
+        state: &Arc<State>,
+        grant: Grant,
+        request_id: http::HeaderValue,
+    ) -> StreamWatch {
+        let expiry = grant.expires.map(|e| {
+            let left = e.duration_since(SystemTime::now()).unwrap_or_default();
+            Box::pin(tokio::time::sleep(left))
+        });
+        let member = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
+        let (id, rx) = state.tunnels.register(grant);
+        StreamWatch {
+            state: state.clone(),
+            id,
+            rx,
+            expiry,
+            member,
+            request_id,
+        }
+    }
+
+    /// Ready with the reason once the stream must end.
+    pub fn poll_stop(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<&'static str> {
+        use std::future::Future;
+        let reason = if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut self.rx).poll(cx) {
+            r.unwrap_or("closed")
+        } else if self
+            .expiry
+            .as_mut()
+            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+        {
+            "token_expired"
+        } else {
+            return std::task::Poll::Pending;
+        };
+        if reason != GOING_AWAY {
+            self.state
+                .metrics
+                .revoked_connections
+                .with_label_values(&[&self.member, reason])
+                .inc();
+            tracing::info!(request_id = ?self.request_id, member = %self.member, reason, "ended open event stream");
+        }
+        std::task::Poll::Ready(reason)
+    }
+}
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        self.state.tunnels.remove(self.id);
+    }
+}
+
 /// Would this grant still be given under `snap`? Err = the reason code.
 fn still_allowed(snap: &Snapshot, g: &Grant, now: SystemTime) -> Result<(), &'static str> {
     if let Some(prefix) = &g.public_prefix {

@@ -224,6 +224,8 @@ pub struct ResponseBody {
     fault: Option<(prometheus::IntCounter, HeaderValue)>,
     /// The connection, back to its pool once this body has ended.
     lease: Option<Lease>,
+    /// For event streams: ends the body when the grant is revoked.
+    watch: Option<super::tunnel::StreamWatch>,
 }
 
 impl ResponseBody {
@@ -237,7 +239,14 @@ impl ResponseBody {
             inner,
             fault: Some((reset, request_id)),
             lease,
+            watch: None,
         }
+    }
+
+    /// End this (long-lived) body when `watch` says so.
+    pub fn watched(mut self, watch: super::tunnel::StreamWatch) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     fn release(&mut self) {
@@ -266,6 +275,14 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(w) = self.watch.as_mut() {
+            if w.poll_stop(cx).is_ready() {
+                // Mid-stream: the connection cannot be reused.
+                self.watch = None;
+                self.lease = None;
+                return Poll::Ready(None);
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = &polled {
             self.release();
