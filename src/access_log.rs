@@ -177,3 +177,25 @@ impl Write for RotatingFile {
         self.file.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotating_file_keeps_the_newest_files_within_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("access.log");
+        let mut f = RotatingFile::open(path.clone(), 100, 2).unwrap();
+        for i in 0..10 {
+            f.write_all(format!("{{\"line\":{i:040}}}\n").as_bytes()).unwrap();
+        }
+        f.flush().unwrap();
+        let current = fs::read_to_string(&path).unwrap();
+        assert!(current.len() <= 100, "{}", current.len());
+        assert!(current.contains("\"line\":0000000000000000000000000000000000000009"));
+        assert!(path.with_extension("log.1").exists());
+        assert!(path.with_extension("log.2").exists());
+        assert!(!path.with_extension("log.3").exists(), "keep = 2");
+    }
+}
