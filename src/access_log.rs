@@ -188,7 +188,8 @@ mod tests {
         let path = d.path().join("access.log");
         let mut f = RotatingFile::open(path.clone(), 100, 2).unwrap();
         for i in 0..10 {
-            f.write_all(format!("{{\"line\":{i:040}}}\n").as_bytes()).unwrap();
+            f.write_all(format!("{{\"line\":{i:040}}}\n").as_bytes())
+                .unwrap();
         }
         f.flush().unwrap();
         let current = fs::read_to_string(&path).unwrap();
