@@ -8,6 +8,11 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Upstream;
+
+use http::{Request, Version};
+use hyper::body::Incoming;
+
+use super::Refusal;
 use crate::identity::Via;
 use crate::member::Member;
 
@@ -242,6 +247,60 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
             let (k, v) = pair.trim().split_once('=')?;
             (k.trim() == name).then(|| v.trim())
         })
+}
+
+/// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
+/// `:authority`. Returned for `X-Forwarded-Host`.
+pub(super) fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, Refusal> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Err(Refusal::BadRequest("duplicate_host"));
+    }
+    match req.version() {
+        Version::HTTP_2 | Version::HTTP_3 => {
+            let authority = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+            if let (Some(h), Some(a)) = (&first, &authority) {
+                if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
+                    return Err(Refusal::BadRequest("host_authority_mismatch"));
+                }
+            }
+            Ok(authority.or(first))
+        }
+        Version::HTTP_11 if first.is_none() => Err(Refusal::BadRequest("missing_host")),
+        _ => Ok(first),
+    }
+    .and_then(|host| match host {
+        Some(h) if !valid_host(h.as_bytes()) => Err(Refusal::BadRequest("bad_host")),
+        other => Ok(other),
+    })
+}
+
+/// `host[:port]` (RFC 9110 §7.2): no userinfo, path or spaces, since it
+/// travels on as `X-Forwarded-Host`.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.iter().rposition(|b| *b == b':') {
+        Some(i) if !v[i..].contains(&b']') => (&v[..i], Some(&v[i + 1..])),
+        _ => (v, None),
+    };
+    let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        Some(ip) => {
+            !ip.is_empty()
+                && ip
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
+        }
+    };
+    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]

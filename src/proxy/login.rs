@@ -13,10 +13,10 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
-use super::{Body, Exchange, Refusal, SESSION_COOKIE};
+use super::{headers, Body, Exchange, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
 use crate::deny::Reason;
-use crate::identity::{self, IdentifyError};
+use crate::identity::{self, IdentifyError, Via};
 use crate::policy;
 use crate::session;
 
@@ -156,6 +156,62 @@ pub(super) async fn handle(
         safe_next(next.as_deref()),
         session::set_cookie(SESSION_COOKIE, &value, max_age),
     )
+}
+
+/// A browser's session cookie, checked against the current snapshot: the
+/// member must still exist and the token it was minted from still be valid.
+/// Without one, a browser asking for a page is sent to the login form.
+pub(super) fn session_identity(
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+    now: SystemTime,
+) -> Result<identity::Identity, Refusal> {
+    let Some(sess) = &snap.session else {
+        return Err(Refusal::Denied(Reason::NoCredentials));
+    };
+    // A browser asking for a page gets the login form instead of a JSON 401,
+    // also when its cookie went stale (token rotated, key changed).
+    let refuse = |reason: Reason| {
+        let wants_html = req.method() == Method::GET
+            && req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"))
+            && headers::upgrade_requested(req.headers()).is_none();
+        if !wants_html {
+            return Refusal::Denied(reason);
+        }
+        let next = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish();
+        Refusal::LoginRedirect(format!("{}?{q}", LOGIN_PATH))
+    };
+    let Some(value) = headers::cookie(req.headers(), SESSION_COOKIE) else {
+        return Err(refuse(Reason::NoCredentials));
+    };
+    let claims =
+        crate::session::verify(&sess.key, value, now).ok_or_else(|| refuse(Reason::BadToken))?;
+    let (member, m) = snap
+        .member_by_name(&claims.member)
+        .ok_or_else(|| refuse(Reason::BadToken))?;
+    if m.token(&claims.token_id).is_none() {
+        return Err(refuse(Reason::BadToken));
+    }
+    if !snap.credentials.token_valid(member, &claims.token_id, now) {
+        return Err(refuse(Reason::TokenExpired));
+    }
+    Ok(identity::Identity {
+        member,
+        via: Via::Session {
+            token_id: claims.token_id,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -5,15 +5,18 @@
 //! inner one and bails out with a [`Refusal`] via `?`. A request loads the
 //! config snapshot once and uses that one to the end.
 
+mod conn;
 pub mod headers;
 pub mod login;
+mod outcome;
 pub mod relay;
 pub mod tunnel;
 pub mod upstream;
 
+pub use conn::Conn;
+use outcome::{record, respond};
+
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,13 +27,12 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::access_log::{now_rfc3339, Record};
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
-use crate::deny::{self, Reason};
-use crate::identity::{self, IdentifyError, PeerCert, Via};
+use crate::deny::Reason;
+use crate::identity::{self, IdentifyError, Via};
 use crate::member::{MemberId, Mode};
-use crate::metrics::{NO_MEMBER, NO_UPSTREAM};
+use crate::metrics::NO_MEMBER;
 use crate::origin::OriginDiff;
 use crate::policy::{self, Diff};
 use crate::request_id;
@@ -43,102 +45,6 @@ pub type Body = Either<upstream::ResponseBody, Full<Bytes>>;
 
 /// Name of the browser session cookie (see `/_clawgate/login`).
 pub const SESSION_COOKIE: &str = "clawgate_session";
-
-/// One accepted client connection.
-pub struct Conn {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    pub cert: Option<PeerCert>,
-    /// Holds one of the peer's unauthenticated-connection slots until the
-    /// first identified request (see `limits`).
-    unauthenticated: Arc<AtomicBool>,
-    /// The peer address as an `x-forwarded-for` value, formatted once.
-    peer_ip_header: HeaderValue,
-    /// The last token that identified a request on this connection, so a
-    /// keep-alive connection does not hash the same token on every request.
-    /// Valid only for the snapshot generation it was made in.
-    auth: std::sync::Mutex<Option<AuthCache>>,
-}
-
-struct AuthCache {
-    generation: u64,
-    token: Box<[u8]>,
-    member: MemberId,
-    token_id: String,
-    expires: Option<SystemTime>,
-}
-
-impl Conn {
-    pub fn new(
-        peer: SocketAddr,
-        tls: bool,
-        cert: Option<PeerCert>,
-        unauthenticated: Arc<AtomicBool>,
-    ) -> Self {
-        Conn {
-            peer_ip_header: HeaderValue::from_str(&crate::cidr::canonical(peer.ip()).to_string())
-                .expect("an IP address is a valid header value"),
-            peer,
-            tls,
-            cert,
-            unauthenticated,
-            auth: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The identity this exact token had on this connection, if the
-    /// snapshot has not changed since and the token has not expired.
-    fn cached_identity(
-        &self,
-        generation: u64,
-        token: &[u8],
-        now: SystemTime,
-    ) -> Option<identity::Identity> {
-        use subtle::ConstantTimeEq;
-        let guard = self.auth.lock().ok()?;
-        let c = guard.as_ref()?;
-        if c.generation != generation
-            || !bool::from(c.token.ct_eq(token))
-            || c.expires.is_some_and(|e| now >= e)
-        {
-            return None;
-        }
-        Some(identity::Identity {
-            member: c.member,
-            via: Via::Token {
-                token_id: c.token_id.clone(),
-            },
-        })
-    }
-
-    fn remember(
-        &self,
-        generation: u64,
-        token: &[u8],
-        member: MemberId,
-        token_id: &str,
-        expires: Option<SystemTime>,
-    ) {
-        if let Ok(mut guard) = self.auth.lock() {
-            *guard = Some(AuthCache {
-                generation,
-                token: token.into(),
-                member,
-                token_id: token_id.to_string(),
-                expires,
-            });
-        }
-    }
-
-    /// An identified request arrived: give the unauthenticated slot back.
-    fn authenticated(&self, state: &State) {
-        if self.unauthenticated.load(Ordering::Relaxed)
-            && self.unauthenticated.swap(false, Ordering::AcqRel)
-        {
-            state.limiter.release_unauthenticated(self.peer.ip());
-        }
-    }
-}
 
 /// Why a request was not forwarded.
 #[derive(Debug)]
@@ -257,7 +163,7 @@ async fn handle(
     };
     ex.client = Some(client);
     ex.request_id = request_id::assign(req.headers(), client.peer_trusted);
-    let host = request_host(&req)?;
+    let host = headers::request_host(&req)?;
     if req
         .headers()
         .get_all(header::ORIGIN)
@@ -338,7 +244,7 @@ async fn handle(
     };
     let id = match identified {
         Ok(id) => id,
-        Err(IdentifyError::NoCredentials) => session_identity(snap, &req, now)?,
+        Err(IdentifyError::NoCredentials) => login::session_identity(snap, &req, now)?,
         Err(e) => {
             let limits = &snap.limits.per_ip;
             if let Some(left) = state.limiter.failed(client.ip, limits) {
@@ -390,116 +296,6 @@ async fn handle(
         host,
     )
     .await
-}
-
-/// A browser's session cookie, checked against the current snapshot: the
-/// member must still exist and the token it was minted from still be valid.
-/// Without one, a browser asking for a page is sent to the login form.
-fn session_identity(
-    snap: &Snapshot,
-    req: &Request<Incoming>,
-    now: SystemTime,
-) -> Result<identity::Identity, Refusal> {
-    let Some(sess) = &snap.session else {
-        return Err(Refusal::Denied(Reason::NoCredentials));
-    };
-    // A browser asking for a page gets the login form instead of a JSON 401,
-    // also when its cookie went stale (token rotated, key changed).
-    let refuse = |reason: Reason| {
-        let wants_html = req.method() == Method::GET
-            && req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/html"))
-            && headers::upgrade_requested(req.headers()).is_none();
-        if !wants_html {
-            return Refusal::Denied(reason);
-        }
-        let next = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let q: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", next)
-            .finish();
-        Refusal::LoginRedirect(format!("{}?{q}", login::LOGIN_PATH))
-    };
-    let Some(value) = headers::cookie(req.headers(), SESSION_COOKIE) else {
-        return Err(refuse(Reason::NoCredentials));
-    };
-    let claims =
-        crate::session::verify(&sess.key, value, now).ok_or_else(|| refuse(Reason::BadToken))?;
-    let (member, m) = snap
-        .member_by_name(&claims.member)
-        .ok_or_else(|| refuse(Reason::BadToken))?;
-    if m.token(&claims.token_id).is_none() {
-        return Err(refuse(Reason::BadToken));
-    }
-    if !snap.credentials.token_valid(member, &claims.token_id, now) {
-        return Err(refuse(Reason::TokenExpired));
-    }
-    Ok(identity::Identity {
-        member,
-        via: Via::Session {
-            token_id: claims.token_id,
-        },
-    })
-}
-
-/// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
-/// `:authority`. Returned for `X-Forwarded-Host`.
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, Refusal> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next().cloned();
-    if hosts.next().is_some() {
-        return Err(Refusal::BadRequest("duplicate_host"));
-    }
-    match req.version() {
-        Version::HTTP_2 | Version::HTTP_3 => {
-            let authority = req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-            if let (Some(h), Some(a)) = (&first, &authority) {
-                if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
-                    return Err(Refusal::BadRequest("host_authority_mismatch"));
-                }
-            }
-            Ok(authority.or(first))
-        }
-        Version::HTTP_11 if first.is_none() => Err(Refusal::BadRequest("missing_host")),
-        _ => Ok(first),
-    }
-    .and_then(|host| match host {
-        Some(h) if !valid_host(h.as_bytes()) => Err(Refusal::BadRequest("bad_host")),
-        other => Ok(other),
-    })
-}
-
-/// `host[:port]` (RFC 9110 §7.2): no userinfo, path or spaces, since it
-/// travels on as `X-Forwarded-Host`.
-fn valid_host(v: &[u8]) -> bool {
-    let (host, port) = match v.iter().rposition(|b| *b == b':') {
-        Some(i) if !v[i..].contains(&b']') => (&v[..i], Some(&v[i + 1..])),
-        _ => (v, None),
-    };
-    let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
-        Some(ip) => {
-            !ip.is_empty()
-                && ip
-                    .iter()
-                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
-        }
-        None => {
-            !host.is_empty()
-                && host
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
-        }
-    };
-    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -675,159 +471,4 @@ fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
         .and_then(|m| snap.members.get(m))
         .map(|m| m.name.as_str())
         .unwrap_or(NO_MEMBER)
-}
-
-/// Map a refusal to its response; the only place statuses are chosen.
-fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
-    let rid = ex.request_id.to_str().unwrap_or("-").to_string();
-    let resp = match refusal {
-        Refusal::Denied(reason) => {
-            ex.decision = Decision::Deny;
-            ex.reason = Some(reason);
-            if reason.is_authentication() {
-                deny::unauthorized(reason, &rid)
-            } else {
-                let member = member_label(snap, ex);
-                match &ex.diff {
-                    Some(diff) => deny::forbidden(reason, &rid, member, diff),
-                    None => deny::error(StatusCode::FORBIDDEN, reason.code(), &rid),
-                }
-            }
-        }
-        Refusal::BadRequest(why) => {
-            ex.decision = Decision::Error;
-            deny::error(StatusCode::BAD_REQUEST, why, &rid)
-        }
-        Refusal::NotFound(why) => {
-            ex.decision = Decision::Error;
-            deny::error(StatusCode::NOT_FOUND, why, &rid)
-        }
-        Refusal::LoginRedirect(to) => {
-            ex.decision = Decision::Deny;
-            ex.reason = Some(Reason::NoCredentials);
-            let mut r = Response::new(String::new());
-            *r.status_mut() = StatusCode::SEE_OTHER;
-            if let Ok(v) = HeaderValue::from_str(&to) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&crate::session::clear_cookie(SESSION_COOKIE)) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            r
-        }
-        Refusal::MethodNotAllowed => {
-            ex.decision = Decision::Error;
-            let mut r = deny::error(StatusCode::METHOD_NOT_ALLOWED, "connect_refused", &rid);
-            r.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-            );
-            r
-        }
-        Refusal::TooManyFailures(left) => {
-            ex.decision = Decision::Error;
-            let mut r = deny::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_auth_failures",
-                &rid,
-            );
-            if let Ok(v) = HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
-        Refusal::PayloadTooLarge => {
-            ex.decision = Decision::Error;
-            deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &rid)
-        }
-        Refusal::Upstream(e) => {
-            ex.decision = Decision::Error;
-            deny::error(e.status(), &format!("upstream_{}", e.kind()), &rid)
-        }
-    };
-    resp.map(|s| Either::Right(Full::new(Bytes::from(s))))
-}
-
-/// Count and log one finished exchange (response headers sent).
-fn record(
-    state: &State,
-    snap: &Snapshot,
-    ex: &Exchange,
-    status: StatusCode,
-    bytes_out: Option<u64>,
-    started: Instant,
-) {
-    let member = member_label(snap, ex);
-    let upstream = ex
-        .upstream
-        .and_then(|u| snap.upstreams.get(u))
-        .map(|u| u.name.as_str());
-    let m = &state.metrics;
-    m.requests
-        .with_label_values(&[member, upstream.unwrap_or(NO_UPSTREAM), status.as_str()])
-        .inc();
-    match (ex.decision, ex.reason) {
-        (Decision::Deny, Some(r)) => m.denials.with_label_values(&[member, r.code()]).inc(),
-        (Decision::Audit, Some(r)) => m
-            .audit_would_deny
-            .with_label_values(&[member, r.code()])
-            .inc(),
-        _ => {}
-    }
-    if let (Some(cred), Some(_), Decision::Allow | Decision::Audit) =
-        (&ex.credential, ex.member, ex.decision)
-    {
-        if cred.starts_with("tok_") {
-            let secs = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            m.token_last_used
-                .with_label_values(&[member, cred])
-                .set(secs);
-        }
-    }
-    let rid = ex.request_id.to_str().unwrap_or("-");
-    let path = ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
-    if state.access_log.enabled() {
-        let client_ip = ex
-            .client
-            .map(|c| c.ip.to_string())
-            .unwrap_or_else(|| "-".into());
-        let ip_source = ex
-            .client
-            .map(|c| c.source.describe())
-            .unwrap_or_else(|| "-".into());
-        state.access_log.write(&Record {
-            ts: now_rfc3339(),
-            kind: "http",
-            request_id: rid,
-            member,
-            credential: ex.credential.as_deref(),
-            client_ip,
-            ip_source,
-            method: ex.method.as_str(),
-            path,
-            status: status.as_u16(),
-            decision: ex.decision.as_str(),
-            reason: ex.reason.map(|r| r.code()),
-            upstream,
-            upstream_ms: ex.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            bytes_in: ex.bytes_in,
-            bytes_out,
-            diff: ex.diff.as_ref(),
-        });
-    } else if let Some(diff) = &ex.diff {
-        // The diff is always logged, even with the access log off.
-        tracing::info!(
-            request_id = rid,
-            member,
-            path,
-            decision = ex.decision.as_str(),
-            reason = ex.reason.map(|r| r.code()).unwrap_or("-"),
-            diff = %serde_json::to_string(diff).unwrap_or_default(),
-            "policy denial"
-        );
-    }
 }

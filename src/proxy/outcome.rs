@@ -1,0 +1,171 @@
+//! The outer layer of the request path: every refusal mapped to its
+//! response in one place, and every finished exchange counted and logged.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::{member_label, Body, Decision, Exchange, Refusal, SESSION_COOKIE};
+use crate::access_log::{now_rfc3339, Record};
+use crate::config::Snapshot;
+use crate::deny::{self, Reason};
+use crate::metrics::NO_UPSTREAM;
+use crate::state::State;
+
+/// Map a refusal to its response; the only place statuses are chosen.
+pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
+    let rid = ex.request_id.to_str().unwrap_or("-").to_string();
+    let resp = match refusal {
+        Refusal::Denied(reason) => {
+            ex.decision = Decision::Deny;
+            ex.reason = Some(reason);
+            if reason.is_authentication() {
+                deny::unauthorized(reason, &rid)
+            } else {
+                let member = member_label(snap, ex);
+                match &ex.diff {
+                    Some(diff) => deny::forbidden(reason, &rid, member, diff),
+                    None => deny::error(StatusCode::FORBIDDEN, reason.code(), &rid),
+                }
+            }
+        }
+        Refusal::BadRequest(why) => {
+            ex.decision = Decision::Error;
+            deny::error(StatusCode::BAD_REQUEST, why, &rid)
+        }
+        Refusal::NotFound(why) => {
+            ex.decision = Decision::Error;
+            deny::error(StatusCode::NOT_FOUND, why, &rid)
+        }
+        Refusal::LoginRedirect(to) => {
+            ex.decision = Decision::Deny;
+            ex.reason = Some(Reason::NoCredentials);
+            let mut r = Response::new(String::new());
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&crate::session::clear_cookie(SESSION_COOKIE)) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Refusal::MethodNotAllowed => {
+            ex.decision = Decision::Error;
+            let mut r = deny::error(StatusCode::METHOD_NOT_ALLOWED, "connect_refused", &rid);
+            r.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            r
+        }
+        Refusal::TooManyFailures(left) => {
+            ex.decision = Decision::Error;
+            let mut r = deny::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                &rid,
+            );
+            if let Ok(v) = HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Refusal::PayloadTooLarge => {
+            ex.decision = Decision::Error;
+            deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &rid)
+        }
+        Refusal::Upstream(e) => {
+            ex.decision = Decision::Error;
+            deny::error(e.status(), &format!("upstream_{}", e.kind()), &rid)
+        }
+    };
+    resp.map(|s| Either::Right(Full::new(Bytes::from(s))))
+}
+
+/// Count and log one finished exchange (response headers sent).
+pub(super) fn record(
+    state: &State,
+    snap: &Snapshot,
+    ex: &Exchange,
+    status: StatusCode,
+    bytes_out: Option<u64>,
+    started: Instant,
+) {
+    let member = member_label(snap, ex);
+    let upstream = ex
+        .upstream
+        .and_then(|u| snap.upstreams.get(u))
+        .map(|u| u.name.as_str());
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[member, upstream.unwrap_or(NO_UPSTREAM), status.as_str()])
+        .inc();
+    match (ex.decision, ex.reason) {
+        (Decision::Deny, Some(r)) => m.denials.with_label_values(&[member, r.code()]).inc(),
+        (Decision::Audit, Some(r)) => m
+            .audit_would_deny
+            .with_label_values(&[member, r.code()])
+            .inc(),
+        _ => {}
+    }
+    if let (Some(cred), Some(_), Decision::Allow | Decision::Audit) =
+        (&ex.credential, ex.member, ex.decision)
+    {
+        if cred.starts_with("tok_") {
+            let secs = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            m.token_last_used
+                .with_label_values(&[member, cred])
+                .set(secs);
+        }
+    }
+    let rid = ex.request_id.to_str().unwrap_or("-");
+    let path = ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
+    if state.access_log.enabled() {
+        let client_ip = ex
+            .client
+            .map(|c| c.ip.to_string())
+            .unwrap_or_else(|| "-".into());
+        let ip_source = ex
+            .client
+            .map(|c| c.source.describe())
+            .unwrap_or_else(|| "-".into());
+        state.access_log.write(&Record {
+            ts: now_rfc3339(),
+            kind: "http",
+            request_id: rid,
+            member,
+            credential: ex.credential.as_deref(),
+            client_ip,
+            ip_source,
+            method: ex.method.as_str(),
+            path,
+            status: status.as_u16(),
+            decision: ex.decision.as_str(),
+            reason: ex.reason.map(|r| r.code()),
+            upstream,
+            upstream_ms: ex.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            bytes_in: ex.bytes_in,
+            bytes_out,
+            diff: ex.diff.as_ref(),
+        });
+    } else if let Some(diff) = &ex.diff {
+        // The diff is always logged, even with the access log off.
+        tracing::info!(
+            request_id = rid,
+            member,
+            path,
+            decision = ex.decision.as_str(),
+            reason = ex.reason.map(|r| r.code()).unwrap_or("-"),
+            diff = %serde_json::to_string(diff).unwrap_or_default(),
+            "policy denial"
+        );
+    }
+}
