@@ -19,6 +19,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian's prometheus package only provides promtool here; no server runs.
 fi
 
+# git does not keep file modes: the shipped member files must be 0600 or
+# clawgate refuses them (as ssh refuses private keys).
+chmod 600 config/members/*.env
+
 cargo test --all-targets
 
 if [ "${CLAWGATE_SKIP_E2E:-0}" != 1 ] && [ -x tests/e2e/run.sh ]; then
