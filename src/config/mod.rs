@@ -8,6 +8,7 @@
 pub mod error;
 pub mod members;
 pub mod raw;
+mod snapshot;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::{HeaderValue, Uri};
 
 pub use error::ConfigError;
@@ -24,137 +25,12 @@ use raw::RawBase;
 
 use crate::cidr::{self, CidrSet};
 use crate::identity::CredentialIndex;
-use crate::member::Member;
 
 pub const BASE_FILE: &str = "clawgate.toml";
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9180";
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientAuth {
-    Optional,
-    Required,
-}
-
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: Option<PathBuf>,
-    pub client_auth: Option<ClientAuth>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Listen {
-    pub addr: SocketAddr,
-    pub tls: Option<TlsFiles>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Admin {
-    pub addr: SocketAddr,
-    pub allow_public: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    pub name: String,
-    pub url: Uri,
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// `authority` as the `Host` header value sent upstream.
-    pub host_header: HeaderValue,
-    pub identity_header: HeaderName,
-}
-
-#[derive(Clone, Debug)]
-pub struct PublicRoute {
-    pub path_prefix: String,
-    pub sources: CidrSet,
-    pub upstream: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLog {
-    Off,
-    Stdout,
-    File(PathBuf),
-}
-
-#[derive(Clone, Debug)]
-pub struct Log {
-    pub access: AccessLog,
-    pub level: String,
-    pub max_bytes: u64,
-    pub keep: u32,
-}
-
-#[derive(Clone, Debug)]
-pub struct Timeouts {
-    /// Time to receive a request's headers; hyper also applies it to an
-    /// idle keep-alive connection waiting for its next request.
-    pub header_read: Duration,
-    pub upstream_connect: Duration,
-    pub upstream_response: Duration,
-    pub drain: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_body_bytes: u64,
-    pub max_header_bytes: usize,
-    pub max_connections: usize,
-    pub per_ip: crate::limits::Settings,
-}
-
-#[derive(Clone, Debug)]
-pub struct Session {
-    pub key: Arc<[u8]>,
-    pub ttl: Duration,
-}
-
-/// One complete, validated configuration.
-pub struct Snapshot {
-    /// Bumped by every reload: per-connection caches compare it.
-    pub generation: u64,
-    pub dir: PathBuf,
-    pub listen: Listen,
-    /// Built from `listen.tls` at load time, so bad PEM fails the load.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub admin: Admin,
-    pub upstreams: Vec<Upstream>,
-    pub public: Vec<PublicRoute>,
-    pub trusted_proxies: CidrSet,
-    pub proxy_protocol: bool,
-    pub members_dir: PathBuf,
-    pub members: Vec<Member>,
-    pub credentials: CredentialIndex,
-    pub log: Log,
-    pub timeouts: Timeouts,
-    pub limits: Limits,
-    pub session: Option<Session>,
-}
-
-impl Snapshot {
-    pub fn member_by_name(&self, name: &str) -> Option<(usize, &Member)> {
-        self.members
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.name == name)
-    }
-
-    pub fn upstream_by_name(&self, name: &str) -> Option<usize> {
-        self.upstreams.iter().position(|u| u.name == name)
-    }
-
-    /// The public route whose prefix matches `path`, longest first.
-    pub fn public_route(&self, path: &str) -> Option<&PublicRoute> {
-        self.public
-            .iter()
-            .filter(|r| path.starts_with(&r.path_prefix))
-            .max_by_key(|r| r.path_prefix.len())
-    }
-}
+pub use snapshot::*;
 
 /// Load and validate the whole config directory.
 pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
