@@ -10,10 +10,7 @@ pub fn run(dir: &Path) -> ExitCode {
         .map(|s| s.log.level.clone())
         .unwrap_or_else(|_| "info".into());
     init_tracing(&level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("clawgate: cannot start the runtime: {e}");
@@ -36,6 +33,19 @@ pub fn run(dir: &Path) -> ExitCode {
             }
         }
     })
+}
+
+/// One CPU (a pinned or cgroup-limited deployment, as nginx runs with one
+/// worker): a current-thread runtime, which skips the work-stealing
+/// scheduler's cross-thread bookkeeping on every wake-up. More CPUs: one
+/// worker per CPU.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
 }
 
 /// Diagnostics go to stderr; stdout carries the access log.
