@@ -380,7 +380,7 @@ async fn forward(
         .upstream_duration
         .with_label_values(&[&up.name])
         .observe(elapsed.as_secs_f64());
-    let (mut resp, lease) = match result {
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
             if e.is_upstream_fault() {
@@ -414,7 +414,9 @@ async fn forward(
                 .inc();
             return Err(Refusal::Upstream(UpstreamError::Reset));
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
+            return Err(Refusal::Upstream(UpstreamError::Reset));
+        };
         let info = tunnel::LogInfo {
             request_id: ex.request_id.to_str().unwrap_or("-").to_string(),
             member: member_label(snap, ex).to_string(),
@@ -441,8 +443,6 @@ async fn forward(
         .upstream_errors
         .with_label_values(&[&up.name, UpstreamError::Reset.kind()]);
     let rid = ex.request_id.clone();
-    // An upgraded connection is the tunnel's now; never back to the pool.
-    let lease = (!switching).then_some(lease);
     let event_stream = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -453,7 +453,7 @@ async fn forward(
         tunnel::StreamWatch::register(state, grant, rid.clone())
     });
     Ok(resp.map(|b| {
-        let body = upstream::ResponseBody::new(b, reset, rid, lease);
+        let body = upstream::ResponseBody::new(b, reset, rid);
         Either::Left(match watch {
             Some(w) => body.watched(w),
             None => body,

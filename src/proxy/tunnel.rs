@@ -266,7 +266,7 @@ pub struct LogInfo {
 pub fn spawn(
     state: Arc<State>,
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: super::upstream::Upgraded,
     grant: Grant,
     info: LogInfo,
 ) {
@@ -282,8 +282,8 @@ pub fn spawn(
             .websockets_open
             .with_label_values(&[&member_label]);
         gauge.inc();
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!(request_id = %info.request_id, "upgrade failed: {e}");
                 gauge.dec();
@@ -293,7 +293,6 @@ pub fn spawn(
         };
         let websocket = info.websocket;
         let client = TokioIo::new(client);
-        let upstream = TokioIo::new(upstream);
         let stop = async move {
             let expiry = async {
                 match expires.map(|e| e.duration_since(SystemTime::now())) {

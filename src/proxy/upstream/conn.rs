@@ -1,0 +1,225 @@
+//! One TCP connection to the gateway with its buffers, the per-authority
+//! pool of idle ones, and the raw stream a 101 hands to a tunnel.
+//!
+//! The pool is LIFO (the warmest connection first) and holds connections
+//! only between exchanges: a connection is out of the pool for exactly as
+//! long as a request or its response body uses it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Idle connections kept per upstream; more are closed when returned.
+const MAX_IDLE: usize = 256;
+/// Read buffer: allocated once per connection, topped up to this when low.
+const READ_CHUNK: usize = 16 * 1024;
+const READ_LOW: usize = 2 * 1024;
+
+pub struct Connection {
+    pub stream: TcpStream,
+    /// Bytes read from the gateway and not yet consumed.
+    pub read: BytesMut,
+    /// The request head being written (kept for its capacity).
+    pub write: Vec<u8>,
+    /// Taken from the pool (it served an earlier exchange).
+    pub reused: bool,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> Self {
+        Connection {
+            stream,
+            read: BytesMut::with_capacity(READ_CHUNK),
+            write: Vec::with_capacity(1024),
+            reused: false,
+        }
+    }
+
+    /// Read what the gateway has sent into `read`; `Ok(0)` is end of stream.
+    pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_LOW {
+            self.read.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+    }
+
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_more(cx)).await
+    }
+
+    /// Still open with nothing unread? Decided from the readiness the
+    /// reactor already recorded: a closed or chattering idle connection
+    /// was reported readable. Costs a syscall only in that case.
+    fn idle_and_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Idle connections to one upstream authority.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    /// The most recently used connection that is still open.
+    pub fn take(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(mut c) = idle.pop() {
+            if c.idle_and_open() {
+                c.reused = true;
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Back after a complete exchange. A connection with unread bytes is
+    /// out of step with the gateway and is closed instead.
+    pub fn put(&self, c: Connection) {
+        if !c.read.is_empty() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(c);
+            }
+        }
+    }
+}
+
+/// The gateway's side of a switched (101) connection: the bytes that came
+/// with the 101 head first, then the stream.
+pub struct Upgraded {
+    stream: TcpStream,
+    early: BytesMut,
+}
+
+impl Upgraded {
+    pub fn new(c: Connection) -> Self {
+        Upgraded {
+            stream: c.stream,
+            early: c.read,
+        }
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.early.is_empty() {
+            let n = this.early.len().min(buf.remaining());
+            buf.put_slice(&this.early[..n]);
+            this.early.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair(l: &TcpListener) -> (Connection, TcpStream) {
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (Connection::new(c), s)
+    }
+
+    /// Let the reactor record what happened on the sockets.
+    async fn settle() {
+        for _ in 0..5 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_hands_out_only_open_quiet_connections_newest_first() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::default();
+        let (open, _keep) = pair(&l).await;
+        let open_port = open.stream.local_addr().unwrap().port();
+        let (closed, peer) = pair(&l).await;
+        let (chatty, mut talker) = pair(&l).await;
+        pool.put(open);
+        pool.put(closed);
+        pool.put(chatty);
+        drop(peer);
+        talker.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        settle().await;
+        let got = pool.take().expect("the open connection");
+        assert!(got.reused);
+        assert_eq!(got.stream.local_addr().unwrap().port(), open_port);
+        assert!(
+            pool.take().is_none(),
+            "closed and chattering ones are dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_unread_bytes_is_not_pooled() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::default();
+        let (mut c, _peer) = pair(&l).await;
+        c.read.extend_from_slice(b"extra");
+        pool.put(c);
+        assert!(pool.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_stream_yields_the_early_bytes_first() {
+        use tokio::io::AsyncReadExt;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (mut c, mut peer) = pair(&l).await;
+        c.read.extend_from_slice(b"early ");
+        let mut up = Upgraded::new(c);
+        peer.write_all(b"later").await.unwrap();
+        drop(peer);
+        let mut all = Vec::new();
+        up.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"early later");
+    }
+}

@@ -1,0 +1,369 @@
+//! The HTTP/1.1 client to the gateway, and what its failures mean.
+//!
+//! clawgate speaks HTTP/1.1 to the gateway itself rather than through
+//! hyper's client: a request's head (and first body bytes) go out in one
+//! write from the request's own task, and the response head is parsed
+//! there too, with no connection task or channel between them. That
+//! machinery was the largest single cost of a proxied request.
+//!
+//! - [`wire`]: request head encoding, response head parsing, framing.
+//! - [`conn`]: a connection with its buffers, the LIFO pool per authority,
+//!   and the raw stream a 101 hands to a tunnel.
+//! - [`body`]: the response body, read off the connection as it arrives;
+//!   the connection returns to its pool when the body ends.
+//!
+//! Failures are sorted into a few kinds, each with its status and a label
+//! for `clawgate_upstream_errors_total{kind}`.
+
+mod body;
+mod conn;
+pub mod wire;
+
+pub use body::UpstreamBody;
+pub use conn::Upgraded;
+
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use conn::{Connection, Pool};
+use wire::{Framing, ResponseHead};
+
+/// The body sent upstream: the client's body, capped at `max_body_bytes`.
+pub type OutBody = Limited<Incoming>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Nothing listening, refused, unreachable, or connect timed out.
+    Connect,
+    /// No response headers within `upstream_response`.
+    Timeout,
+    /// The connection broke during the exchange.
+    Reset,
+    /// The client's body went past `max_body_bytes` while streaming.
+    BodyTooLarge,
+    /// The client's body broke while streaming (bad chunk, cut short).
+    ClientBody,
+}
+
+impl UpstreamError {
+    pub fn kind(self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Reset => "reset",
+            UpstreamError::BodyTooLarge => "body_too_large",
+            UpstreamError::ClientBody => "client_body",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            UpstreamError::Connect | UpstreamError::Reset => StatusCode::BAD_GATEWAY,
+            UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UpstreamError::ClientBody => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Counted as an upstream fault (not the client's).
+    pub fn is_upstream_fault(self) -> bool {
+        !matches!(
+            self,
+            UpstreamError::BodyTooLarge | UpstreamError::ClientBody
+        )
+    }
+}
+
+/// Pools by authority: a handful of upstreams, so a scan beats hashing.
+#[derive(Default)]
+pub struct UpstreamClient {
+    pools: RwLock<Vec<(String, Arc<Pool>)>>,
+}
+
+/// How an attempt failed, and whether it may be made again on a fresh
+/// connection.
+struct Failure {
+    error: UpstreamError,
+    /// Nothing of the request can have been acted on: the write failed,
+    /// or the request is idempotent and no response byte arrived.
+    replayable: bool,
+}
+
+impl Failure {
+    fn fatal(error: UpstreamError) -> Self {
+        Failure {
+            error,
+            replayable: false,
+        }
+    }
+}
+
+impl UpstreamClient {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pool(&self, authority: &str) -> Arc<Pool> {
+        if let Ok(pools) = self.pools.read() {
+            if let Some((_, p)) = pools.iter().find(|(a, _)| a == authority) {
+                return p.clone();
+            }
+        }
+        let mut pools = match self.pools.write() {
+            Ok(p) => p,
+            Err(e) => e.into_inner(),
+        };
+        if let Some((_, p)) = pools.iter().find(|(a, _)| a == authority) {
+            return p.clone();
+        }
+        let p = Arc::new(Pool::default());
+        pools.push((authority.to_string(), p.clone()));
+        p
+    }
+
+    async fn connect(
+        authority: &Authority,
+        timeout: Duration,
+    ) -> Result<Connection, UpstreamError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(authority.as_str()))
+            .await
+            .map_err(|_| UpstreamError::Connect)?
+            .map_err(|_| UpstreamError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection::new(stream))
+    }
+
+    /// Send `req` (origin-form URI, `Host` already set) to `authority`:
+    /// on a pooled connection if one is open, else a new one. A request
+    /// without a body that a pooled connection failed before any answer
+    /// is sent again once, on a new connection (the gateway may have
+    /// closed the idle one as we wrote).
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        req: Request<OutBody>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let pool = self.pool(authority.as_str());
+        let (parts, mut body) = req.into_parts();
+        let bodiless = body.is_end_stream();
+        let chunked = !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH);
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let exchange = async {
+            loop {
+                let (mut conn, pooled) = match pool.take() {
+                    Some(c) => (c, true),
+                    None => (Self::connect(authority, connect_timeout).await?, false),
+                };
+                conn.write.clear();
+                wire::encode_request(
+                    &parts.method,
+                    target,
+                    &parts.headers,
+                    chunked,
+                    &mut conn.write,
+                );
+                match round_trip(&mut conn, &parts.method, &mut body, chunked).await {
+                    Ok(head) => return Ok((conn, head)),
+                    Err(f) if pooled && bodiless && f.replayable => continue,
+                    Err(f) => return Err(f.error),
+                }
+            }
+        };
+        let (conn, head) = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(r) => r?,
+        };
+        let reuse = head.keep_alive.then_some(pool);
+        let mut resp = Response::new(UpstreamBody::new(head.framing, conn, reuse));
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
+    }
+}
+
+/// Write the request (head, then body) and read the response head,
+/// skipping interim 1xx responses other than 101.
+async fn round_trip(
+    conn: &mut Connection,
+    method: &Method,
+    body: &mut OutBody,
+    chunked: bool,
+) -> Result<ResponseHead, Failure> {
+    // The first body frame rides with the head: one write for most requests.
+    let mut body_done = body.is_end_stream();
+    if !body_done {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    put_data(&mut conn.write, &data, chunked);
+                }
+            }
+            Some(Err(e)) => return Err(Failure::fatal(classify_body(&*e))),
+            None => body_done = true,
+        }
+        if !body_done && body.is_end_stream() {
+            body_done = true;
+        }
+        if body_done && chunked {
+            conn.write.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+    if conn.stream.write_all(&conn.write).await.is_err() {
+        return Err(Failure {
+            error: UpstreamError::Reset,
+            replayable: true,
+        });
+    }
+    while !body_done {
+        conn.write.clear();
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    put_data(&mut conn.write, &data, chunked);
+                }
+            }
+            Some(Err(e)) => return Err(Failure::fatal(classify_body(&*e))),
+            None => {
+                body_done = true;
+                if chunked {
+                    conn.write.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+        }
+        if !conn.write.is_empty() && conn.stream.write_all(&conn.write).await.is_err() {
+            return Err(Failure::fatal(UpstreamError::Reset));
+        }
+    }
+
+    let mut answered = false;
+    loop {
+        match wire::parse_response(&mut conn.read, method) {
+            Ok(Some(head))
+                if head.status.is_informational() && head.framing != Framing::Upgrade =>
+            {
+                answered = true;
+            }
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!("unusable response head from the gateway: {e:?}");
+                return Err(Failure::fatal(UpstreamError::Reset));
+            }
+        }
+        answered |= !conn.read.is_empty();
+        match conn.read_more().await {
+            Ok(n) if n > 0 => {}
+            _ => {
+                return Err(Failure {
+                    error: UpstreamError::Reset,
+                    replayable: !answered && method.is_idempotent(),
+                })
+            }
+        }
+    }
+}
+
+/// Append body bytes, as one chunk when the transfer coding is chunked.
+fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        use std::io::Write;
+        let _ = write!(out, "{:x}\r\n", data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// The client's body failed while it was being sent on.
+fn classify_body(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
+    let chain = || std::iter::successors(Some(e), |s| s.source());
+    if chain().any(|s| s.is::<LengthLimitError>()) {
+        UpstreamError::BodyTooLarge
+    } else {
+        UpstreamError::ClientBody
+    }
+}
+
+/// A response body streamed from the gateway. If the gateway breaks off
+/// mid-body (reset, closed early) after the head went to the client, the
+/// client's connection is cut and the fault is counted and logged once,
+/// like one before the head.
+pub struct ResponseBody {
+    inner: UpstreamBody,
+    /// `clawgate_upstream_errors_total{upstream,kind="reset"}` and the
+    /// request ID, until the fault is reported.
+    fault: Option<(prometheus::IntCounter, HeaderValue)>,
+    /// For event streams: ends the body when the grant is revoked.
+    watch: Option<super::tunnel::StreamWatch>,
+}
+
+impl ResponseBody {
+    pub fn new(
+        inner: UpstreamBody,
+        reset: prometheus::IntCounter,
+        request_id: HeaderValue,
+    ) -> Self {
+        ResponseBody {
+            inner,
+            fault: Some((reset, request_id)),
+            watch: None,
+        }
+    }
+
+    /// End this (long-lived) body when `watch` says so.
+    pub fn watched(mut self, watch: super::tunnel::StreamWatch) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(w) = self.watch.as_mut() {
+            if w.poll_stop(cx).is_ready() {
+                // Mid-stream: dropping the body closes the connection.
+                self.watch = None;
+                self.inner = UpstreamBody::empty();
+                return Poll::Ready(None);
+            }
+        }
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            if let Some((reset, request_id)) = self.fault.take() {
+                reset.inc();
+                tracing::warn!(request_id = ?request_id, "upstream response broke off mid-body: {e}");
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,512 @@
+//! HTTP/1.1 on the wire to the gateway: the request head we write and the
+//! response head we parse (RFC 9112), nothing else.
+//!
+//! The request's headers were already rewritten by `headers::prepare_request`
+//! (hop-by-hop gone, `Host` set), so encoding is a straight copy. Parsing is
+//! `httparse` into an `http::Response` whose header values share the one
+//! buffer the head was read into, plus the body's framing (§6.3).
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Most header lines accepted in a response head (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// Largest response head accepted; past it the response is refused.
+pub const MAX_HEAD_BYTES: usize = u16::MAX as usize;
+
+/// Why a response head was refused. All of them are the gateway's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not HTTP/1.x, or a malformed line.
+    Malformed,
+    /// More than [`MAX_HEADERS`] lines or [`MAX_HEAD_BYTES`] bytes.
+    TooLarge,
+    /// Conflicting or unparsable `Content-Length`.
+    BadLength,
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 1xx, 204, 304.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the gateway closes the connection (no length given).
+    UntilClose,
+    /// 101: the connection now carries another protocol.
+    Upgrade,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Append the request head for `method path` with `headers` to `out`.
+/// `chunked`: the body is sent with chunked transfer coding (no length known).
+pub fn encode_request(
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    chunked: bool,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parse one response head from the front of `buf`, consuming it.
+/// `Ok(None)`: incomplete, read more. Interim (1xx other than 101)
+/// responses come back like any other; the caller skips them.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    // Left uninitialised (safely): zeroing 100 slots cost more than parsing.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    let code = parsed.code.ok_or(HeadError::Malformed)?;
+    let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed)?;
+    let version = if parsed.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    // Offsets into the buffer (u16: the head is at most 64 KiB), so the
+    // values can share it once it is frozen.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [[0u16; 4]; MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let n = h.name.as_ptr() as usize - base;
+        let v = h.value.as_ptr() as usize - base;
+        *span = [n, n + h.name.len(), v, v + h.value.len()].map(|o| o as u16);
+    }
+    let head: Bytes = buf.split_to(len).freeze();
+
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_coded = false;
+    let mut close = version == Version::HTTP_10;
+    for &span in &spans[..count] {
+        let [n0, n1, v0, v1] = span.map(usize::from);
+        let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| HeadError::Malformed)?;
+        let raw = &head[v0..v1];
+        if name == header::CONTENT_LENGTH {
+            let n = parse_length(raw).ok_or(HeadError::BadLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadLength);
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            transfer_coded = true;
+            // Only a final `chunked` delimits the body (§6.3 items 4 and 5).
+            chunked = last_token_is(raw, b"chunked");
+        } else if name == header::CONNECTION {
+            let (has_close, has_keep_alive, only_plain) = connection_tokens(raw);
+            if has_close {
+                close = true;
+            }
+            if has_keep_alive && version == Version::HTTP_10 {
+                close = false;
+            }
+            // `keep-alive`/`close` alone tell the client nothing: this hop's.
+            if only_plain && status != StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+        }
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(v0..v1)).map_err(|_| HeadError::Malformed)?;
+        headers.append(name, value);
+    }
+
+    let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+        Framing::Upgrade
+    } else if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || request_method == Method::HEAD
+    {
+        Framing::Empty
+    } else if transfer_coded {
+        // Transfer-Encoding overrides Content-Length (§6.3 item 3): the
+        // length must not reach the client.
+        headers.remove(header::CONTENT_LENGTH);
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    let keep_alive = !close && !matches!(framing, Framing::UntilClose | Framing::Upgrade);
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// `Content-Length`: 1*DIGIT, also as a list of equal values (§6.3 item 5).
+fn parse_length(raw: &[u8]) -> Option<u64> {
+    let mut found: Option<u64> = None;
+    for part in raw.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+fn last_token_is(raw: &[u8], token: &[u8]) -> bool {
+    raw.rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// (`close` listed, `keep-alive` listed, nothing else listed).
+fn connection_tokens(raw: &[u8]) -> (bool, bool, bool) {
+    let (mut close, mut keep_alive, mut only_plain) = (false, false, true);
+    for t in raw.split(|&b| b == b',') {
+        let t = t.trim_ascii();
+        if t.eq_ignore_ascii_case(b"close") {
+            close = true;
+        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            keep_alive = true;
+        } else if !t.is_empty() {
+            only_plain = false;
+        }
+    }
+    (close, keep_alive, only_plain)
+}
+
+/// The chunked transfer coding of a response body (RFC 9112 §7.1), one
+/// step at a time over whatever bytes have arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunked {
+    /// Expecting a `size[;ext]CRLF` line.
+    Size,
+    /// Inside a chunk, this many data bytes left.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+    /// The body is complete.
+    Done,
+}
+
+/// Longest chunk-size line or trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// What one decoding step produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Body bytes for the client.
+    Data(Bytes),
+    /// More input needed.
+    NeedMore,
+    /// The body ended.
+    Done,
+}
+
+impl Chunked {
+    /// Decode from the front of `buf` until data, the end, or a need for
+    /// more input. Errors are malformed framing (the gateway's fault).
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, HeadError> {
+        loop {
+            match *self {
+                Chunked::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let _ = buf.split_to(used);
+                        *self = if size == 0 {
+                            Chunked::Trailers
+                        } else {
+                            Chunked::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
+                        return Err(HeadError::Malformed)
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(Step::NeedMore),
+                    Err(_) => return Err(HeadError::Malformed),
+                },
+                Chunked::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let rest = left - take as u64;
+                    *self = if rest == 0 {
+                        Chunked::DataEnd
+                    } else {
+                        Chunked::Data(rest)
+                    };
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                }
+                Chunked::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(HeadError::Malformed);
+                    }
+                    let _ = buf.split_to(2);
+                    *self = Chunked::Size;
+                }
+                Chunked::Trailers => match buf.windows(2).position(|w| w == b"\r\n") {
+                    // Trailer fields are dropped: nothing downstream uses them.
+                    Some(0) => {
+                        let _ = buf.split_to(2);
+                        *self = Chunked::Done;
+                    }
+                    Some(at) => {
+                        let _ = buf.split_to(at + 2);
+                    }
+                    None if buf.len() > MAX_TRAILERS => return Err(HeadError::Malformed),
+                    None => return Ok(Step::NeedMore),
+                },
+                Chunked::Done => return Ok(Step::Done),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
+        let mut buf = BytesMut::from(raw);
+        parse_response(&mut buf, &method)
+    }
+
+    #[test]
+    fn request_head_is_origin_form_with_headers_in_order() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("gw:18789"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        encode_request(&Method::POST, "/v1?q=1", &h, true, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /v1?q=1 HTTP/1.1\r\nhost: gw:18789\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_length_delimited_response_leaves_its_body_in_the_buffer() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nX-Seen: a\r\n\r\nok",
+        );
+        let head = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.keep_alive);
+        assert_eq!(&buf[..], b"ok");
+        assert_eq!(head.headers["x-seen"], "a");
+        assert!(
+            head.headers.get(header::CONNECTION).is_none(),
+            "a plain keep-alive is this hop's"
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        let f = |raw: &str, m: Method| parse(raw, m).unwrap().unwrap().framing;
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD),
+            Framing::Empty
+        );
+        assert_eq!(f("HTTP/1.1 204 No\r\n\r\n", Method::GET), Framing::Empty);
+        assert_eq!(f("HTTP/1.1 304 NM\r\n\r\n", Method::GET), Framing::Empty);
+        assert_eq!(
+            f("HTTP/1.1 100 Continue\r\n\r\n", Method::GET),
+            Framing::Empty
+        );
+        assert_eq!(
+            f("HTTP/1.1 101 SP\r\nupgrade: websocket\r\n\r\n", Method::GET),
+            Framing::Upgrade
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\n\r\n", Method::GET),
+            Framing::UntilClose
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+                Method::GET
+            ),
+            Framing::Chunked
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+                Method::GET
+            ),
+            Framing::UntilClose
+        );
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
+    }
+
+    #[test]
+    fn keep_alive_is_decided_by_version_and_connection() {
+        let ka = |raw: &str| parse(raw, Method::GET).unwrap().unwrap().keep_alive;
+        assert!(!ka(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!ka("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(ka(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!ka("HTTP/1.1 200 OK\r\n\r\n"), "read-until-close");
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nconnection: x-hop\r\nx-hop: 1\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            h.headers.get(header::CONNECTION).is_some(),
+            "a listing is kept for prepare_response to act on"
+        );
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        assert!(parse("HTTP/1.1 200 OK\r\n", Method::GET).unwrap().is_none());
+        assert_eq!(
+            parse(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                Method::GET
+            )
+            .unwrap_err(),
+            HeadError::BadLength
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", Method::GET).unwrap_err(),
+            HeadError::BadLength
+        );
+        assert!(parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n",
+            Method::GET
+        )
+        .unwrap()
+        .is_some());
+        assert_eq!(
+            parse("SSH-2.0-OpenSSH\r\n\r\n", Method::GET).unwrap_err(),
+            HeadError::Malformed
+        );
+        let many: String = (0..150).map(|i| format!("x-{i}: v\r\n")).collect();
+        assert_eq!(
+            parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), Method::GET).unwrap_err(),
+            HeadError::TooLarge
+        );
+        let huge = "HTTP/1.1 200 OK\r\nx-big: ".to_string() + &"a".repeat(MAX_HEAD_BYTES + 1);
+        assert_eq!(parse(&huge, Method::GET).unwrap_err(), HeadError::TooLarge);
+    }
+
+    fn decode(input: &[&[u8]]) -> Result<(Vec<u8>, bool), HeadError> {
+        let mut c = Chunked::Size;
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input {
+            buf.extend_from_slice(piece);
+            loop {
+                match c.step(&mut buf)? {
+                    Step::Data(d) => out.extend_from_slice(&d),
+                    Step::NeedMore => break,
+                    Step::Done => return Ok((out, buf.is_empty())),
+                }
+            }
+        }
+        Ok((out, false))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n";
+        for cut in 0..wire.len() {
+            let (out, done) = decode(&[&wire[..cut], &wire[cut..]]).unwrap();
+            assert_eq!(out, b"hello world", "split at {cut}");
+            assert!(done, "split at {cut}");
+        }
+        let bytewise: Vec<&[u8]> = wire.chunks(1).collect();
+        assert_eq!(decode(&bytewise).unwrap().0, b"hello world");
+    }
+
+    #[test]
+    fn bad_chunked_framing_is_refused() {
+        assert!(decode(&[b"zz\r\n"]).is_err());
+        assert!(
+            decode(&[b"2\r\nokXX"]).is_err(),
+            "data not followed by CRLF"
+        );
+        assert!(decode(&[&[b'1'; MAX_CHUNK_LINE + 10]]).is_err());
+        assert!(
+            decode(&[b"ffffffffffffffffff\r\n"]).is_err(),
+            "size overflow"
+        );
+    }
+}
