@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderValue;
+use prometheus::{Histogram, IntCounter, IntGauge};
 
 use crate::identity::{self, PeerCert, Via};
 use crate::member::MemberId;
@@ -27,6 +28,41 @@ pub struct Conn {
     /// keep-alive connection does not hash the same token on every request.
     /// Valid only for the snapshot generation it was made in.
     auth: std::sync::Mutex<Option<AuthCache>>,
+    /// Metric handles of the last request (see [`Handles`]).
+    pub(super) handles: std::sync::Mutex<Handles>,
+}
+
+/// Metric handles resolved for this connection's last request, keyed by
+/// what decides their labels (and the snapshot generation, since indices
+/// change on reload). A keep-alive connection's requests mostly repeat
+/// them, and resolving one costs a label hash and a map lookup.
+#[derive(Default)]
+pub(super) struct Handles {
+    /// (generation, member, upstream, status) → `requests_total`.
+    pub requests: Option<(RequestsKey, IntCounter)>,
+    /// (generation, upstream) → request duration and mid-body resets.
+    pub upstream: Option<((u64, usize), (Histogram, IntCounter))>,
+    /// (generation, member, token id) → `token_last_used_timestamp`.
+    pub token_used: Option<((u64, MemberId, String), IntGauge)>,
+}
+
+/// What labels `requests_total`: (generation, member, upstream, status).
+pub(super) type RequestsKey = (u64, Option<MemberId>, Option<usize>, u16);
+
+/// The handle in `slot` if it was made for `key`, else a new one from `make`.
+pub(super) fn cached<K: PartialEq, V: Clone>(
+    slot: &mut Option<(K, V)>,
+    key: K,
+    make: impl FnOnce() -> V,
+) -> V {
+    match slot {
+        Some((k, v)) if *k == key => v.clone(),
+        _ => {
+            let v = make();
+            *slot = Some((key, v.clone()));
+            v
+        }
+    }
 }
 
 struct AuthCache {
@@ -52,6 +88,7 @@ impl Conn {
             cert,
             unauthenticated,
             auth: std::sync::Mutex::new(None),
+            handles: std::sync::Mutex::new(Handles::default()),
         }
     }
 
@@ -63,11 +100,10 @@ impl Conn {
         token: &[u8],
         now: SystemTime,
     ) -> Option<identity::Identity> {
-        use subtle::ConstantTimeEq;
         let guard = self.auth.lock().ok()?;
         let c = guard.as_ref()?;
         if c.generation != generation
-            || !bool::from(c.token.ct_eq(token))
+            || !same_secret(&c.token, token)
             || c.expires.is_some_and(|e| now >= e)
         {
             return None;
@@ -106,5 +142,43 @@ impl Conn {
         {
             state.limiter.release_unauthenticated(self.peer.ip());
         }
+    }
+}
+
+/// Constant-time equality of two secrets of public length, a word at a
+/// time (subtle's byte-wise slice comparison costs ten times as much).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("8-byte chunk"));
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        diff |= word(x) ^ word(y);
+    }
+    let tail = a.len() - a.len() % 8;
+    for (x, y) in a[tail..].iter().zip(&b[tail..]) {
+        diff |= u64::from(x ^ y);
+    }
+    bool::from(diff.ct_eq(&0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_equal_only_when_every_byte_matches() {
+        let t = b"cg_demo_alice_7Qm2xN4pL9vR3sT8wK";
+        assert!(same_secret(t, t));
+        assert!(same_secret(b"", b""));
+        for i in 0..t.len() {
+            let mut other = *t;
+            other[i] ^= 1;
+            assert!(!same_secret(t, &other), "byte {i}");
+        }
+        assert!(!same_secret(t, &t[..t.len() - 1]));
+        assert!(!same_secret(b"abc", b"abd"));
     }
 }

@@ -103,71 +103,85 @@ fn connection_listed(headers: &HeaderMap, doomed: &mut Vec<HeaderName>) {
     }
 }
 
-/// Rewrite request headers in place for the upstream: one pass over the
-/// headers present decides what goes, then clawgate's own are set.
-pub fn prepare_request(
-    headers: &mut HeaderMap,
+/// Write the request head for the upstream into `out`, straight from the
+/// client's headers: one pass decides what goes, then clawgate's own are
+/// added. Nothing is removed from or inserted into a map, which is where
+/// the cost of header rewriting lies. `chunked`: the body goes out with
+/// chunked transfer coding (its length is unknown).
+#[allow(clippy::too_many_arguments)]
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &http::Method,
+    target: &str,
+    headers: &HeaderMap,
     up: &Upstream,
     caller: &Caller<'_>,
     f: &Forwarding<'_>,
+    chunked: bool,
 ) {
+    use super::upstream::wire;
     let member = matches!(caller, Caller::Member { .. });
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    let mut has_connection = false;
-    let mut has_cookie = false;
-    for name in headers.keys() {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    if headers.contains_key(header::CONNECTION) {
+        connection_listed(headers, &mut listed);
+    }
+    wire::request_line(out, method, target);
+    let mut cookies_written = false;
+    for (name, value) in headers {
         let n = name.as_str();
-        has_connection |= n == "connection";
-        has_cookie |= n == "cookie";
-        if never_forwarded(n, &up.identity_header) || (member && n == "authorization") {
-            doomed.push(name.clone());
+        if never_forwarded(n, &up.identity_header)
+            || n == "host"
+            || (member && n == "authorization")
+            || (!listed.is_empty() && listed.contains(name))
+        {
+            continue;
         }
-    }
-    if has_connection {
-        connection_listed(headers, &mut doomed);
-    }
-    // A trusted proxy in front already knows the original scheme and host.
-    let (trusted_proto, trusted_host) = if f.peer_trusted {
-        (
-            headers.get(X_FORWARDED_PROTO).cloned(),
-            headers.get(X_FORWARDED_HOST).cloned(),
-        )
-    } else {
-        (None, None)
-    };
-    for name in doomed {
-        headers.remove(name);
-    }
-    if has_cookie {
-        strip_cookie(headers, f.session_cookie);
+        // A trusted proxy in front already knows the original scheme and host.
+        if f.peer_trusted && (n == "x-forwarded-proto" || n == "x-forwarded-host") {
+            continue;
+        }
+        if n == "cookie" {
+            if !cookies_written {
+                cookies_written = true;
+                if let Some(v) = cookie_line(headers, f.session_cookie) {
+                    wire::header(out, b"cookie", v.as_bytes());
+                }
+            }
+            continue;
+        }
+        wire::header(out, n.as_bytes(), value.as_bytes());
     }
 
     if let Caller::Member { member: m, .. } = caller {
-        headers.insert(up.identity_header.clone(), m.name_header.clone());
-        headers.insert(X_OPENCLAW_SCOPES, m.scopes_header.clone());
+        wire::header(
+            out,
+            up.identity_header.as_str().as_bytes(),
+            m.name_header.as_bytes(),
+        );
+        wire::header(out, b"x-openclaw-scopes", m.scopes_header.as_bytes());
     }
-    headers.insert(header::HOST, up.host_header.clone());
-    headers.insert(X_FORWARDED_FOR, f.client_ip.clone());
-    headers.insert(
-        X_FORWARDED_PROTO,
-        trusted_proto.unwrap_or_else(|| f.proto.clone()),
-    );
-    if let Some(h) = trusted_host.or_else(|| f.host.clone()) {
-        headers.insert(X_FORWARDED_HOST, h);
+    wire::header(out, b"host", up.host_header.as_bytes());
+    wire::header(out, b"x-forwarded-for", f.client_ip.as_bytes());
+    let trusted = |name: &HeaderName| f.peer_trusted.then(|| headers.get(name)).flatten();
+    let proto = trusted(&X_FORWARDED_PROTO).unwrap_or(&f.proto);
+    wire::header(out, b"x-forwarded-proto", proto.as_bytes());
+    if let Some(h) = trusted(&X_FORWARDED_HOST).or(f.host.as_ref()) {
+        wire::header(out, b"x-forwarded-host", h.as_bytes());
     }
-    headers.insert(X_REQUEST_ID, f.request_id.clone());
+    wire::header(out, b"x-request-id", f.request_id.as_bytes());
     if let Some(u) = &f.upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, u.clone());
+        wire::header(out, b"connection", b"upgrade");
+        wire::header(out, b"upgrade", u.as_bytes());
     }
+    if chunked {
+        wire::header(out, b"transfer-encoding", b"chunked");
+    }
+    wire::end_head(out);
 }
 
 /// Rewrite response headers in place for the client.
-pub fn prepare_response(
-    headers: &mut HeaderMap,
-    switching_protocols: bool,
-    request_id: &HeaderValue,
-) {
+/// (`x-request-id` is set by `serve`, on every response alike.)
+pub fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     let mut has_connection = false;
     for name in headers.keys() {
@@ -196,44 +210,37 @@ pub fn prepare_response(
     if switching_protocols {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers.insert(X_REQUEST_ID, request_id.clone());
 }
 
-/// Remove clawgate's session cookie from `Cookie`, keeping the others.
-fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if values.is_empty() {
-        return;
+/// The one `Cookie` line for the upstream: every `Cookie` field joined
+/// with "; " (HTTP/2 sends one per cookie; RFC 9113 §8.2.3), without
+/// clawgate's session cookie. `None` when nothing is left.
+fn cookie_line<'h>(headers: &'h HeaderMap, session: &str) -> Option<std::borrow::Cow<'h, str>> {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let first = values.next()?;
+    let single = values.next().is_none();
+    if let (true, Ok(s)) = (single, first.to_str()) {
+        if !s.contains(session) {
+            return Some(std::borrow::Cow::Borrowed(s));
+        }
     }
-    let mut kept: Vec<String> = Vec::new();
-    let mut changed = false;
-    for v in &values {
-        let Ok(s) = v.to_str() else {
-            changed = true;
-            continue;
-        };
+    let mut line = String::new();
+    for v in headers.get_all(header::COOKIE) {
+        // A non-UTF-8 Cookie field cannot be taken apart safely: dropped.
+        let Ok(s) = v.to_str() else { continue };
         for pair in s.split(';') {
             let pair = pair.trim();
-            if pair.is_empty() {
+            let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
+            if pair.is_empty() || key == session {
                 continue;
             }
-            let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
-            if key == name {
-                changed = true;
-            } else {
-                kept.push(pair.to_string());
+            if !line.is_empty() {
+                line.push_str("; ");
             }
+            line.push_str(pair);
         }
     }
-    if !changed {
-        return;
-    }
-    headers.remove(header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(header::COOKIE, v);
-        }
-    }
+    (!line.is_empty()).then_some(std::borrow::Cow::Owned(line))
 }
 
 /// Find a cookie's value in the `Cookie` headers.
@@ -322,6 +329,35 @@ mod tests {
             upgrade: None,
             session_cookie: "clawgate_session",
         }
+    }
+
+    /// The head clawgate writes for `h`, parsed back into a map.
+    fn prepare_request(h: &mut HeaderMap, up: &Upstream, caller: &Caller<'_>, f: &Forwarding<'_>) {
+        let mut out = Vec::new();
+        write_request_head(
+            &mut out,
+            &http::Method::GET,
+            "/x?y=1",
+            h,
+            up,
+            caller,
+            f,
+            false,
+        );
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut slots);
+        let len = req.parse(&out).unwrap().unwrap();
+        assert_eq!(len, out.len(), "one complete head");
+        assert_eq!(req.method, Some("GET"));
+        assert_eq!(req.path, Some("/x?y=1"));
+        let mut parsed = HeaderMap::new();
+        for hd in req.headers.iter() {
+            parsed.append(
+                HeaderName::from_bytes(hd.name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(hd.value).unwrap(),
+            );
+        }
+        *h = parsed;
     }
 
     fn hostile() -> HeaderMap {

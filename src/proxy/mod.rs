@@ -23,9 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
@@ -128,7 +128,7 @@ pub async fn serve(
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID, ex.request_id.clone());
     let bytes_out = content_length(resp.headers());
-    record(&state, &snap, &ex, resp.status(), bytes_out, started);
+    record(&state, &snap, &conn, &ex, resp.status(), bytes_out, started);
     Ok(resp)
 }
 
@@ -332,23 +332,24 @@ async fn forward(
     // Kept for the grant of a tunnel or event stream (a cheap clone).
     let origin = req.headers().get(header::ORIGIN).cloned();
 
-    let (mut parts, body) = req.into_parts();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    // Origin-form: the connection is already to the upstream's authority.
-    parts.uri = Uri::from(pq);
-    parts.version = Version::HTTP_11;
+    let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let client = ex.client.expect("client ip resolved before forwarding");
     let client_ip = match client.source {
         client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
         _ => HeaderValue::from_str(&client.ip.to_string())
             .map_err(|_| Refusal::BadRequest("bad_client_ip"))?,
     };
-    headers::prepare_request(
-        &mut parts.headers,
+    let body = Limited::new(body, limit as usize);
+    // A body of unknown length (HTTP/1.1 chunked, or h2 without
+    // content-length) goes to the gateway chunked.
+    let chunked = !body.is_end_stream() && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let mut head = Vec::with_capacity(1024);
+    headers::write_request_head(
+        &mut head,
+        &parts.method,
+        target,
+        &parts.headers,
         up,
         &caller,
         &Forwarding {
@@ -360,8 +361,14 @@ async fn forward(
             upgrade: upgrade.clone(),
             session_cookie: SESSION_COOKIE,
         },
+        chunked,
     );
-    let out = Request::from_parts(parts, Limited::new(body, limit as usize));
+    let out = upstream::Outgoing {
+        method: &parts.method,
+        head: &head,
+        body,
+        chunked,
+    };
 
     let t0 = Instant::now();
     let result = state
@@ -375,11 +382,22 @@ async fn forward(
         .await;
     let elapsed = t0.elapsed();
     ex.upstream_elapsed = Some(elapsed);
-    state
-        .metrics
-        .upstream_duration
-        .with_label_values(&[&up.name])
-        .observe(elapsed.as_secs_f64());
+    let (duration, reset) = {
+        let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
+        conn::cached(
+            &mut handles.upstream,
+            (snap.generation, upstream_idx),
+            || {
+                let m = &state.metrics;
+                (
+                    m.upstream_duration.with_label_values(&[&up.name]),
+                    m.upstream_errors
+                        .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
+                )
+            },
+        )
+    };
+    duration.observe(elapsed.as_secs_f64());
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -437,11 +455,7 @@ async fn forward(
         let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
-    headers::prepare_response(resp.headers_mut(), switching, &ex.request_id);
-    let reset = state
-        .metrics
-        .upstream_errors
-        .with_label_values(&[&up.name, UpstreamError::Reset.kind()]);
+    headers::prepare_response(resp.headers_mut(), switching);
     let rid = ex.request_id.clone();
     let event_stream = resp
         .headers()

@@ -8,7 +8,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
-use super::{member_label, Body, Decision, Exchange, Refusal, SESSION_COOKIE};
+use super::{member_label, Body, Conn, Decision, Exchange, Refusal, SESSION_COOKIE};
 use crate::access_log::{now_rfc3339, Record};
 use crate::config::Snapshot;
 use crate::deny::{self, Reason};
@@ -90,6 +90,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
 pub(super) fn record(
     state: &State,
     snap: &Snapshot,
+    conn: &Conn,
     ex: &Exchange,
     status: StatusCode,
     bytes_out: Option<u64>,
@@ -101,9 +102,13 @@ pub(super) fn record(
         .and_then(|u| snap.upstreams.get(u))
         .map(|u| u.name.as_str());
     let m = &state.metrics;
-    m.requests
-        .with_label_values(&[member, upstream.unwrap_or(NO_UPSTREAM), status.as_str()])
-        .inc();
+    let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (snap.generation, ex.member, ex.upstream, status.as_u16());
+    super::conn::cached(&mut handles.requests, key, || {
+        m.requests
+            .with_label_values(&[member, upstream.unwrap_or(NO_UPSTREAM), status.as_str()])
+    })
+    .inc();
     match (ex.decision, ex.reason) {
         (Decision::Deny, Some(r)) => m.denials.with_label_values(&[member, r.code()]).inc(),
         (Decision::Audit, Some(r)) => m
@@ -112,7 +117,7 @@ pub(super) fn record(
             .inc(),
         _ => {}
     }
-    if let (Some(cred), Some(_), Decision::Allow | Decision::Audit) =
+    if let (Some(cred), Some(id), Decision::Allow | Decision::Audit) =
         (&ex.credential, ex.member, ex.decision)
     {
         if cred.starts_with("tok_") {
@@ -120,11 +125,20 @@ pub(super) fn record(
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            m.token_last_used
-                .with_label_values(&[member, cred])
-                .set(secs);
+            let slot = &mut handles.token_used;
+            let fresh = matches!(slot, Some(((g, m, c), _)) if *g == snap.generation && *m == id && c == cred);
+            if !fresh {
+                *slot = Some((
+                    (snap.generation, id, cred.clone()),
+                    m.token_last_used.with_label_values(&[member, cred]),
+                ));
+            }
+            if let Some((_, gauge)) = slot {
+                gauge.set(secs);
+            }
         }
     }
+    drop(handles);
     let rid = ex.request_id.to_str().unwrap_or("-");
     let path = ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
     if state.access_log.enabled() {

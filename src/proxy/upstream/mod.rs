@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::AsyncWriteExt;
@@ -82,6 +82,16 @@ impl UpstreamError {
             UpstreamError::BodyTooLarge | UpstreamError::ClientBody
         )
     }
+}
+
+/// A request ready for the wire.
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    /// The complete head (see `headers::write_request_head`).
+    pub head: &'a [u8],
+    pub body: OutBody,
+    /// The head announces chunked transfer coding: the body is sent so.
+    pub chunked: bool,
 }
 
 /// Pools by authority: a handful of upstreams, so a scan beats hashing.
@@ -151,15 +161,18 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         authority: &Authority,
-        req: Request<OutBody>,
+        req: Outgoing<'_>,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let pool = self.pool(authority.as_str());
-        let (parts, mut body) = req.into_parts();
+        let Outgoing {
+            method,
+            head,
+            mut body,
+            chunked,
+        } = req;
         let bodiless = body.is_end_stream();
-        let chunked = !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH);
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let exchange = async {
             loop {
                 let (mut conn, pooled) = match pool.take() {
@@ -167,14 +180,8 @@ impl UpstreamClient {
                     None => (Self::connect(authority, connect_timeout).await?, false),
                 };
                 conn.write.clear();
-                wire::encode_request(
-                    &parts.method,
-                    target,
-                    &parts.headers,
-                    chunked,
-                    &mut conn.write,
-                );
-                match round_trip(&mut conn, &parts.method, &mut body, chunked).await {
+                conn.write.extend_from_slice(head);
+                match round_trip(&mut conn, method, &mut body, chunked).await {
                     Ok(head) => return Ok((conn, head)),
                     Err(f) if pooled && bodiless && f.replayable => continue,
                     Err(f) => return Err(f.error),
@@ -253,7 +260,9 @@ async fn round_trip(
             Ok(Some(head))
                 if head.status.is_informational() && head.framing != Framing::Upgrade =>
             {
+                // The final head may already be in the buffer behind it.
                 answered = true;
+                continue;
             }
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {}

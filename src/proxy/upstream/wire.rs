@@ -1,8 +1,8 @@
 //! HTTP/1.1 on the wire to the gateway: the request head we write and the
 //! response head we parse (RFC 9112), nothing else.
 //!
-//! The request's headers were already rewritten by `headers::prepare_request`
-//! (hop-by-hop gone, `Host` set), so encoding is a straight copy. Parsing is
+//! What goes into a request head is decided by `headers::write_request_head`;
+//! this module only knows how lines are laid out. Parsing is
 //! `httparse` into an `http::Response` whose header values share the one
 //! buffer the head was read into, plus the body's framing (§6.3).
 
@@ -54,28 +54,25 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// Append the request head for `method path` with `headers` to `out`.
-/// `chunked`: the body is sent with chunked transfer coding (no length known).
-pub fn encode_request(
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-    chunked: bool,
-    out: &mut Vec<u8>,
-) {
+/// `METHOD target HTTP/1.1`, the first line of a request head.
+pub fn request_line(out: &mut Vec<u8>, method: &Method, target: &str) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
+}
+
+/// One header line. `value` comes from a `HeaderValue` or a validated
+/// config string, so it holds no CR or LF.
+pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The empty line that ends a head.
+pub fn end_head(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
@@ -124,7 +121,8 @@ pub fn parse_response(
     }
     let head: Bytes = buf.split_to(len).freeze();
 
-    let mut headers = HeaderMap::with_capacity(count);
+    // One spare slot: clawgate adds `x-request-id` without a regrow.
+    let mut headers = HeaderMap::with_capacity(count + 1);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_coded = false;
@@ -336,15 +334,14 @@ mod tests {
 
     #[test]
     fn request_head_is_origin_form_with_headers_in_order() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("gw:18789"));
-        h.append("x-a", HeaderValue::from_static("1"));
-        h.append("x-a", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        encode_request(&Method::POST, "/v1?q=1", &h, true, &mut out);
+        request_line(&mut out, &Method::POST, "/v1?q=1");
+        header(&mut out, b"host", b"gw:18789");
+        header(&mut out, b"x-a", b"1");
+        end_head(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /v1?q=1 HTTP/1.1\r\nhost: gw:18789\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+            "POST /v1?q=1 HTTP/1.1\r\nhost: gw:18789\r\nx-a: 1\r\n\r\n"
         );
     }
 
