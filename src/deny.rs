@@ -74,22 +74,10 @@ struct ForbiddenBody<'a> {
     diff: &'a Diff,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    reason: &'a str,
-    request_id: &'a str,
-}
-
 /// 401: who you are could not be established. Same body whatever the
 /// cause beyond the reason code, so probing learns nothing about members.
 pub fn unauthorized(reason: Reason, request_id: &str) -> Response<String> {
-    let body = serde_json::to_string(&ErrorBody {
-        error: "unauthorized",
-        reason: reason.code(),
-        request_id,
-    })
-    .unwrap_or_default();
+    let body = error_body("unauthorized", reason.code(), request_id);
     let challenge = match reason {
         Reason::BadToken | Reason::TokenExpired => {
             "Bearer realm=\"clawgate\", error=\"invalid_token\""
@@ -119,13 +107,55 @@ pub fn forbidden(reason: Reason, request_id: &str, member: &str, diff: &Diff) ->
 
 /// Any other JSON error (400, 405, 413, 502, 504...).
 pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Response<String> {
-    let body = serde_json::to_string(&ErrorBody {
-        error: status.canonical_reason().unwrap_or("error"),
+    let body = error_body(
+        status.canonical_reason().unwrap_or("error"),
         reason,
         request_id,
-    })
-    .unwrap_or_default();
+    );
     json(status, body)
+}
+
+/// `{"error":…,"reason":…,"request_id":…}`, written directly: the refusal
+/// bodies a flood of bad requests gets cost a fraction of serde's way.
+fn error_body(error: &str, reason: &str, request_id: &str) -> String {
+    let mut out = String::with_capacity(48 + error.len() + reason.len() + request_id.len());
+    for (i, (key, value)) in [
+        ("error", error),
+        ("reason", reason),
+        ("request_id", request_id),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push_str(if i == 0 { "{\"" } else { ",\"" });
+        out.push_str(key);
+        out.push_str("\":");
+        push_json_string(&mut out, value);
+    }
+    out.push('}');
+    out
+}
+
+/// A JSON string literal (RFC 8259 §7).
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn json(status: StatusCode, body: String) -> Response<String> {
@@ -143,6 +173,18 @@ fn json(status: StatusCode, body: String) -> Response<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_bodies_are_json_even_with_hostile_ids() {
+        for rid in ["0193-abc", "a\"b\\c", "tab\there\u{1}", "ünï"] {
+            let body = error_body("Bad Request", "bad_target", rid);
+            let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+            assert_eq!(v["error"], "Bad Request");
+            assert_eq!(v["reason"], "bad_target");
+            assert_eq!(v["request_id"], rid);
+            assert_eq!(v.as_object().unwrap().len(), 3);
+        }
+    }
 
     #[test]
     fn reason_codes_and_statuses_are_pinned() {

@@ -292,3 +292,50 @@ async fn a_keep_alive_connection_sees_the_new_snapshot_after_reload() {
         "same connection, new snapshot"
     );
 }
+
+/// A token refused on a connection is remembered there (no re-hashing a
+/// repeated bad token), but only until a reload: once a reload makes it a
+/// member's, the same connection is let in with it.
+#[tokio::test]
+async fn a_token_refused_on_a_connection_is_let_in_after_a_reload_grants_it() {
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = |token: &str| {
+        http::Request::builder()
+            .uri("/")
+            .header("host", "gw.test")
+            .header("authorization", bearer(token))
+            .body(Empty::new())
+            .unwrap()
+    };
+    for _ in 0..2 {
+        sender.ready().await.unwrap();
+        assert_eq!(
+            sender.send_request(req(ALICE_NEW)).await.unwrap().status(),
+            401
+        );
+    }
+    sender.ready().await.unwrap();
+    assert_eq!(
+        sender.send_request(req(ALICE)).await.unwrap().status(),
+        200,
+        "a good token after a remembered bad one"
+    );
+    cfg.write_member(&MemberSpec::new("alice", ALICE_NEW));
+    server.reload().unwrap();
+    sender.ready().await.unwrap();
+    assert_eq!(
+        sender.send_request(req(ALICE_NEW)).await.unwrap().status(),
+        200,
+        "same connection, same token, new snapshot"
+    );
+}

@@ -28,6 +28,10 @@ pub struct Conn {
     /// keep-alive connection does not hash the same token on every request.
     /// Valid only for the snapshot generation it was made in.
     auth: std::sync::Mutex<Option<AuthCache>>,
+    /// The last token refused as unknown here, and in which generation: a
+    /// client repeating a bad token is refused again without hashing it
+    /// (only a reload can change the answer).
+    rejected: std::sync::Mutex<Option<(u64, Box<[u8]>)>>,
     /// Metric handles of the last request (see [`Handles`]).
     pub(super) handles: std::sync::Mutex<Handles>,
 }
@@ -88,6 +92,7 @@ impl Conn {
             cert,
             unauthenticated,
             auth: std::sync::Mutex::new(None),
+            rejected: std::sync::Mutex::new(None),
             handles: std::sync::Mutex::new(Handles::default()),
         }
     }
@@ -132,6 +137,21 @@ impl Conn {
                 token_id: token_id.to_string(),
                 expires,
             });
+        }
+    }
+
+    /// Was `token` already refused as unknown on this connection, in this
+    /// snapshot generation?
+    pub(super) fn known_bad(&self, generation: u64, token: &[u8]) -> bool {
+        self.rejected.lock().is_ok_and(|r| {
+            r.as_ref()
+                .is_some_and(|(g, t)| *g == generation && same_secret(t, token))
+        })
+    }
+
+    pub(super) fn remember_bad(&self, generation: u64, token: &[u8]) {
+        if let Ok(mut r) = self.rejected.lock() {
+            *r = Some((generation, token.into()));
         }
     }
 

@@ -231,16 +231,28 @@ async fn handle(
         (true, Some(t)) => conn.cached_identity(snap.generation, t, now),
         _ => None,
     };
+    let certless_token = token.filter(|_| conn.cert.is_none());
     let identified = match cached {
         Some(id) => Ok(id),
-        None => snap.credentials.identify(&presented, now).inspect(|id| {
-            if let (Via::Token { token_id }, Some(t)) = (&id.via, token) {
-                let expires = snap.members[id.member]
-                    .token(token_id)
-                    .and_then(|r| r.expires);
-                conn.remember(snap.generation, t, id.member, token_id, expires);
-            }
-        }),
+        None if certless_token.is_some_and(|t| conn.known_bad(snap.generation, t)) => {
+            Err(IdentifyError::BadToken)
+        }
+        None => snap
+            .credentials
+            .identify(&presented, now)
+            .inspect(|id| {
+                if let (Via::Token { token_id }, Some(t)) = (&id.via, token) {
+                    let expires = snap.members[id.member]
+                        .token(token_id)
+                        .and_then(|r| r.expires);
+                    conn.remember(snap.generation, t, id.member, token_id, expires);
+                }
+            })
+            .inspect_err(|e| {
+                if let (IdentifyError::BadToken, Some(t)) = (e, certless_token) {
+                    conn.remember_bad(snap.generation, t);
+                }
+            }),
     };
     let id = match identified {
         Ok(id) => id,
