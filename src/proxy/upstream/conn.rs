@@ -103,9 +103,16 @@ pub struct Upgraded {
 
 impl Upgraded {
     pub fn new(c: Connection) -> Self {
+        // The read buffer was sized for responses; an idle WebSocket must
+        // not keep 16 KiB of it, only what came early (usually nothing).
+        let early = if c.read.is_empty() {
+            BytesMut::new()
+        } else {
+            BytesMut::from(&c.read[..])
+        };
         Upgraded {
             stream: c.stream,
-            early: c.read,
+            early,
         }
     }
 }
