@@ -292,7 +292,7 @@ fn per_size(c: &mut Criterion) {
             let bad = Some(&b"https://m1.example.com:8443"[..]);
             let ip: IpAddr = "192.0.2.7".parse().unwrap();
             b.iter(|| {
-                let d = policy::explain(member, black_box(bad), ip);
+                let d = policy::Explained::new(policy::explain(member, black_box(bad), ip));
                 clawgate::deny::forbidden(
                     clawgate::deny::Reason::OriginNotAllowed,
                     "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000",

@@ -6,9 +6,8 @@
 //! of them to the others.
 
 use http::{header, HeaderValue, Response, StatusCode};
-use serde::Serialize;
 
-use crate::policy::Diff;
+use crate::policy::Explained;
 
 /// The closed set of denial reasons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,17 +62,6 @@ impl Reason {
     }
 }
 
-/// The JSON body of a 403.
-#[derive(Serialize)]
-struct ForbiddenBody<'a> {
-    error: &'static str,
-    reason: &'static str,
-    request_id: &'a str,
-    member: &'a str,
-    #[serde(flatten)]
-    diff: &'a Diff,
-}
-
 /// 401: who you are could not be established. Same body whatever the
 /// cause beyond the reason code, so probing learns nothing about members.
 pub fn unauthorized(reason: Reason, request_id: &str) -> Response<String> {
@@ -92,16 +80,25 @@ pub fn unauthorized(reason: Reason, request_id: &str) -> Response<String> {
     r
 }
 
-/// 403 with the origins diff.
-pub fn forbidden(reason: Reason, request_id: &str, member: &str, diff: &Diff) -> Response<String> {
-    let body = serde_json::to_string(&ForbiddenBody {
-        error: "forbidden",
-        reason: reason.code(),
-        request_id,
-        member,
-        diff,
-    })
-    .unwrap_or_default();
+/// 403 with the origins diff: the error fields, then the diff's own
+/// (`origin`, `client_ip`) from its JSON serialised once.
+pub fn forbidden(
+    reason: Reason,
+    request_id: &str,
+    member: &str,
+    explained: &Explained,
+) -> Response<String> {
+    let mut body = error_body("forbidden", reason.code(), request_id);
+    body.pop(); // the closing brace
+    body.push_str(",\"member\":");
+    push_json_string(&mut body, member);
+    match explained.json.strip_prefix('{') {
+        Some(fields) if fields != "}" => {
+            body.push(',');
+            body.push_str(fields);
+        }
+        _ => body.push('}'),
+    }
     json(StatusCode::FORBIDDEN, body)
 }
 
@@ -173,6 +170,43 @@ fn json(status: StatusCode, body: String) -> Response<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_403_body_carries_the_error_fields_and_both_halves_of_the_diff() {
+        use crate::origin::OriginDiff;
+        use crate::policy::{Diff, IpDiff};
+        let diff = Diff {
+            origin: OriginDiff {
+                presented: Some("https://evil.example".into()),
+                allowed: vec!["https://app.example".into()],
+                nearest: Some("https://app.example".into()),
+                hint: "host differs".into(),
+            },
+            client_ip: IpDiff {
+                presented: "10.0.0.9".into(),
+                allowed: vec!["10.0.0.0/24".into()],
+            },
+        };
+        let r = forbidden(
+            Reason::OriginNotAllowed,
+            "rid-\"1",
+            "al\\ice",
+            &Explained::new(diff.clone()),
+        );
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let v: serde_json::Value =
+            serde_json::from_str(r.body()).unwrap_or_else(|e| panic!("{e}: {}", r.body()));
+        assert_eq!(v["error"], "forbidden");
+        assert_eq!(v["reason"], Reason::OriginNotAllowed.code());
+        assert_eq!(v["request_id"], "rid-\"1");
+        assert_eq!(v["member"], "al\\ice");
+        assert_eq!(v["origin"], serde_json::to_value(&diff.origin).unwrap());
+        assert_eq!(
+            v["client_ip"],
+            serde_json::to_value(&diff.client_ip).unwrap()
+        );
+        assert_eq!(v.as_object().unwrap().len(), 6);
+    }
 
     #[test]
     fn error_bodies_are_json_even_with_hostile_ids() {

@@ -43,6 +43,23 @@ pub struct Diff {
     pub client_ip: IpDiff,
 }
 
+/// A diff with its JSON, serialised once: the 403 body and the log line
+/// both embed it, and a client repeating a refused request on one
+/// connection gets the same one again (see `proxy::conn`).
+#[derive(Debug)]
+pub struct Explained {
+    pub diff: Diff,
+    /// `{"origin":…,"client_ip":…}`.
+    pub json: String,
+}
+
+impl Explained {
+    pub fn new(diff: Diff) -> Self {
+        let json = serde_json::to_string(&diff).unwrap_or_else(|_| "{}".into());
+        Explained { diff, json }
+    }
+}
+
 /// Build the diff shown in 403 bodies and log lines (deny path only).
 pub fn explain(member: &Member, origin: Option<&[u8]>, ip: IpAddr) -> Diff {
     let presented = origin::parse_presented(origin);

@@ -339,3 +339,52 @@ async fn a_token_refused_on_a_connection_is_let_in_after_a_reload_grants_it() {
         "same connection, same token, new snapshot"
     );
 }
+
+/// The 403 diff is remembered per connection for a repeated refusal, but
+/// a different Origin, or the same one after a reload changed the
+/// member's allowlist, gets its own.
+#[tokio::test]
+async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut refused = async |origin: &str| -> serde_json::Value {
+        sender.ready().await.unwrap();
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "gw.test")
+            .header("authorization", bearer(ALICE))
+            .header("origin", origin)
+            .body(Empty::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 403, "{origin}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    };
+    let first = refused("https://evil.example.com").await;
+    let again = refused("https://evil.example.com").await;
+    assert_eq!(first["origin"], again["origin"]);
+    assert_ne!(first["request_id"], again["request_id"]);
+    let other = refused("https://alice.example.org").await;
+    assert_eq!(other["origin"]["presented"], "https://alice.example.org");
+    assert_eq!(again["origin"]["presented"], "https://evil.example.com");
+
+    cfg.write_member(&MemberSpec::new("alice", ALICE).set("ORIGINS", "https://evil.example.net"));
+    server.reload().unwrap();
+    let after = refused("https://evil.example.com").await;
+    assert_eq!(
+        after["origin"]["allowed"],
+        serde_json::json!(["https://evil.example.net"]),
+        "the new allowlist, not the remembered diff"
+    );
+    assert_eq!(after["origin"]["nearest"], "https://evil.example.net");
+}

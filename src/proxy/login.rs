@@ -143,7 +143,9 @@ pub(super) async fn handle(
     let member = &snap.members[member_id];
     let origin = origin.as_ref().map(|v| v.as_bytes());
     if let Err(reason) = policy::evaluate(member, origin, client.ip) {
-        ex.diff = Some(policy::explain(member, origin, client.ip));
+        ex.diff = Some(std::sync::Arc::new(policy::Explained::new(
+            policy::explain(member, origin, client.ip),
+        )));
         return Err(Refusal::Denied(reason));
     }
     let mut expires = now + sess.ttl;

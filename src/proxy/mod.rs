@@ -34,7 +34,7 @@ use crate::identity::{self, IdentifyError, Via};
 use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
 use crate::origin::OriginDiff;
-use crate::policy::{self, Diff};
+use crate::policy::{self, Diff, Explained};
 use crate::request_id;
 use crate::state::State;
 use headers::{Caller, Forwarding};
@@ -95,7 +95,7 @@ struct Exchange {
     upstream_elapsed: Option<Duration>,
     decision: Decision,
     reason: Option<Reason>,
-    diff: Option<Diff>,
+    diff: Option<Arc<Explained>>,
     /// Declared request body length (`Content-Length`), when given.
     bytes_in: Option<u64>,
 }
@@ -182,7 +182,7 @@ async fn handle(
     // credentials travel on.
     if let Some(route) = snap.public_route(req.uri().path()) {
         if !route.sources.contains(client.ip) {
-            ex.diff = Some(Diff {
+            ex.diff = Some(Arc::new(Explained::new(Diff {
                 origin: OriginDiff {
                     presented: req
                         .headers()
@@ -193,7 +193,7 @@ async fn handle(
                     hint: format!("public route {}: origin not checked", route.path_prefix),
                 },
                 client_ip: policy::ip_diff(route.sources.nets(), client.ip),
-            });
+            })));
             return Err(Refusal::Denied(Reason::CidrNotAllowed));
         }
         ex.decision = Decision::Public;
@@ -282,7 +282,11 @@ async fn handle(
     // Policy.
     let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
     if let Err(reason) = policy::evaluate(member, origin, client.ip) {
-        ex.diff = Some(policy::explain(member, origin, client.ip));
+        ex.diff = Some(
+            conn.explained(snap.generation, id.member, origin, client.ip, || {
+                policy::explain(member, origin, client.ip)
+            }),
+        );
         let origin_text = origin.map(String::from_utf8_lossy);
         state
             .suggest

@@ -168,9 +168,9 @@ pub(super) fn record(
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             bytes_in: ex.bytes_in,
             bytes_out,
-            diff: ex.diff.as_ref(),
+            diff: ex.diff.as_deref().map(|e| &e.diff),
         });
-    } else if let Some(diff) = &ex.diff {
+    } else if let Some(explained) = &ex.diff {
         // The diff is always logged, even with the access log off.
         tracing::info!(
             request_id = rid,
@@ -178,7 +178,7 @@ pub(super) fn record(
             path,
             decision = ex.decision.as_str(),
             reason = ex.reason.map(|r| r.code()).unwrap_or("-"),
-            diff = %serde_json::to_string(diff).unwrap_or_default(),
+            diff = %explained.json,
             "policy denial"
         );
     }
