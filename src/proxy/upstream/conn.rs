@@ -87,6 +87,12 @@ impl Pool {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
+            // The oldest idle connection is the likeliest to have been
+            // closed by the gateway: checked on every return, so a closed
+            // one does not sit in CLOSE_WAIT until LIFO order reaches it.
+            if idle.first().is_some_and(|oldest| !oldest.idle_and_open()) {
+                idle.remove(0);
+            }
             if idle.len() < MAX_IDLE {
                 idle.push(c);
             }
@@ -204,6 +210,22 @@ mod tests {
             pool.take().is_none(),
             "closed and chattering ones are dropped"
         );
+    }
+
+    #[tokio::test]
+    async fn returning_a_connection_drops_the_oldest_if_the_gateway_closed_it() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::default();
+        let (old, peer) = pair(&l).await;
+        pool.put(old);
+        drop(peer);
+        settle().await;
+        let (fresh, _keep) = pair(&l).await;
+        let fresh_port = fresh.stream.local_addr().unwrap().port();
+        pool.put(fresh);
+        assert_eq!(pool.idle.lock().unwrap().len(), 1, "the closed one is gone");
+        let got = pool.take().unwrap();
+        assert_eq!(got.stream.local_addr().unwrap().port(), fresh_port);
     }
 
     #[tokio::test]
