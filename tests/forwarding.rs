@@ -338,7 +338,6 @@ async fn empty_scopes_still_send_an_empty_scopes_header() {
 #[tokio::test]
 async fn one_keep_alive_connection_judges_every_token_on_its_own() {
     use http_body_util::Empty;
-    use hyper_util::rt::TokioIo;
     let up = Upstream::start().await;
     let soon = humantime::format_rfc3339_seconds(
         std::time::SystemTime::now() + std::time::Duration::from_secs(2),
@@ -355,12 +354,7 @@ async fn one_keep_alive_connection_judges_every_token_on_its_own() {
         )],
     );
     let server = start(&cfg).await;
-    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive(server.addr).await;
     let mut status = |token: &'static str| {
         let req = http::Request::builder()
             .uri("/")

@@ -264,16 +264,10 @@ async fn reloads_under_a_steady_stream_lose_no_request() {
 #[tokio::test]
 async fn a_keep_alive_connection_sees_the_new_snapshot_after_reload() {
     use http_body_util::Empty;
-    use hyper_util::rt::TokioIo;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
-    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive(server.addr).await;
     let req = || {
         http::Request::builder()
             .uri("/")
@@ -299,16 +293,10 @@ async fn a_keep_alive_connection_sees_the_new_snapshot_after_reload() {
 #[tokio::test]
 async fn a_token_refused_on_a_connection_is_let_in_after_a_reload_grants_it() {
     use http_body_util::Empty;
-    use hyper_util::rt::TokioIo;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
-    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive(server.addr).await;
     let req = |token: &str| {
         http::Request::builder()
             .uri("/")
@@ -346,16 +334,10 @@ async fn a_token_refused_on_a_connection_is_let_in_after_a_reload_grants_it() {
 #[tokio::test]
 async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::TokioIo;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
-    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive(server.addr).await;
     let mut refused = async |origin: &str| -> serde_json::Value {
         sender.ready().await.unwrap();
         let req = http::Request::builder()

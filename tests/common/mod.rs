@@ -328,3 +328,17 @@ pub fn series(metrics: &str, name: &str) -> BTreeMap<String, f64> {
 pub fn is_uuid_v7(s: &str) -> bool {
     uuid::Uuid::try_parse(s).is_ok_and(|u| u.get_version_num() == 7) && s.len() == 36
 }
+
+/// One HTTP/1.1 keep-alive connection to `addr`: every request sent on the
+/// returned sender travels on it, in order (for per-connection caches).
+pub async fn keep_alive(
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
