@@ -475,6 +475,35 @@ mod tests {
     }
 
     #[test]
+    fn cookie_fields_travel_as_one_line_without_the_session_cookie() {
+        let m = member("alice");
+        let up = upstream("prod", "127.0.0.1:18789");
+        let rid = HeaderValue::from_static("rid-1");
+        let caller = Caller::Member {
+            member: &m,
+            via: &VIA,
+        };
+        // HTTP/2 clients send one field per cookie (RFC 9113 §8.2.3).
+        let mut h = HeaderMap::new();
+        for v in ["a=1", "clawgate_session=abc", "b=2"] {
+            h.append("cookie", HeaderValue::from_static(v));
+        }
+        prepare_request(&mut h, &up, &caller, &fwd(&rid, false));
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+        // Only clawgate's cookie: no Cookie line at all.
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_static("clawgate_session=abc"));
+        prepare_request(&mut h, &up, &caller, &fwd(&rid, false));
+        assert!(h.get("cookie").is_none());
+        // A single field without it passes untouched.
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_static("x=1;y=2"));
+        prepare_request(&mut h, &up, &caller, &fwd(&rid, false));
+        assert_eq!(h["cookie"], "x=1;y=2");
+    }
+
+    #[test]
     fn cookie_lookup_finds_the_named_pair() {
         let mut h = HeaderMap::new();
         h.append(
