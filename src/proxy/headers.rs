@@ -143,7 +143,7 @@ pub fn write_request_head(
         if n == "cookie" {
             if !cookies_written {
                 cookies_written = true;
-                if let Some(v) = cookie_line(headers, f.session_cookie) {
+                if let Some(v) = super::cookie::upstream_line(headers, f.session_cookie) {
                     wire::header(out, b"cookie", v.as_bytes());
                 }
             }
@@ -210,50 +210,6 @@ pub fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool) {
     if switching_protocols {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-}
-
-/// The one `Cookie` line for the upstream: every `Cookie` field joined
-/// with "; " (HTTP/2 sends one per cookie; RFC 9113 §8.2.3), without
-/// clawgate's session cookie. `None` when nothing is left.
-fn cookie_line<'h>(headers: &'h HeaderMap, session: &str) -> Option<std::borrow::Cow<'h, str>> {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    let first = values.next()?;
-    let single = values.next().is_none();
-    if let (true, Ok(s)) = (single, first.to_str()) {
-        if !s.contains(session) {
-            return Some(std::borrow::Cow::Borrowed(s));
-        }
-    }
-    let mut line = String::new();
-    for v in headers.get_all(header::COOKIE) {
-        // A non-UTF-8 Cookie field cannot be taken apart safely: dropped.
-        let Ok(s) = v.to_str() else { continue };
-        for pair in s.split(';') {
-            let pair = pair.trim();
-            let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
-            if pair.is_empty() || key == session {
-                continue;
-            }
-            if !line.is_empty() {
-                line.push_str("; ");
-            }
-            line.push_str(pair);
-        }
-    }
-    (!line.is_empty()).then_some(std::borrow::Cow::Owned(line))
-}
-
-/// Find a cookie's value in the `Cookie` headers.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim())
-        })
 }
 
 /// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
@@ -501,16 +457,5 @@ mod tests {
         h.append("cookie", HeaderValue::from_static("x=1;y=2"));
         prepare_request(&mut h, &up, &caller, &fwd(&rid, false));
         assert_eq!(h["cookie"], "x=1;y=2");
-    }
-
-    #[test]
-    fn cookie_lookup_finds_the_named_pair() {
-        let mut h = HeaderMap::new();
-        h.append(
-            "cookie",
-            HeaderValue::from_static("a=1; clawgate_session=xyz"),
-        );
-        assert_eq!(cookie(&h, "clawgate_session"), Some("xyz"));
-        assert_eq!(cookie(&h, "b"), None);
     }
 }

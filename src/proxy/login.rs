@@ -194,7 +194,7 @@ pub(super) fn session_identity(
             .finish();
         Refusal::LoginRedirect(format!("{}?{q}", LOGIN_PATH))
     };
-    let Some(value) = headers::cookie(req.headers(), SESSION_COOKIE) else {
+    let Some(value) = super::cookie::cookie(req.headers(), SESSION_COOKIE) else {
         return Err(refuse(Reason::NoCredentials));
     };
     let claims =

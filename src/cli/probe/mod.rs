@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
@@ -23,11 +22,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 mod text;
 mod tls;
+mod ws;
+
+use ws::ws_step;
 
 use crate::identity::sha256;
 use crate::member::TokenRecord;
@@ -410,143 +410,6 @@ async fn http_step(s: &Setup, fp: &mut Option<String>) -> Step {
         s => format!("{s} {}", status.canonical_reason().unwrap_or("")),
     };
     step
-}
-
-async fn ws_step(s: &Setup, ws_path: &str) -> Step {
-    let t = &s.target;
-    let mut step = new_step("websocket", format!("upgrade {ws_path}"));
-    let scheme = if t.tls { "wss" } else { "ws" };
-    let mut req = match format!("{scheme}://{}{ws_path}", t.authority).into_client_request() {
-        Ok(r) => r,
-        Err(e) => {
-            step.detail = format!("bad WebSocket URL: {e}");
-            return step;
-        }
-    };
-    if let Some(tok) = &s.token {
-        req.headers_mut()
-            .insert(http::header::AUTHORIZATION, tok.clone());
-    }
-    if let Some(o) = &s.origin {
-        req.headers_mut().insert(http::header::ORIGIN, o.clone());
-    }
-    req.headers_mut().insert(
-        http::header::USER_AGENT,
-        HeaderValue::from_static("clawgate-probe"),
-    );
-    let t0 = Instant::now();
-    let (stream, _) = match connect(s).await {
-        Ok(c) => c,
-        Err(e) => {
-            step.detail = e;
-            return step;
-        }
-    };
-    step.connect_ms = Some(ms(t0.elapsed()));
-    let t1 = Instant::now();
-    let up = tokio::time::timeout(s.timeout, tokio_tungstenite::client_async(req, stream)).await;
-    let mut ws = match up {
-        Err(_) => {
-            step.detail = format!("no upgrade response within {:?}", s.timeout);
-            return step;
-        }
-        Ok(Err(WsError::Http(resp))) => {
-            step.latency_ms = Some(ms(t1.elapsed()));
-            step.status = Some(resp.status().as_u16());
-            step.request_id = request_id(resp.headers());
-            explain_body(&mut step, resp.body().as_deref().unwrap_or_default());
-            step.detail = format!(
-                "upgrade refused with {} (expected 101)",
-                resp.status().as_u16()
-            );
-            return step;
-        }
-        Ok(Err(e)) => {
-            step.detail = format!("upgrade failed: {e}");
-            return step;
-        }
-        Ok(Ok((ws, resp))) => {
-            step.latency_ms = Some(ms(t1.elapsed()));
-            step.status = Some(resp.status().as_u16());
-            step.request_id = request_id(resp.headers());
-            ws
-        }
-    };
-    // A server that speaks first (OpenClaw sends a challenge) is left
-    // alone; a quiet one (an echo upstream) gets our text to send back.
-    let t2 = Instant::now();
-    let greeting = tokio::time::timeout(GREETING_WAIT.min(s.timeout), first_frame(&mut ws)).await;
-    let outcome = match greeting {
-        Ok(Ok(f)) => Ok(format!("101, first frame from the server ({f})")),
-        Ok(Err(e)) => Err(e),
-        Err(_) => {
-            let payload = format!(
-                "clawgate-probe {}",
-                step.request_id.as_deref().unwrap_or("-")
-            );
-            match ws.send(Message::text(payload.clone())).await {
-                Err(e) => Err(format!("sending a message failed: {e}")),
-                Ok(()) => match tokio::time::timeout(s.timeout, first_frame(&mut ws)).await {
-                    Ok(Ok(Frame::Text(t))) if t == payload => {
-                        Ok("101, text message echoed back".to_string())
-                    }
-                    Ok(Ok(f)) => Ok(format!("101, first frame from the server ({f})")),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(format!("no frame within {:?}", s.timeout)),
-                },
-            }
-        }
-    };
-    match outcome {
-        Ok(detail) => {
-            step.round_trip_ms = Some(ms(t2.elapsed()));
-            step.pass = true;
-            step.detail = detail;
-        }
-        Err(e) => step.detail = format!("101, then {e}"),
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-    step
-}
-
-/// How long a fresh WebSocket is given to speak first.
-const GREETING_WAIT: Duration = Duration::from_millis(500);
-
-/// A data frame received on the probe's WebSocket.
-enum Frame {
-    Text(String),
-    Binary(usize),
-}
-
-impl std::fmt::Display for Frame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Frame::Text(t) => write!(f, "{} bytes of text", t.len()),
-            Frame::Binary(n) => write!(f, "{n} bytes binary"),
-        }
-    }
-}
-
-/// The next data frame; control frames are skipped, a close is an error.
-async fn first_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Result<Frame, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(Frame::Text(t.as_str().to_string())),
-            Some(Ok(Message::Binary(b))) => return Ok(Frame::Binary(b.len())),
-            Some(Ok(Message::Close(c))) => {
-                return Err(match c {
-                    Some(c) => format!("the server closed the WebSocket: {} {}", c.code, c.reason),
-                    None => "the server closed the WebSocket".to_string(),
-                })
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(format!("WebSocket error: {e}")),
-            None => return Err("the connection closed before any frame".to_string()),
-        }
-    }
 }
 
 async fn probe(s: &Setup, ws_path: Option<&str>, url: &str) -> Outcome {

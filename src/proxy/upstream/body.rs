@@ -14,8 +14,9 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::chunked::{Chunked, Step};
 use super::conn::{Connection, Pool, Upgraded};
-use super::wire::{Chunked, Framing, Step};
+use super::wire::Framing;
 
 enum State {
     Length(u64),

@@ -9,6 +9,7 @@
 //! - [`wire`]: request head encoding, response head parsing, framing.
 //! - [`conn`]: a connection with its buffers, the LIFO pool per authority,
 //!   and the raw stream a 101 hands to a tunnel.
+//! - [`chunked`]: the chunked transfer coding, decoded as bytes arrive.
 //! - [`body`]: the response body, read off the connection as it arrives;
 //!   the connection returns to its pool when the body ends.
 //!
@@ -16,6 +17,7 @@
 //! for `clawgate_upstream_errors_total{kind}`.
 
 mod body;
+mod chunked;
 mod conn;
 pub mod wire;
 

@@ -1,0 +1,195 @@
+//! Forwarding an admitted request to its upstream: the upstream head,
+//! the exchange, and what the response becomes on its way back (a
+//! WebSocket tunnel, a watched event stream, or a plain body).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{Either, Limited};
+use hyper::body::{Body as _, Incoming};
+
+use super::headers::{self, Caller, Forwarding};
+use super::upstream::{self, UpstreamError};
+use super::{conn, member_label, tunnel, Body, Conn, Exchange, Refusal, SESSION_COOKIE};
+use crate::client_ip;
+use crate::config::Snapshot;
+use crate::state::State;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn forward(
+    state: &Arc<State>,
+    snap: &Snapshot,
+    conn: &Conn,
+    mut req: Request<Incoming>,
+    ex: &mut Exchange,
+    caller: Caller<'_>,
+    upstream_idx: usize,
+    host: Option<HeaderValue>,
+) -> Result<Response<Body>, Refusal> {
+    let up = &snap.upstreams[upstream_idx];
+    ex.upstream = Some(upstream_idx);
+    let limit = snap.limits.max_body_bytes;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) if n > limit => return Err(Refusal::PayloadTooLarge),
+            Some(_) => {}
+            None => return Err(Refusal::BadRequest("bad_content_length")),
+        }
+    }
+    // Only WebSocket is tunnelled. Any other Upgrade (h2c) is ignored, as
+    // RFC 9110 §7.8 allows: the gateway must never switch to a protocol
+    // whose requests would bypass clawgate.
+    let upgrade = if req.version() == Version::HTTP_11 {
+        headers::upgrade_requested(req.headers())
+            .filter(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    // Kept for the grant of a tunnel or event stream (a cheap clone).
+    let origin = req.headers().get(header::ORIGIN).cloned();
+
+    let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let client = ex.client.expect("client ip resolved before forwarding");
+    let client_ip = match client.source {
+        client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
+        _ => HeaderValue::from_str(&client.ip.to_string())
+            .map_err(|_| Refusal::BadRequest("bad_client_ip"))?,
+    };
+    let body = Limited::new(body, limit as usize);
+    // A body of unknown length (HTTP/1.1 chunked, or h2 without
+    // content-length) goes to the gateway chunked.
+    let chunked = !body.is_end_stream() && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let mut head = Vec::with_capacity(1024);
+    headers::write_request_head(
+        &mut head,
+        &parts.method,
+        target,
+        &parts.headers,
+        up,
+        &caller,
+        &Forwarding {
+            client_ip,
+            proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            host,
+            request_id: &ex.request_id,
+            peer_trusted: client.peer_trusted,
+            upgrade: upgrade.clone(),
+            session_cookie: SESSION_COOKIE,
+        },
+        chunked,
+    );
+    let out = upstream::Outgoing {
+        method: &parts.method,
+        head: &head,
+        body,
+        chunked,
+    };
+
+    let t0 = Instant::now();
+    let result = state
+        .upstream
+        .send(
+            &up.authority,
+            out,
+            snap.timeouts.upstream_connect,
+            snap.timeouts.upstream_response,
+        )
+        .await;
+    let elapsed = t0.elapsed();
+    ex.upstream_elapsed = Some(elapsed);
+    let (duration, reset) = {
+        let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
+        conn::cached(
+            &mut handles.upstream,
+            (snap.generation, upstream_idx),
+            || {
+                let m = &state.metrics;
+                (
+                    m.upstream_duration.with_label_values(&[&up.name]),
+                    m.upstream_errors
+                        .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
+                )
+            },
+        )
+    };
+    duration.observe(elapsed.as_secs_f64());
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.is_upstream_fault() {
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&up.name, e.kind()])
+                    .inc();
+            }
+            // The client's body outgrew the limit while streaming: the same
+            // refusal (and reason code) as an oversized Content-Length.
+            if e == UpstreamError::BodyTooLarge {
+                return Err(Refusal::PayloadTooLarge);
+            }
+            // The client's body broke (bad chunk, cut short): its fault.
+            if e == UpstreamError::ClientBody {
+                return Err(Refusal::BadRequest("bad_request_body"));
+            }
+            return Err(Refusal::Upstream(e));
+        }
+    };
+    state.mark_upstream_seen();
+
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&up.name, "unrequested_upgrade"])
+                .inc();
+            return Err(Refusal::Upstream(UpstreamError::Reset));
+        };
+        let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
+            return Err(Refusal::Upstream(UpstreamError::Reset));
+        };
+        let info = tunnel::LogInfo {
+            request_id: ex.request_id.to_str().unwrap_or("-").to_string(),
+            member: member_label(snap, ex).to_string(),
+            credential: ex.credential.clone(),
+            client_ip: client.ip.to_string(),
+            ip_source: client.source.describe(),
+            path: ex
+                .path
+                .as_ref()
+                .map(|p| p.path().to_string())
+                .unwrap_or_default(),
+            upstream: up.name.clone(),
+            websocket: upgrade
+                .as_ref()
+                .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")),
+        };
+        let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
+        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+        tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
+    }
+    headers::prepare_response(resp.headers_mut(), switching);
+    let rid = ex.request_id.clone();
+    let event_stream = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let watch = event_stream.then(|| {
+        let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
+        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+        tunnel::StreamWatch::register(state, grant, rid.clone())
+    });
+    Ok(resp.map(|b| {
+        let body = upstream::ResponseBody::new(b, reset, rid);
+        Either::Left(match watch {
+            Some(w) => body.watched(w),
+            None => body,
+        })
+    }))
+}
