@@ -134,7 +134,7 @@ fn error_body(error: &str, reason: &str, request_id: &str) -> String {
 }
 
 /// A JSON string literal (RFC 8259 §7).
-fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         out.push_str(s);

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod deny;
+pub mod deny_log;
 pub mod identity;
 pub mod limits;
 pub mod listener;

@@ -146,6 +146,7 @@ impl Server {
             Err(_) => false,
         };
         let _ = self.admin_stop.send(true);
+        crate::deny_log::flush();
         clean
     }
 

@@ -48,6 +48,17 @@ struct Seen {
     recorded: u64,
 }
 
+impl Seen {
+    fn count(&mut self, origin_key: Option<&str>, net: &IpNet) {
+        self.recorded += 1;
+        match origin_key {
+            Some(o) => bump(&mut self.origins, o, &mut self.dropped),
+            None => self.unusable_origins += 1,
+        }
+        bump(&mut self.networks, net, &mut self.dropped);
+    }
+}
+
 /// Denied origins and networks per member, bounded.
 #[derive(Default)]
 pub struct Suggestions {
@@ -95,13 +106,28 @@ pub fn network_of(ip: IpAddr) -> IpNet {
         .unwrap_or_else(|_| IpNet::from(ip))
 }
 
-fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, dropped: &mut u64) {
-    if let Some(n) = map.get_mut(&key) {
+fn bump<Q, K>(map: &mut BTreeMap<K, u64>, key: &Q, dropped: &mut u64)
+where
+    K: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ToOwned<Owned = K> + ?Sized,
+{
+    if let Some(n) = map.get_mut(key) {
         *n += 1;
     } else if map.len() < MAX_ENTRIES_PER_MEMBER {
-        map.insert(key, 1);
+        map.insert(key.to_owned(), 1);
     } else {
         *dropped += 1;
+    }
+}
+
+/// How a presented `Origin` is counted: normalised (`none` when absent),
+/// or `None` when no `ORIGINS` entry could allow it. The proxy computes it
+/// once per distinct refusal on a connection (see `proxy::conn`).
+pub fn origin_key(origin: Option<&[u8]>) -> Option<String> {
+    match origin::parse_presented(origin) {
+        Presented::Absent => Some(NONE.to_string()),
+        Presented::Valid(o) => Some(o.to_string()),
+        _ => None,
     }
 }
 
@@ -113,28 +139,20 @@ impl Suggestions {
     /// Remember one refused (or audit would-deny) request of `member`:
     /// its `Origin` header as sent (`None` when absent) and client address.
     pub fn record(&self, member: &str, origin: Option<&str>, ip: IpAddr) {
-        let origin = match origin::parse_presented(origin.map(str::as_bytes)) {
-            Presented::Absent => Some(NONE.to_string()),
-            Presented::Valid(o) => Some(o.to_string()),
-            _ => None,
-        };
+        let key = origin_key(origin.map(str::as_bytes));
+        self.record_key(member, key.as_deref(), ip);
+    }
+
+    /// [`Suggestions::record`] with the Origin already made an [`origin_key`].
+    pub fn record_key(&self, member: &str, origin_key: Option<&str>, ip: IpAddr) {
         let net = network_of(ip);
         let mut map = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if !map.contains_key(member) {
-            if map.len() >= MAX_MEMBERS {
-                return;
-            }
-            map.insert(member.to_string(), Seen::default());
+        if let Some(seen) = map.get_mut(member) {
+            seen.count(origin_key, &net);
+        } else if map.len() < MAX_MEMBERS {
+            let seen = map.entry(member.to_string()).or_default();
+            seen.count(origin_key, &net);
         }
-        let Some(seen) = map.get_mut(member) else {
-            return;
-        };
-        seen.recorded += 1;
-        match origin {
-            Some(o) => bump(&mut seen.origins, o, &mut seen.dropped),
-            None => seen.unusable_origins += 1,
-        }
-        bump(&mut seen.networks, net, &mut seen.dropped);
     }
 
     /// What each configured member would need that `snap` does not allow

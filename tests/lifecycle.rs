@@ -369,4 +369,66 @@ async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
         "the new allowlist, not the remembered diff"
     );
     assert_eq!(after["origin"]["nearest"], "https://evil.example.net");
+
+    // Once a reload allows it, the remembered refusal is not replayed.
+    cfg.write_member(&MemberSpec::new("alice", ALICE).set("ORIGINS", "https://evil.example.com"));
+    server.reload().unwrap();
+    sender.ready().await.unwrap();
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", "gw.test")
+        .header("authorization", bearer(ALICE))
+        .header("origin", "https://evil.example.com")
+        .body(Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "the same connection, now allowed");
+}
+
+/// With the access log off, every 403 that has a diff is still logged on
+/// stderr (batched off the request path), one line per refusal, repeats on
+/// one connection included, and the token never appears in it.
+#[tokio::test]
+async fn policy_denials_are_logged_with_the_access_log_off() {
+    use http_body_util::{BodyExt, Empty};
+    let up = Upstream::start().await;
+    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    cfg.base = cfg
+        .base
+        .replace("access = \"access.log\"", "access = \"off\"");
+    cfg.write_base("");
+    let p = Proc::start(&cfg);
+    let mut sender = keep_alive(p.addr).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        sender.ready().await.unwrap();
+        let req = http::Request::builder()
+            .uri("/v1/chat?token=secret-in-query")
+            .header("host", "gw.test")
+            .header("authorization", bearer(ALICE))
+            .header("origin", "https://evil.example.com")
+            .body(Empty::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 403);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        ids.push(body["request_id"].as_str().unwrap().to_string());
+    }
+    assert!(!cfg.path().join("access.log").exists());
+    for id in &ids {
+        let line = p.wait_log(id, Duration::from_secs(5));
+        assert!(line.contains("INFO policy denial"), "{line}");
+        assert!(line.contains("member=\"alice\""), "{line}");
+        assert!(line.contains("path=\"/v1/chat\""), "{line}");
+        assert!(line.contains("reason=\"origin_not_allowed\""), "{line}");
+        assert!(
+            line.contains("\"presented\":\"https://evil.example.com\""),
+            "{line}"
+        );
+        assert!(
+            !line.contains(ALICE) && !line.contains("secret-in-query"),
+            "{line}"
+        );
+    }
 }

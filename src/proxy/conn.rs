@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use http::HeaderValue;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
+use crate::deny::Reason;
 use crate::identity::{self, PeerCert, Via};
 use crate::member::MemberId;
 use crate::policy::{Diff, Explained};
@@ -35,7 +36,7 @@ pub struct Conn {
     rejected: std::sync::Mutex<Option<(u64, Box<[u8]>)>>,
     /// The last refused request's explanation: a client repeating it gets
     /// the same diff without the nearest-miss search (≈26k instructions).
-    explained: std::sync::Mutex<Option<(ExplainKey, Arc<Explained>)>>,
+    refused: std::sync::Mutex<Option<(ExplainKey, Refused)>>,
     /// Metric handles of the last request (see [`Handles`]).
     pub(super) handles: std::sync::Mutex<Handles>,
 }
@@ -48,15 +49,29 @@ pub struct Conn {
 pub(super) struct Handles {
     /// (generation, member, upstream, status) → `requests_total`.
     pub requests: Option<(RequestsKey, IntCounter)>,
+    /// (generation, member, reason) → `denials_total`.
+    pub denials: Option<(DenialsKey, IntCounter)>,
     /// (generation, upstream) → request duration and mid-body resets.
     pub upstream: Option<((u64, usize), (Histogram, IntCounter))>,
     /// (generation, member, token id) → `token_last_used_timestamp`.
     pub token_used: Option<((u64, MemberId, String), IntGauge)>,
 }
 
+/// A refused request's explanation, and its Origin as `/suggest` counts
+/// it (see [`crate::suggest::origin_key`]): both follow from the same key.
+#[derive(Clone)]
+pub(super) struct Refused {
+    pub reason: Reason,
+    pub explained: Arc<Explained>,
+    pub origin_key: Option<Arc<str>>,
+}
+
 /// What a policy diff depends on: the snapshot (so the member's lists),
 /// the member, the presented Origin and the client address.
 type ExplainKey = (u64, MemberId, Option<Box<[u8]>>, IpAddr);
+
+/// What labels `denials_total`: (generation, member, reason).
+pub(super) type DenialsKey = (u64, Option<MemberId>, Reason);
 
 /// What labels `requests_total`: (generation, member, upstream, status).
 pub(super) type RequestsKey = (u64, Option<MemberId>, Option<usize>, u16);
@@ -101,7 +116,7 @@ impl Conn {
             unauthenticated,
             auth: std::sync::Mutex::new(None),
             rejected: std::sync::Mutex::new(None),
-            explained: std::sync::Mutex::new(None),
+            refused: std::sync::Mutex::new(None),
             handles: std::sync::Mutex::new(Handles::default()),
         }
     }
@@ -164,26 +179,46 @@ impl Conn {
         }
     }
 
-    /// The explanation of a refused request, from `make` unless the last
-    /// one on this connection was for the same member, Origin and address
-    /// in the same snapshot.
-    pub(super) fn explained(
+    /// The last refusal on this connection, if it was for this member,
+    /// Origin and address in this snapshot: policy is a function of those
+    /// alone, so a client repeating a refused request is refused again
+    /// without parsing its Origin or searching for the nearest miss.
+    pub(super) fn refused_again(
         &self,
         generation: u64,
         member: MemberId,
         origin: Option<&[u8]>,
         ip: IpAddr,
-        make: impl FnOnce() -> Diff,
-    ) -> Arc<Explained> {
-        let mut slot = self.explained.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(((g, m, o, i), e)) = slot.as_ref() {
-            if *g == generation && *m == member && o.as_deref() == origin && *i == ip {
-                return e.clone();
+    ) -> Option<Refused> {
+        let slot = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(((g, m, o, i), r))
+                if *g == generation && *m == member && o.as_deref() == origin && *i == ip =>
+            {
+                Some(r.clone())
             }
+            _ => None,
         }
-        let e = Arc::new(Explained::new(make()));
-        *slot = Some(((generation, member, origin.map(Box::from), ip), e.clone()));
-        e
+    }
+
+    /// Remember (and return) a refusal for [`Conn::refused_again`].
+    pub(super) fn refused(
+        &self,
+        generation: u64,
+        member: MemberId,
+        origin: Option<&[u8]>,
+        ip: IpAddr,
+        reason: Reason,
+        diff: Diff,
+    ) -> Refused {
+        let r = Refused {
+            reason,
+            explained: Arc::new(Explained::new(diff)),
+            origin_key: crate::suggest::origin_key(origin).map(Arc::from),
+        };
+        let mut slot = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(((generation, member, origin.map(Box::from), ip), r.clone()));
+        r
     }
 
     /// An identified request arrived: give the unauthenticated slot back.

@@ -284,16 +284,22 @@ async fn handle(
 
     // Policy.
     let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
-    if let Err(reason) = policy::evaluate(member, origin, client.ip) {
-        ex.diff = Some(
-            conn.explained(snap.generation, id.member, origin, client.ip, || {
-                policy::explain(member, origin, client.ip)
-            }),
-        );
-        let origin_text = origin.map(String::from_utf8_lossy);
+    let (gen, ip) = (snap.generation, client.ip);
+    let refused = conn
+        .refused_again(gen, id.member, origin, ip)
+        .map(Err)
+        .unwrap_or_else(|| {
+            policy::evaluate(member, origin, ip).map_err(|reason| {
+                let diff = policy::explain(member, origin, ip);
+                conn.refused(gen, id.member, origin, ip, reason, diff)
+            })
+        });
+    if let Err(refused) = refused {
+        let reason = refused.reason;
         state
             .suggest
-            .record(&member.name, origin_text.as_deref(), client.ip);
+            .record_key(&member.name, refused.origin_key.as_deref(), client.ip);
+        ex.diff = Some(refused.explained);
         ex.reason = Some(reason);
         match member.mode {
             Mode::Enforce => return Err(Refusal::Denied(reason)),

@@ -110,7 +110,13 @@ pub(super) fn record(
     })
     .inc();
     match (ex.decision, ex.reason) {
-        (Decision::Deny, Some(r)) => m.denials.with_label_values(&[member, r.code()]).inc(),
+        (Decision::Deny, Some(r)) => {
+            let key = (snap.generation, ex.member, r);
+            super::conn::cached(&mut handles.denials, key, || {
+                m.denials.with_label_values(&[member, r.code()])
+            })
+            .inc()
+        }
         (Decision::Audit, Some(r)) => m
             .audit_would_deny
             .with_label_values(&[member, r.code()])
@@ -172,14 +178,13 @@ pub(super) fn record(
         });
     } else if let Some(explained) = &ex.diff {
         // The diff is always logged, even with the access log off.
-        tracing::info!(
-            request_id = rid,
+        crate::deny_log::write(&crate::deny_log::Denial {
+            request_id: rid,
             member,
             path,
-            decision = ex.decision.as_str(),
-            reason = ex.reason.map(|r| r.code()).unwrap_or("-"),
-            diff = %explained.json,
-            "policy denial"
-        );
+            decision: ex.decision.as_str(),
+            reason: ex.reason.map(|r| r.code()).unwrap_or("-"),
+            diff: &explained.json,
+        });
     }
 }
