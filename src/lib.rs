@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cidr;
 pub mod cli;
 pub mod client_ip;
+pub mod coarse_timer;
 pub mod config;
 pub mod deny;
 pub mod deny_log;

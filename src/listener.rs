@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::coarse_timer::CoarseTimer;
 use crate::config::Snapshot;
 use crate::proxy::{self, Conn};
 use crate::proxy_protocol;
@@ -170,7 +171,7 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer)
         .header_read_timeout(snap.timeouts.header_read)
         .max_buf_size(snap.limits.max_header_bytes)
         .max_headers(100)
@@ -196,7 +197,7 @@ where
     // forever. The first request must arrive within header_read.
     let ended = tokio::select! {
         r = &mut connection => r,
-        _ = tokio::time::sleep(snap.timeouts.header_read) => {
+        _ = crate::coarse_timer::Sleep::after(snap.timeouts.header_read) => {
             if !requested.load(Ordering::Relaxed) {
                 tracing::debug!("no request within header_read; closing");
                 return;

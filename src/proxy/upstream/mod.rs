@@ -190,7 +190,7 @@ impl UpstreamClient {
                 }
             }
         };
-        let (conn, head) = match tokio::time::timeout(timeout, exchange).await {
+        let (conn, head) = match crate::coarse_timer::timeout(timeout, exchange).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(r) => r?,
         };

@@ -1,0 +1,245 @@
+//! Timeouts that almost never fire, at a tenth of a second's resolution.
+//!
+//! Every keep-alive request arms two of them: hyper's header-read timeout
+//! (armed while it waits for the next request head, dropped when the head
+//! arrives) and the wait for the gateway's response. With tokio's timer
+//! wheel each costs an entry insert, a removal and clock reads, ≈1.3k
+//! instructions, about a tenth of clawgate's own work per request. Here a
+//! timeout is a deadline in a shared table, registered only if its future
+//! is actually polled while pending, and one background thread compares
+//! the table with the clock every [`TICK`] and wakes what is due. A timeout
+//! fires up to one tick late, which for limits measured in seconds is
+//! nothing.
+//!
+//! [`CoarseTimer`] is the `hyper::rt::Timer` for HTTP/1 connections;
+//! [`timeout`] wraps any future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often due timeouts are looked for.
+pub const TICK: Duration = Duration::from_millis(100);
+
+struct Wheel {
+    start: Instant,
+    /// Milliseconds since `start`, as of the last tick.
+    now_ms: AtomicU64,
+    /// Whether the ticking thread runs (if not, [`now_ms`] reads the clock).
+    ticking: bool,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// (deadline in ms since start, who to wake); `None` slots are free.
+    entries: Vec<Option<(u64, Option<Waker>)>>,
+    free: Vec<usize>,
+}
+
+fn wheel() -> &'static Wheel {
+    static WHEEL: OnceLock<&'static Wheel> = OnceLock::new();
+    WHEEL.get_or_init(|| {
+        let start = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name("clawgate-timer".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                if let Some(w) = WHEEL.get() {
+                    w.tick();
+                }
+            });
+        Box::leak(Box::new(Wheel {
+            start,
+            now_ms: AtomicU64::new(0),
+            ticking: spawned.is_ok(),
+            slots: Mutex::new(Slots::default()),
+        }))
+    })
+}
+
+impl Wheel {
+    fn now_ms(&self) -> u64 {
+        if self.ticking {
+            self.now_ms.load(Ordering::Acquire)
+        } else {
+            self.start.elapsed().as_millis() as u64
+        }
+    }
+
+    fn deadline_ms(&self, at: Instant) -> u64 {
+        // Rounded up: never early.
+        let d = at.saturating_duration_since(self.start);
+        d.as_millis() as u64 + u64::from(d.subsec_nanos() % 1_000_000 != 0)
+    }
+
+    fn tick(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.now_ms.store(now, Ordering::Release);
+        let due: Vec<Waker> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .entries
+                .iter_mut()
+                .flatten()
+                .filter(|(deadline, _)| *deadline <= now)
+                .filter_map(|(_, waker)| waker.take())
+                .collect()
+        };
+        for w in due {
+            w.wake();
+        }
+    }
+}
+
+/// A deadline; resolves once the tick after it has passed.
+pub struct Sleep {
+    deadline_ms: u64,
+    /// Slot in the table and the waker stored there, once polled pending.
+    registered: Option<(usize, Waker)>,
+}
+
+impl Sleep {
+    pub fn until(at: Instant) -> Sleep {
+        Sleep {
+            deadline_ms: wheel().deadline_ms(at),
+            registered: None,
+        }
+    }
+
+    /// `after` from the last tick (no clock read).
+    pub fn after(after: Duration) -> Sleep {
+        let w = wheel();
+        Sleep {
+            deadline_ms: w.now_ms() + after.as_millis() as u64,
+            registered: None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let w = wheel();
+        if w.now_ms() >= this.deadline_ms {
+            return Poll::Ready(());
+        }
+        match &this.registered {
+            Some((_, waker)) if waker.will_wake(cx.waker()) => {}
+            _ => {
+                let waker = cx.waker().clone();
+                let mut slots = w.slots.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = Some((this.deadline_ms, Some(waker.clone())));
+                let index = match this.registered.take() {
+                    Some((i, _)) => i,
+                    None => match slots.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            slots.entries.push(None);
+                            slots.entries.len() - 1
+                        }
+                    },
+                };
+                slots.entries[index] = entry;
+                this.registered = Some((index, waker));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((index, _)) = self.registered.take() {
+            let mut slots = wheel().slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.entries[index] = None;
+            slots.free.push(index);
+        }
+    }
+}
+
+impl hyper::rt::Sleep for Sleep {}
+
+/// hyper's timer for HTTP/1 connections (the header-read timeout).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoarseTimer;
+
+impl hyper::rt::Timer for CoarseTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(Sleep::after(duration))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(Sleep::until(deadline))
+    }
+}
+
+/// `fut`, or `Err(Elapsed)` once `after` has passed (give or take a tick).
+pub async fn timeout<F: Future>(after: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let mut sleep = Sleep::after(after);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        Pin::new(&mut sleep).poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
+
+/// A [`timeout`] ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sleep_ends_after_its_deadline_and_not_before() {
+        let started = Instant::now();
+        Sleep::after(Duration::from_millis(250)).await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(150), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let started = Instant::now();
+        Sleep::until(started + Duration::from_millis(300)).await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn timeout_returns_the_value_or_elapsed() {
+        assert_eq!(timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
+        let never = std::future::pending::<()>();
+        let started = Instant::now();
+        assert_eq!(
+            timeout(Duration::from_millis(200), never).await,
+            Err(Elapsed)
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn dropped_sleeps_give_their_slots_back() {
+        for _ in 0..3 {
+            let mut sleeps: Vec<_> = (0..100)
+                .map(|_| Box::pin(Sleep::after(Duration::from_secs(60))))
+                .collect();
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            for s in &mut sleeps {
+                assert!(s.as_mut().poll(&mut cx).is_pending());
+            }
+        }
+        let slots = wheel().slots.lock().unwrap();
+        let used = slots.entries.iter().filter(|e| e.is_some()).count();
+        // Other tests in this process may hold a few.
+        assert!(used < 100, "{used} slots still held");
+        assert!(slots.entries.len() < 300, "{} slots", slots.entries.len());
+    }
+}
