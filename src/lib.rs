@@ -17,6 +17,7 @@ pub mod coarse_timer;
 pub mod config;
 pub mod deny;
 pub mod deny_log;
+pub mod drain;
 pub mod identity;
 pub mod limits;
 pub mod listener;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -19,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::coarse_timer::CoarseTimer;
 use crate::config::Snapshot;
+use crate::drain::{Drain, Watcher};
 use crate::proxy::{self, Conn};
 use crate::proxy_protocol;
 use crate::state::State;
@@ -46,7 +46,7 @@ impl Drop for OpenConn {
 pub async fn accept_loop(
     state: Arc<State>,
     listener: TcpListener,
-    graceful: Arc<hyper_util::server::graceful::GracefulShutdown>,
+    graceful: Drain,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLog;
 use crate::config::{self, ConfigError};
+use crate::drain::Drain;
 use crate::reload;
 use crate::state::State;
 use crate::{admin, listener};
@@ -30,7 +30,7 @@ pub struct Server {
     /// The admin listener outlives the drain, so /readyz can say "draining".
     admin_stop: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
-    graceful: Arc<GracefulShutdown>,
+    graceful: Drain,
 }
 
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl Server {
             .inc_by(0);
         let (stop, stop_rx) = watch::channel(false);
         let (admin_stop, admin_stop_rx) = watch::channel(false);
-        let graceful = Arc::new(GracefulShutdown::new());
+        let graceful = Drain::new();
         let accept_task = tokio::spawn(listener::accept_loop(
             state.clone(),
             listener,
@@ -141,10 +141,11 @@ impl Server {
         self.state
             .tunnels
             .close_all(crate::proxy::tunnel::GOING_AWAY);
-        let clean = match Arc::try_unwrap(self.graceful) {
-            Ok(g) => tokio::time::timeout(drain, g.shutdown()).await.is_ok(),
-            Err(_) => false,
-        };
+        // The accept loop has ended: no new connection joins the drain.
+        self.graceful.start();
+        let clean = tokio::time::timeout(drain, self.graceful.drained())
+            .await
+            .is_ok();
         let _ = self.admin_stop.send(true);
         crate::deny_log::flush();
         clean

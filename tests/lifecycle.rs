@@ -229,6 +229,44 @@ async fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
+/// A shutdown closes idle keep-alive connections at once (they have no
+/// request to finish) and reports a clean drain, well inside its limit.
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_without_waiting_out_the_drain() {
+    use http_body_util::Empty;
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut sender = keep_alive(server.addr).await;
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "gw.test")
+            .header("authorization", bearer(ALICE))
+            .body(Empty::new())
+            .unwrap();
+        assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+        idle.push(sender);
+    }
+    let started = Instant::now();
+    let clean = server.shutdown(Duration::from_secs(20)).await;
+    assert!(clean, "the drain must finish, not time out");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while idle.iter().any(|s| !s.is_closed()) {
+        assert!(
+            Instant::now() < deadline,
+            "an idle connection was left open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn reloads_under_a_steady_stream_lose_no_request() {
     let up = Upstream::start().await;

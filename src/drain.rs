@@ -1,0 +1,157 @@
+//! Graceful shutdown of client connections: at SIGTERM every open
+//! connection finishes its in-flight request and closes, and
+//! [`Drain::drained`] resolves once the last one has.
+//!
+//! hyper-util's `GracefulShutdown` does the same job with a `watch`
+//! channel whose `changed()` future is polled on every poll of every
+//! connection (≈700 instructions per proxied request here). A connection
+//! is polled by one task, whose waker does not change, so this registers
+//! that waker once; a poll then costs an atomic load and a pointer compare.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Inner {
+    draining: AtomicBool,
+    /// Connections (watchers) not yet finished.
+    open: AtomicUsize,
+    /// Wakers of watched connections; `None` slots are free.
+    wakers: Mutex<(Vec<Option<Waker>>, Vec<usize>)>,
+    /// Signalled when `open` drops to zero.
+    idle: Notify,
+}
+
+/// The set of connections a shutdown waits for.
+#[derive(Clone, Default)]
+pub struct Drain {
+    inner: Arc<Inner>,
+}
+
+/// One accepted connection, counted until dropped (or until the future
+/// from [`Watcher::watch`] ends).
+pub struct Watcher {
+    inner: Arc<Inner>,
+}
+
+impl Drain {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Count a connection from the moment it is accepted (TLS handshakes
+    /// included), before it is served.
+    pub fn watcher(&self) -> Watcher {
+        self.inner.open.fetch_add(1, Ordering::AcqRel);
+        Watcher {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Ask every connection, open or yet to start, to finish gracefully.
+    pub fn start(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+        let wakers: Vec<Waker> = {
+            let slots = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            slots.0.iter().flatten().cloned().collect()
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Connections not finished yet.
+    pub fn open(&self) -> usize {
+        self.inner.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves when every watched connection has ended.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if self.inner.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+    }
+}
+
+impl Watcher {
+    /// `conn`, told to shut down gracefully once a drain starts.
+    pub fn watch<C: GracefulConnection>(self, conn: C) -> Watched<C> {
+        Watched {
+            conn: Box::pin(conn),
+            watcher: self,
+            slot: None,
+            signalled: false,
+        }
+    }
+}
+
+/// A connection under a [`Drain`].
+pub struct Watched<C> {
+    /// Boxed once per connection, so the wrapper needs no pin projection.
+    conn: Pin<Box<C>>,
+    watcher: Watcher,
+    /// Our slot in the waker table and the waker stored there.
+    slot: Option<(usize, Waker)>,
+    signalled: bool,
+}
+
+impl<C: GracefulConnection> Future for Watched<C> {
+    type Output = Result<(), C::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let inner = &this.watcher.inner;
+        if !matches!(&this.slot, Some((_, w)) if w.will_wake(cx.waker())) {
+            let waker = cx.waker().clone();
+            let mut slots = inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let (wakers, free) = &mut *slots;
+            let index = match this.slot.take() {
+                Some((i, _)) => i,
+                None => free.pop().unwrap_or_else(|| {
+                    wakers.push(None);
+                    wakers.len() - 1
+                }),
+            };
+            wakers[index] = Some(waker.clone());
+            this.slot = Some((index, waker));
+        }
+        if !this.signalled && inner.draining.load(Ordering::Acquire) {
+            this.signalled = true;
+            this.conn.as_mut().graceful_shutdown();
+        }
+        this.conn.as_mut().poll(cx)
+    }
+}
+
+impl<C> Drop for Watched<C> {
+    fn drop(&mut self) {
+        if let Some((index, _)) = self.slot.take() {
+            let mut slots = self
+                .watcher
+                .inner
+                .wakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            slots.0[index] = None;
+            slots.1.push(index);
+        }
+    }
+}
