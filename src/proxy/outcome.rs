@@ -17,28 +17,29 @@ use crate::state::State;
 
 /// Map a refusal to its response; the only place statuses are chosen.
 pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
-    let rid = ex.request_id.to_str().unwrap_or("-").to_string();
+    let request_id = ex.request_id.clone(); // a reference count, not a copy
+    let rid = request_id.to_str().unwrap_or("-");
     let resp = match refusal {
         Refusal::Denied(reason) => {
             ex.decision = Decision::Deny;
             ex.reason = Some(reason);
             if reason.is_authentication() {
-                deny::unauthorized(reason, &rid)
+                deny::unauthorized(reason, rid)
             } else {
                 let member = member_label(snap, ex);
                 match &ex.diff {
-                    Some(diff) => deny::forbidden(reason, &rid, member, diff),
-                    None => deny::error(StatusCode::FORBIDDEN, reason.code(), &rid),
+                    Some(diff) => deny::forbidden(reason, rid, member, diff),
+                    None => deny::error(StatusCode::FORBIDDEN, reason.code(), rid),
                 }
             }
         }
         Refusal::BadRequest(why) => {
             ex.decision = Decision::Error;
-            deny::error(StatusCode::BAD_REQUEST, why, &rid)
+            deny::error(StatusCode::BAD_REQUEST, why, rid)
         }
         Refusal::NotFound(why) => {
             ex.decision = Decision::Error;
-            deny::error(StatusCode::NOT_FOUND, why, &rid)
+            deny::error(StatusCode::NOT_FOUND, why, rid)
         }
         Refusal::LoginRedirect(to) => {
             ex.decision = Decision::Deny;
@@ -55,7 +56,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::MethodNotAllowed => {
             ex.decision = Decision::Error;
-            let mut r = deny::error(StatusCode::METHOD_NOT_ALLOWED, "connect_refused", &rid);
+            let mut r = deny::error(StatusCode::METHOD_NOT_ALLOWED, "connect_refused", rid);
             r.headers_mut().insert(
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
@@ -64,11 +65,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::TooManyFailures(left) => {
             ex.decision = Decision::Error;
-            let mut r = deny::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_auth_failures",
-                &rid,
-            );
+            let mut r = deny::error(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures", rid);
             if let Ok(v) = HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -76,11 +73,11 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::PayloadTooLarge => {
             ex.decision = Decision::Error;
-            deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &rid)
+            deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", rid)
         }
         Refusal::Upstream(e) => {
             ex.decision = Decision::Error;
-            deny::error(e.status(), &format!("upstream_{}", e.kind()), &rid)
+            deny::error(e.status(), &format!("upstream_{}", e.kind()), rid)
         }
     };
     resp.map(|s| Either::Right(Full::new(Bytes::from(s))))
