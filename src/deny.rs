@@ -88,7 +88,8 @@ pub fn forbidden(
     member: &str,
     explained: &Explained,
 ) -> Response<String> {
-    let mut body = error_body("forbidden", reason.code(), request_id);
+    let extra = 16 + member.len() + explained.json.len();
+    let mut body = error_body_with("forbidden", reason.code(), request_id, extra);
     body.pop(); // the closing brace
     body.push_str(",\"member\":");
     push_json_string(&mut body, member);
@@ -115,11 +116,17 @@ pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Response<Str
 /// `{"error":…,"reason":…,"request_id":…}`, written directly: the refusal
 /// bodies a flood of bad requests gets cost a fraction of serde's way.
 fn error_body(error: &str, reason: &str, request_id: &str) -> String {
+    error_body_with(error, reason, request_id, 0)
+}
+
+/// [`error_body`] with room for `extra` more bytes (no regrowth when a
+/// 403 appends its diff).
+fn error_body_with(error: &str, reason: &str, request_id: &str, extra: usize) -> String {
     // `error` and `reason` are clawgate's own words (status phrases and
     // reason codes): plain ASCII that JSON takes as is. The request ID may
     // come from a trusted proxy, so it is escaped.
     debug_assert!(!needs_escape(error) && !needs_escape(reason));
-    let mut out = String::with_capacity(48 + error.len() + reason.len() + request_id.len());
+    let mut out = String::with_capacity(48 + error.len() + reason.len() + request_id.len() + extra);
     out.push_str("{\"error\":\"");
     out.push_str(error);
     out.push_str("\",\"reason\":\"");
@@ -130,8 +137,21 @@ fn error_body(error: &str, reason: &str, request_id: &str) -> String {
     out
 }
 
+/// Whether JSON needs `s` escaped: a table lookup per byte, since every
+/// refusal body and denial log line runs each field through this.
 fn needs_escape(s: &str) -> bool {
-    s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+    s.bytes().any(|b| ESCAPED[usize::from(b)])
 }
 
 /// A JSON string literal (RFC 8259 §7).
