@@ -1,8 +1,10 @@
 //! Slow and abusive clients are cut off by the limits, and members who are
 //! already connected (an open keep-alive connection, an open WebSocket)
 //! keep working through it: slowloris past `header_read`, a silent
-//! connection, an idle keep-alive connection, `max_connections`, and the
-//! per-address caps (unauthenticated connections, failed authentications).
+//! connection, an idle keep-alive connection, a body that stops mid-way,
+//! `max_connections`, and the per-address caps (unauthenticated
+//! connections, failed authentications). A slow upload that keeps moving
+//! is not cut off.
 //!
 //! Every loop is bounded in count and time; the bounds are generous
 //! multiples of the configured limits, never speed assertions.
@@ -299,4 +301,71 @@ async fn a_failed_auth_block_leaves_connected_members_from_the_same_address_alon
     assert_eq!(last, 429, "the address is blocked");
     member.get_ok("while 127.0.0.1 is blocked").await;
     ws_echoes(&mut ws, "while 127.0.0.1 is blocked").await;
+}
+
+/// Read from `s` until the peer closes (bounded), as text.
+async fn read_to_close(s: &mut TcpStream, within: Duration) -> String {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(within, s.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A client that stops sending its body mid-way is answered 408 after
+/// `header_read` and its connection closed: it does not hold a gateway
+/// connection (or a response timer) open, and others are served meanwhile.
+#[tokio::test]
+async fn a_client_stalling_mid_body_gets_408_after_header_read() {
+    let (_up, _cfg, server) = setup(HEADER_READ_1S).await;
+    let mut member = KeepAlive::open(server.addr).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /upload HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {ALICE}\r\n\
+             content-length: 100\r\n\r\n0123456789"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    member.get_ok("while a body stalls").await;
+    let started = std::time::Instant::now();
+    let reply = read_to_close(&mut s, WAIT).await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        reply.contains("\"reason\":\"request_body_timeout\""),
+        "{reply}"
+    );
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert!(started.elapsed() < WAIT, "the connection was not closed");
+    member.get_ok("after the 408").await;
+}
+
+/// `upstream_response` times the gateway, not the client's upload: a body
+/// that keeps moving for longer than it is forwarded whole.
+#[tokio::test]
+async fn a_steady_upload_longer_than_upstream_response_is_forwarded_whole() {
+    let (_up, _cfg, server) =
+        setup("[timeouts]\nheader_read = \"1s\"\nupstream_response = \"1s\"\n").await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let pieces = 12;
+    s.write_all(
+        format!(
+            "POST /upload HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {ALICE}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            pieces * 100
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..pieces {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.write_all(&[b'x'; 100]).await.unwrap();
+    }
+    let reply = read_to_close(&mut s, WAIT).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"body_len\":1200"), "{reply}");
 }

@@ -95,8 +95,11 @@ pub(super) async fn forward(
         .send(
             &up.authority,
             out,
-            snap.timeouts.upstream_connect,
-            snap.timeouts.upstream_response,
+            upstream::Timeouts {
+                connect: snap.timeouts.upstream_connect,
+                response: snap.timeouts.upstream_response,
+                body_idle: snap.timeouts.header_read,
+            },
         )
         .await;
     let elapsed = t0.elapsed();
@@ -135,6 +138,9 @@ pub(super) async fn forward(
             // The client's body broke (bad chunk, cut short): its fault.
             if e == UpstreamError::ClientBody {
                 return Err(Refusal::BadRequest("bad_request_body"));
+            }
+            if e == UpstreamError::ClientBodyTimeout {
+                return Err(Refusal::BodyTimeout);
             }
             return Err(Refusal::Upstream(e));
         }

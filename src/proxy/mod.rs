@@ -59,6 +59,8 @@ pub enum Refusal {
     LoginRedirect(String),
     MethodNotAllowed,
     PayloadTooLarge,
+    /// The client stopped sending its body for `header_read`.
+    BodyTimeout,
     /// Too many failed authentications from this address.
     TooManyFailures(Duration),
     Upstream(UpstreamError),

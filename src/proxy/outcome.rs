@@ -75,6 +75,14 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
             ex.decision = Decision::Error;
             deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", rid)
         }
+        Refusal::BodyTimeout => {
+            ex.decision = Decision::Error;
+            let mut r = deny::error(StatusCode::REQUEST_TIMEOUT, "request_body_timeout", rid);
+            // The rest of the body may still come: don't read it as a request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
         Refusal::Upstream(e) => {
             ex.decision = Decision::Error;
             deny::error(e.status(), &format!("upstream_{}", e.kind()), rid)

@@ -55,6 +55,8 @@ pub enum UpstreamError {
     BodyTooLarge,
     /// The client's body broke while streaming (bad chunk, cut short).
     ClientBody,
+    /// The client sent no body bytes for `header_read` mid-body.
+    ClientBodyTimeout,
 }
 
 impl UpstreamError {
@@ -65,6 +67,7 @@ impl UpstreamError {
             UpstreamError::Reset => "reset",
             UpstreamError::BodyTooLarge => "body_too_large",
             UpstreamError::ClientBody => "client_body",
+            UpstreamError::ClientBodyTimeout => "client_body_timeout",
         }
     }
 
@@ -74,6 +77,7 @@ impl UpstreamError {
             UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamError::ClientBody => StatusCode::BAD_REQUEST,
+            UpstreamError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -81,9 +85,25 @@ impl UpstreamError {
     pub fn is_upstream_fault(self) -> bool {
         !matches!(
             self,
-            UpstreamError::BodyTooLarge | UpstreamError::ClientBody
+            UpstreamError::BodyTooLarge
+                | UpstreamError::ClientBody
+                | UpstreamError::ClientBodyTimeout
         )
     }
+}
+
+/// How long each wait of an exchange may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// TCP connect to the gateway (502 after).
+    pub connect: Duration,
+    /// The gateway taking the request bytes, then its response head once
+    /// the request is sent (504 after). A long upload that keeps moving is
+    /// not cut by it.
+    pub response: Duration,
+    /// The client's next body bytes, mid-body (408 after): a client that
+    /// stops sending does not hold a gateway connection.
+    pub body_idle: Duration,
 }
 
 /// A request ready for the wire.
@@ -164,8 +184,7 @@ impl UpstreamClient {
         &self,
         authority: &Authority,
         req: Outgoing<'_>,
-        connect_timeout: Duration,
-        timeout: Duration,
+        timeouts: Timeouts,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let pool = self.pool(authority.as_str());
         let Outgoing {
@@ -175,24 +194,18 @@ impl UpstreamClient {
             chunked,
         } = req;
         let bodiless = body.is_end_stream();
-        let exchange = async {
-            loop {
-                let (mut conn, pooled) = match pool.take() {
-                    Some(c) => (c, true),
-                    None => (Self::connect(authority, connect_timeout).await?, false),
-                };
-                conn.write.clear();
-                conn.write.extend_from_slice(head);
-                match round_trip(&mut conn, method, &mut body, chunked).await {
-                    Ok(head) => return Ok((conn, head)),
-                    Err(f) if pooled && bodiless && f.replayable => continue,
-                    Err(f) => return Err(f.error),
-                }
+        let (conn, head) = loop {
+            let (mut conn, pooled) = match pool.take() {
+                Some(c) => (c, true),
+                None => (Self::connect(authority, timeouts.connect).await?, false),
+            };
+            conn.write.clear();
+            conn.write.extend_from_slice(head);
+            match round_trip(&mut conn, method, &mut body, chunked, timeouts).await {
+                Ok(head) => break (conn, head),
+                Err(f) if pooled && bodiless && f.replayable => continue,
+                Err(f) => return Err(f.error),
             }
-        };
-        let (conn, head) = match crate::coarse_timer::timeout(timeout, exchange).await {
-            Err(_) => return Err(UpstreamError::Timeout),
-            Ok(r) => r?,
         };
         let reuse = head.keep_alive.then_some(pool);
         let mut resp = Response::new(UpstreamBody::new(head.framing, conn, reuse));
@@ -209,11 +222,18 @@ async fn round_trip(
     method: &Method,
     body: &mut OutBody,
     chunked: bool,
+    timeouts: Timeouts,
 ) -> Result<ResponseHead, Failure> {
+    use crate::coarse_timer::timeout;
+    let next_frame = async |body: &mut OutBody| {
+        timeout(timeouts.body_idle, body.frame())
+            .await
+            .map_err(|_| Failure::fatal(UpstreamError::ClientBodyTimeout))
+    };
     // The first body frame rides with the head: one write for most requests.
     let mut body_done = body.is_end_stream();
     if !body_done {
-        match body.frame().await {
+        match next_frame(body).await? {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     put_data(&mut conn.write, &data, chunked);
@@ -229,15 +249,19 @@ async fn round_trip(
             conn.write.extend_from_slice(b"0\r\n\r\n");
         }
     }
-    if conn.stream.write_all(&conn.write).await.is_err() {
-        return Err(Failure {
-            error: UpstreamError::Reset,
-            replayable: true,
-        });
+    match timeout(timeouts.response, conn.stream.write_all(&conn.write)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => {
+            return Err(Failure {
+                error: UpstreamError::Reset,
+                replayable: true,
+            })
+        }
+        Err(_) => return Err(Failure::fatal(UpstreamError::Timeout)),
     }
     while !body_done {
         conn.write.clear();
-        match body.frame().await {
+        match next_frame(body).await? {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     put_data(&mut conn.write, &data, chunked);
@@ -251,11 +275,21 @@ async fn round_trip(
                 }
             }
         }
-        if !conn.write.is_empty() && conn.stream.write_all(&conn.write).await.is_err() {
-            return Err(Failure::fatal(UpstreamError::Reset));
+        if !conn.write.is_empty() {
+            match timeout(timeouts.response, conn.stream.write_all(&conn.write)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Failure::fatal(UpstreamError::Reset)),
+                Err(_) => return Err(Failure::fatal(UpstreamError::Timeout)),
+            }
         }
     }
+    timeout(timeouts.response, read_head(conn, method))
+        .await
+        .unwrap_or(Err(Failure::fatal(UpstreamError::Timeout)))
+}
 
+/// Read the response head, skipping interim 1xx responses other than 101.
+async fn read_head(conn: &mut Connection, method: &Method) -> Result<ResponseHead, Failure> {
     let mut answered = false;
     loop {
         match wire::parse_response(&mut conn.read, method) {
