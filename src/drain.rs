@@ -92,13 +92,15 @@ impl Drop for Watcher {
 }
 
 impl Watcher {
-    /// `conn`, told to shut down gracefully once a drain starts.
-    pub fn watch<C: GracefulConnection>(self, conn: C) -> Watched<C> {
+    /// `conn`, told to shut down gracefully once a drain starts, or once
+    /// `shed` is set (the connection misbehaves; see `proxy::Conn`).
+    pub fn watch<C: GracefulConnection>(self, conn: C, shed: Arc<AtomicBool>) -> Watched<C> {
         Watched {
             conn: Box::pin(conn),
             watcher: self,
             slot: None,
             signalled: false,
+            shed,
         }
     }
 }
@@ -111,6 +113,7 @@ pub struct Watched<C> {
     /// Our slot in the waker table and the waker stored there.
     slot: Option<(usize, Waker)>,
     signalled: bool,
+    shed: Arc<AtomicBool>,
 }
 
 impl<C: GracefulConnection> Future for Watched<C> {
@@ -133,7 +136,9 @@ impl<C: GracefulConnection> Future for Watched<C> {
             wakers[index] = Some(waker.clone());
             this.slot = Some((index, waker));
         }
-        if !this.signalled && inner.draining.load(Ordering::Acquire) {
+        if !this.signalled
+            && (inner.draining.load(Ordering::Acquire) || this.shed.load(Ordering::Relaxed))
+        {
             this.signalled = true;
             this.conn.as_mut().graceful_shutdown();
         }

@@ -183,6 +183,7 @@ where
         .max_header_list_size(snap.limits.max_header_bytes as u32)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let conn = Arc::new(conn);
+    let shed = conn.shed.clone();
     let requested = Arc::new(AtomicBool::new(false));
     let seen = requested.clone();
     let svc = service_fn(move |req| {
@@ -190,7 +191,7 @@ where
         proxy::serve(state.clone(), conn.clone(), req)
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    let connection = watcher.watch(connection.into_owned());
+    let connection = watcher.watch(connection.into_owned(), shed);
     tokio::pin!(connection);
     // hyper's header_read timer starts only once the first bytes told it
     // the HTTP version: a connection that never sends any would be held

@@ -3,7 +3,7 @@
 //! it holds, the peer address header, the last token that identified it).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -39,7 +39,20 @@ pub struct Conn {
     refused: std::sync::Mutex<Option<(ExplainKey, Refused)>>,
     /// Metric handles of the last request (see [`Handles`]).
     pub(super) handles: std::sync::Mutex<Handles>,
+    /// Requests answered, and requests the client cancelled before their
+    /// response (an h2 stream reset), on this connection.
+    answered: AtomicU64,
+    cancelled: AtomicU64,
+    /// Set once cancellations look like a flood: the connection is then
+    /// shut down gracefully (see `drain::Watcher::watch`).
+    pub shed: Arc<AtomicBool>,
 }
+
+/// Cancelled requests a connection may have before the cancel share is
+/// looked at. A browser cancels a stream now and then; a "rapid reset"
+/// client (CVE-2023-44487) cancels nearly every one, and each costs a
+/// gateway request and connection. Envoy's default check is alike.
+pub const CANCELS_TOLERATED: u64 = 100;
 
 /// Metric handles resolved for this connection's last request, keyed by
 /// what decides their labels (and the snapshot generation, since indices
@@ -118,6 +131,9 @@ impl Conn {
             rejected: std::sync::Mutex::new(None),
             refused: std::sync::Mutex::new(None),
             handles: std::sync::Mutex::new(Handles::default()),
+            answered: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            shed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -219,6 +235,29 @@ impl Conn {
         let mut slot = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some(((generation, member, origin.map(Box::from), ip), r.clone()));
         r
+    }
+
+    /// A request on this connection ended: answered, or cancelled by the
+    /// client before its response. Past [`CANCELS_TOLERATED`] cancels, when
+    /// they are at least half of all requests, the connection is shed.
+    pub(super) fn request_ended(&self, answered: bool) {
+        if answered {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let cancelled = self.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        let answered = self.answered.load(Ordering::Relaxed);
+        if cancelled > CANCELS_TOLERATED
+            && cancelled >= answered
+            && !self.shed.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                peer = %self.peer,
+                cancelled,
+                answered,
+                "closing a connection that cancels most of its requests (rapid reset)"
+            );
+        }
     }
 
     /// An identified request arrived: give the unauthenticated slot back.

@@ -111,6 +111,11 @@ pub async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    // Dropped unanswered if the client cancels the request (h2 reset).
+    let mut ended = Ended {
+        conn: &conn,
+        answered: false,
+    };
     let snap = state.snapshot();
     let mut ex = Exchange {
         request_id: HeaderValue::from_static("-"),
@@ -134,7 +139,20 @@ pub async fn serve(
         .insert(headers::X_REQUEST_ID, ex.request_id.clone());
     let bytes_out = content_length(resp.headers());
     record(&state, &snap, &conn, &ex, resp.status(), bytes_out, started);
+    ended.answered = true;
     Ok(resp)
+}
+
+/// Tells the connection how a request ended (see [`Conn::request_ended`]).
+struct Ended<'a> {
+    conn: &'a Conn,
+    answered: bool,
+}
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.conn.request_ended(self.answered);
+    }
 }
 
 async fn handle(
