@@ -21,6 +21,8 @@ use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::slots::Slots;
+
 /// How often due timeouts are looked for.
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -30,14 +32,8 @@ struct Wheel {
     now_ms: AtomicU64,
     /// Whether the ticking thread runs (if not, [`now_ms`] reads the clock).
     ticking: bool,
-    slots: Mutex<Slots>,
-}
-
-#[derive(Default)]
-struct Slots {
-    /// (deadline in ms since start, who to wake); `None` slots are free.
-    entries: Vec<Option<(u64, Option<Waker>)>>,
-    free: Vec<usize>,
+    /// (deadline in ms since start, who to wake until woken).
+    slots: Mutex<Slots<(u64, Option<Waker>)>>,
 }
 
 fn wheel() -> &'static Wheel {
@@ -82,9 +78,7 @@ impl Wheel {
         let due: Vec<Waker> = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots
-                .entries
                 .iter_mut()
-                .flatten()
                 .filter(|(deadline, _)| *deadline <= now)
                 .filter_map(|(_, waker)| waker.take())
                 .collect()
@@ -134,18 +128,8 @@ impl Future for Sleep {
             _ => {
                 let waker = cx.waker().clone();
                 let mut slots = w.slots.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = Some((this.deadline_ms, Some(waker.clone())));
-                let index = match this.registered.take() {
-                    Some((i, _)) => i,
-                    None => match slots.free.pop() {
-                        Some(i) => i,
-                        None => {
-                            slots.entries.push(None);
-                            slots.entries.len() - 1
-                        }
-                    },
-                };
-                slots.entries[index] = entry;
+                let held = this.registered.take().map(|(i, _)| i);
+                let index = slots.put(held, (this.deadline_ms, Some(waker.clone())));
                 this.registered = Some((index, waker));
             }
         }
@@ -157,8 +141,7 @@ impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some((index, _)) = self.registered.take() {
             let mut slots = wheel().slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.entries[index] = None;
-            slots.free.push(index);
+            slots.remove(index);
         }
     }
 }
@@ -237,9 +220,9 @@ mod tests {
             }
         }
         let slots = wheel().slots.lock().unwrap();
-        let used = slots.entries.iter().filter(|e| e.is_some()).count();
+        let used = slots.len();
         // Other tests in this process may hold a few.
         assert!(used < 100, "{used} slots still held");
-        assert!(slots.entries.len() < 300, "{} slots", slots.entries.len());
+        assert!(slots.capacity() < 300, "{} slots", slots.capacity());
     }
 }

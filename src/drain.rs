@@ -17,13 +17,15 @@ use std::task::{Context, Poll, Waker};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::Notify;
 
+use crate::slots::Slots;
+
 #[derive(Default)]
 struct Inner {
     draining: AtomicBool,
     /// Connections (watchers) not yet finished.
     open: AtomicUsize,
-    /// Wakers of watched connections; `None` slots are free.
-    wakers: Mutex<(Vec<Option<Waker>>, Vec<usize>)>,
+    /// Wakers of watched connections.
+    wakers: Mutex<Slots<Waker>>,
     /// Signalled when `open` drops to zero.
     idle: Notify,
 }
@@ -59,7 +61,7 @@ impl Drain {
         self.inner.draining.store(true, Ordering::Release);
         let wakers: Vec<Waker> = {
             let slots = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
-            slots.0.iter().flatten().cloned().collect()
+            slots.iter().cloned().collect()
         };
         for w in wakers {
             w.wake();
@@ -125,15 +127,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
         if !matches!(&this.slot, Some((_, w)) if w.will_wake(cx.waker())) {
             let waker = cx.waker().clone();
             let mut slots = inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
-            let (wakers, free) = &mut *slots;
-            let index = match this.slot.take() {
-                Some((i, _)) => i,
-                None => free.pop().unwrap_or_else(|| {
-                    wakers.push(None);
-                    wakers.len() - 1
-                }),
-            };
-            wakers[index] = Some(waker.clone());
+            let index = slots.put(this.slot.take().map(|(i, _)| i), waker.clone());
             this.slot = Some((index, waker));
         }
         if !this.signalled
@@ -155,8 +149,7 @@ impl<C> Drop for Watched<C> {
                 .wakers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            slots.0[index] = None;
-            slots.1.push(index);
+            slots.remove(index);
         }
     }
 }

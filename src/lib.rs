@@ -31,6 +31,7 @@ pub mod reload;
 pub mod request_id;
 pub mod server;
 pub mod session;
+pub mod slots;
 pub mod state;
 pub mod suggest;
 pub mod tls;

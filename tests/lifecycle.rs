@@ -110,6 +110,22 @@ fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
+/// A keep-alive request to `path` with `token` and, if given, an Origin.
+fn member_request(
+    path: &str,
+    token: &str,
+    origin: Option<&str>,
+) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    let mut b = http::Request::builder()
+        .uri(path)
+        .header("host", "gw.test")
+        .header("authorization", bearer(token));
+    if let Some(o) = origin {
+        b = b.header("origin", o);
+    }
+    b.body(http_body_util::Empty::new()).unwrap()
+}
+
 /// Poll until `token` gets `status`, bounded.
 async fn eventually_status(addr: SocketAddr, token: &str, status: u16, within: Duration) {
     let deadline = Instant::now() + within;
@@ -233,19 +249,13 @@ async fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
 /// request to finish) and reports a clean drain, well inside its limit.
 #[tokio::test]
 async fn shutdown_closes_idle_keep_alive_connections_without_waiting_out_the_drain() {
-    use http_body_util::Empty;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
     let mut idle = Vec::new();
     for _ in 0..3 {
         let mut sender = keep_alive(server.addr).await;
-        let req = http::Request::builder()
-            .uri("/")
-            .header("host", "gw.test")
-            .header("authorization", bearer(ALICE))
-            .body(Empty::new())
-            .unwrap();
+        let req = member_request("/", ALICE, None);
         assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
         idle.push(sender);
     }
@@ -301,19 +311,11 @@ async fn reloads_under_a_steady_stream_lose_no_request() {
 
 #[tokio::test]
 async fn a_keep_alive_connection_sees_the_new_snapshot_after_reload() {
-    use http_body_util::Empty;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
     let mut sender = keep_alive(server.addr).await;
-    let req = || {
-        http::Request::builder()
-            .uri("/")
-            .header("host", "gw.test")
-            .header("authorization", bearer(ALICE))
-            .body(Empty::new())
-            .unwrap()
-    };
+    let req = || member_request("/", ALICE, None);
     assert_eq!(sender.send_request(req()).await.unwrap().status(), 200);
     cfg.write_member(&MemberSpec::new("alice", ALICE_NEW));
     server.reload().unwrap();
@@ -330,19 +332,11 @@ async fn a_keep_alive_connection_sees_the_new_snapshot_after_reload() {
 /// member's, the same connection is let in with it.
 #[tokio::test]
 async fn a_token_refused_on_a_connection_is_let_in_after_a_reload_grants_it() {
-    use http_body_util::Empty;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
     let mut sender = keep_alive(server.addr).await;
-    let req = |token: &str| {
-        http::Request::builder()
-            .uri("/")
-            .header("host", "gw.test")
-            .header("authorization", bearer(token))
-            .body(Empty::new())
-            .unwrap()
-    };
+    let req = |token: &str| member_request("/", token, None);
     for _ in 0..2 {
         sender.ready().await.unwrap();
         assert_eq!(
@@ -371,20 +365,14 @@ async fn a_token_refused_on_a_connection_is_let_in_after_a_reload_grants_it() {
 /// member's allowlist, gets its own.
 #[tokio::test]
 async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::BodyExt;
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
     let mut sender = keep_alive(server.addr).await;
     let mut refused = async |origin: &str| -> serde_json::Value {
         sender.ready().await.unwrap();
-        let req = http::Request::builder()
-            .uri("/")
-            .header("host", "gw.test")
-            .header("authorization", bearer(ALICE))
-            .header("origin", origin)
-            .body(Empty::new())
-            .unwrap();
+        let req = member_request("/", ALICE, Some(origin));
         let resp = sender.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 403, "{origin}");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -412,13 +400,7 @@ async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
     cfg.write_member(&MemberSpec::new("alice", ALICE).set("ORIGINS", "https://evil.example.com"));
     server.reload().unwrap();
     sender.ready().await.unwrap();
-    let req = http::Request::builder()
-        .uri("/")
-        .header("host", "gw.test")
-        .header("authorization", bearer(ALICE))
-        .header("origin", "https://evil.example.com")
-        .body(Empty::new())
-        .unwrap();
+    let req = member_request("/", ALICE, Some("https://evil.example.com"));
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200, "the same connection, now allowed");
 }
@@ -428,7 +410,7 @@ async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
 /// one connection included, and the token never appears in it.
 #[tokio::test]
 async fn policy_denials_are_logged_with_the_access_log_off() {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::BodyExt;
     let up = Upstream::start().await;
     let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     cfg.base = cfg
@@ -440,13 +422,11 @@ async fn policy_denials_are_logged_with_the_access_log_off() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         sender.ready().await.unwrap();
-        let req = http::Request::builder()
-            .uri("/v1/chat?token=secret-in-query")
-            .header("host", "gw.test")
-            .header("authorization", bearer(ALICE))
-            .header("origin", "https://evil.example.com")
-            .body(Empty::new())
-            .unwrap();
+        let req = member_request(
+            "/v1/chat?token=secret-in-query",
+            ALICE,
+            Some("https://evil.example.com"),
+        );
         let resp = sender.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 403);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
