@@ -340,7 +340,13 @@ async fn a_client_stalling_mid_body_gets_408_after_header_read() {
         "{reply}"
     );
     assert!(started.elapsed() < WAIT, "the connection was not closed");
-    member.get_ok("after the 408").await;
+    // The member's connection idled through `header_read` meanwhile and
+    // may be closed as idle keep-alive: serve a fresh one.
+    drop(member);
+    KeepAlive::open(server.addr)
+        .await
+        .get_ok("after the 408")
+        .await;
 }
 
 /// `upstream_response` times the gateway, not the client's upload: a body
