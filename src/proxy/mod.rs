@@ -15,7 +15,7 @@ pub mod relay;
 pub mod tunnel;
 pub mod upstream;
 
-pub use conn::Conn;
+pub use conn::{Conn, CANCELS_TOLERATED};
 use outcome::{record, respond};
 
 use std::convert::Infallible;
