@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::Notify;
 
 use crate::slots::Slots;
@@ -93,10 +92,16 @@ impl Drop for Watcher {
     }
 }
 
+/// A connection that can be asked to finish its in-flight work and end.
+pub trait Graceful: Future<Output = Result<(), Self::Error>> {
+    type Error;
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
 impl Watcher {
     /// `conn`, told to shut down gracefully once a drain starts, or once
     /// `shed` is set (the connection misbehaves; see `proxy::Conn`).
-    pub fn watch<C: GracefulConnection>(self, conn: C, shed: Arc<AtomicBool>) -> Watched<C> {
+    pub fn watch<C: Graceful>(self, conn: C, shed: Arc<AtomicBool>) -> Watched<C> {
         Watched {
             conn: Box::pin(conn),
             watcher: self,
@@ -118,7 +123,7 @@ pub struct Watched<C> {
     shed: Arc<AtomicBool>,
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
+impl<C: Graceful> Future for Watched<C> {
     type Output = Result<(), C::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -1,5 +1,5 @@
 //! The member listener: accept, TLS handshake (client certificate if any),
-//! then HTTP/1.1 or HTTP/2 with upgrades, each request to `proxy::serve`.
+//! then HTTP (`crate::http`), each request to `proxy::serve`.
 //!
 //! TLS material and limits are read from the snapshot current at accept
 //! time, so a reload rotates certificates for new connections while open
@@ -8,18 +8,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::coarse_timer::CoarseTimer;
 use crate::config::Snapshot;
 use crate::drain::{Drain, Watcher};
-use crate::proxy::{self, Conn};
+use crate::http;
+use crate::proxy::Conn;
 use crate::proxy_protocol;
 use crate::state::State;
 use crate::tls;
@@ -139,11 +136,11 @@ async fn handle_connection(
                 .and_then(|c| c.first())
                 .map(tls::peer_cert);
             let conn = Conn::new(peer, true, cert, slot.held.clone());
-            serve_http(state, &snap, tls_stream, conn, watcher).await;
+            serve_http(state, snap, tls_stream, conn, watcher).await;
         }
         None => {
             let conn = Conn::new(peer, false, None, slot.held.clone());
-            serve_http(state, &snap, stream, conn, watcher).await;
+            serve_http(state, snap, stream, conn, watcher).await;
         }
     }
 }
@@ -164,49 +161,19 @@ impl Drop for Unauthenticated {
     }
 }
 
-async fn serve_http<IO>(state: Arc<State>, snap: &Snapshot, io: IO, conn: Conn, watcher: Watcher)
-where
+async fn serve_http<IO>(
+    state: Arc<State>,
+    snap: Arc<Snapshot>,
+    io: IO,
+    conn: Conn,
+    watcher: Watcher,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(CoarseTimer)
-        .header_read_timeout(snap.timeouts.header_read)
-        .max_buf_size(snap.limits.max_header_bytes)
-        .max_headers(100)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(snap.limits.max_header_bytes as u32)
-        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let conn = Arc::new(conn);
     let shed = conn.shed.clone();
-    let requested = Arc::new(AtomicBool::new(false));
-    let seen = requested.clone();
-    let svc = service_fn(move |req| {
-        seen.store(true, Ordering::Relaxed);
-        proxy::serve(state.clone(), conn.clone(), req)
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    let connection = watcher.watch(connection.into_owned(), shed);
-    tokio::pin!(connection);
-    // hyper's header_read timer starts only once the first bytes told it
-    // the HTTP version: a connection that never sends any would be held
-    // forever. The first request must arrive within header_read.
-    let ended = tokio::select! {
-        r = &mut connection => r,
-        _ = crate::coarse_timer::Sleep::after(snap.timeouts.header_read) => {
-            if !requested.load(Ordering::Relaxed) {
-                tracing::debug!("no request within header_read; closing");
-                return;
-            }
-            connection.await
-        }
-    };
-    if let Err(e) = ended {
+    let connection = http::Connection::new(state, snap, io, conn);
+    if let Err(e) = watcher.watch(connection, shed).await {
         tracing::debug!("connection ended: {e}");
     }
 }

@@ -8,11 +8,13 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 
 use super::headers::{self, Caller, Forwarding};
 use super::upstream::{self, UpstreamError};
-use super::{conn, member_label, tunnel, Body, Conn, Exchange, Refusal, SESSION_COOKIE};
+use super::{
+    conn, member_label, tunnel, Body, Conn, Exchange, Refusal, RequestBody, SESSION_COOKIE,
+};
 use crate::client_ip;
 use crate::config::Snapshot;
 use crate::state::State;
@@ -22,7 +24,7 @@ pub(super) async fn forward(
     state: &Arc<State>,
     snap: &Snapshot,
     conn: &Conn,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     ex: &mut Exchange,
     caller: Caller<'_>,
     upstream_idx: usize,

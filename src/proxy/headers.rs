@@ -9,8 +9,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::Upstream;
 
+use super::RequestBody;
 use http::{Request, Version};
-use hyper::body::Incoming;
 
 use super::Refusal;
 use crate::identity::Via;
@@ -214,7 +214,7 @@ pub fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool) {
 
 /// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
 /// `:authority`. Returned for `X-Forwarded-Host`.
-pub(super) fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, Refusal> {
+pub(super) fn request_host(req: &Request<RequestBody>) -> Result<Option<HeaderValue>, Refusal> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let first = hosts.next().cloned();
     if hosts.next().is_some() {

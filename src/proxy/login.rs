@@ -7,11 +7,11 @@
 
 use std::time::SystemTime;
 
+use super::RequestBody;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 
 use super::{headers, Body, Exchange, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
@@ -84,7 +84,7 @@ fn form(next: &str) -> String {
 
 pub(super) async fn handle(
     snap: &Snapshot,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ex: &mut Exchange,
 ) -> Result<Response<Body>, Refusal> {
     let Some(sess) = &snap.session else {
@@ -165,7 +165,7 @@ pub(super) async fn handle(
 /// Without one, a browser asking for a page is sent to the login form.
 pub(super) fn session_identity(
     snap: &Snapshot,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     now: SystemTime,
 ) -> Result<identity::Identity, Refusal> {
     let Some(sess) = &snap.session else {

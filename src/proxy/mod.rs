@@ -12,11 +12,13 @@ pub mod headers;
 pub mod login;
 mod outcome;
 pub mod relay;
+mod request_body;
 pub mod tunnel;
 pub mod upstream;
 
 pub use conn::{Conn, CANCELS_TOLERATED};
 use outcome::{record, respond};
+pub use request_body::RequestBody;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,7 +29,6 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
@@ -108,7 +109,7 @@ struct Exchange {
 pub async fn serve(
     state: Arc<State>,
     conn: Arc<Conn>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     // Dropped unanswered if the client cancels the request (h2 reset).
@@ -159,7 +160,7 @@ async fn handle(
     state: &Arc<State>,
     snap: &Snapshot,
     conn: &Conn,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ex: &mut Exchange,
 ) -> Result<Response<Body>, Refusal> {
     // Not an open proxy: origin-form (or h2 :path) only.

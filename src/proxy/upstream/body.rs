@@ -15,7 +15,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::chunked::{Chunked, Step};
-use super::conn::{Connection, Pool, Upgraded};
+use super::conn::{upgraded, Connection, Pool, Upgraded};
 use super::wire::Framing;
 
 enum State {
@@ -68,7 +68,7 @@ impl UpstreamBody {
     /// After a 101: the connection, for the tunnel.
     pub fn take_upgraded(&mut self) -> Option<Upgraded> {
         self.pool = None;
-        self.conn.take().map(Upgraded::new)
+        self.conn.take().map(upgraded)
     }
 
     /// The body is complete: the connection goes back to its pool.

@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
 use tokio::net::TcpStream;
+
+use crate::prefixed::Prefixed;
 
 /// Idle connections kept per upstream; more are closed when returned.
 const MAX_IDLE: usize = 256;
@@ -102,72 +103,17 @@ impl Pool {
 
 /// The gateway's side of a switched (101) connection: the bytes that came
 /// with the 101 head first, then the stream.
-pub struct Upgraded {
-    stream: TcpStream,
-    early: BytesMut,
-}
+pub type Upgraded = Prefixed<TcpStream>;
 
-impl Upgraded {
-    pub fn new(c: Connection) -> Self {
-        // The read buffer was sized for responses; an idle WebSocket must
-        // not keep 16 KiB of it, only what came early (usually nothing).
-        let early = if c.read.is_empty() {
-            BytesMut::new()
-        } else {
-            BytesMut::from(&c.read[..])
-        };
-        Upgraded {
-            stream: c.stream,
-            early,
-        }
-    }
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.early.is_empty() {
-            let n = this.early.len().min(buf.remaining());
-            buf.put_slice(&this.early[..n]);
-            this.early.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
+pub fn upgraded(c: Connection) -> Upgraded {
+    // The read buffer was sized for responses; an idle WebSocket must
+    // not keep 16 KiB of it, only what came early (usually nothing).
+    let early = if c.read.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&c.read[..])
+    };
+    Prefixed::new(early, c.stream)
 }
 
 #[cfg(test)]
@@ -244,7 +190,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (mut c, mut peer) = pair(&l).await;
         c.read.extend_from_slice(b"early ");
-        let mut up = Upgraded::new(c);
+        let mut up = upgraded(c);
         peer.write_all(b"later").await.unwrap();
         drop(peer);
         let mut all = Vec::new();

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -41,7 +41,7 @@ use conn::{Connection, Pool};
 use wire::{Framing, ResponseHead};
 
 /// The body sent upstream: the client's body, capped at `max_body_bytes`.
-pub type OutBody = Limited<Incoming>;
+pub type OutBody = Limited<crate::proxy::RequestBody>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamError {

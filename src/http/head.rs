@@ -1,0 +1,220 @@
+//! Reading a request head for the lean loop: httparse over the connection's
+//! buffer, then `http` types that share the buffer's bytes (as hyper's
+//! own parser does). Only plain requests are taken: HTTP/1.1, no body, no
+//! upgrade, no `Expect`; anything else is handed to hyper whole.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+
+use crate::proxy::RequestBody;
+
+/// Headers per request, as hyper is configured (`max_headers`).
+pub const MAX_HEADERS: usize = 100;
+
+/// What the buffer holds. Returned once per request and matched at once:
+/// boxing the large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Head {
+    /// Not a whole head yet: read more.
+    Partial,
+    /// A plain request, its head taken off the buffer.
+    Plain(Plain),
+    /// A request the loop leaves to hyper (body, upgrade, HTTP/1.0, h2
+    /// preface...): the buffer is untouched.
+    Handover,
+    /// Answer with this status and close: 400 (not HTTP) or 431 (head
+    /// over `max_header_bytes` or over [`MAX_HEADERS`] fields).
+    Malformed(StatusCode),
+}
+
+pub struct Plain {
+    pub req: Request<RequestBody>,
+    /// The client sent `Connection: close`.
+    pub close: bool,
+}
+
+/// Where a header's name and value sit in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+        Ok(httparse::Status::Complete(_)) => return Head::Malformed(too_large()),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Head::Malformed(too_large())
+        }
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Head::Malformed(too_large()),
+        // The h2 prior-knowledge preface reads as a request line with
+        // version HTTP/2.0, which httparse refuses: hyper speaks it.
+        Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Head::Handover,
+        Err(_) => return Head::Malformed(StatusCode::BAD_REQUEST),
+    };
+    if parsed.version != Some(1) {
+        return Head::Handover;
+    }
+    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
+        return Head::Malformed(StatusCode::BAD_REQUEST);
+    };
+    if method == "CONNECT" {
+        return Head::Handover;
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut close = false;
+    let count = parsed.headers.len();
+    for (h, span) in parsed.headers.iter().zip(spans.iter_mut()) {
+        let name = h.name.as_bytes();
+        let plain = match name.len() {
+            // `Content-Length: 0` is a bodyless request too.
+            14 if name.eq_ignore_ascii_case(b"content-length") => h.value.trim_ascii() == b"0",
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => false,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => false,
+            6 if name.eq_ignore_ascii_case(b"expect") => false,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                let v = h.value.trim_ascii();
+                close = v.eq_ignore_ascii_case(b"close");
+                close || v.eq_ignore_ascii_case(b"keep-alive")
+            }
+            _ => true,
+        };
+        if !plain {
+            return Head::Handover;
+        }
+        *span = Span {
+            name: (at(name), name.len() as u32),
+            value: (at(h.value), h.value.len() as u32),
+        };
+    }
+    let method = Method::from_bytes(method.as_bytes());
+    let target = (at(target.as_bytes()), target.len() as u32);
+    let head = buf.split_to(len).freeze();
+    let slice = |(at, len): (u32, u32)| head.slice(at as usize..(at + len) as usize);
+    let Ok(method) = method else {
+        return Head::Malformed(StatusCode::BAD_REQUEST);
+    };
+    let Ok(uri) = Uri::from_maybe_shared(slice(target)) else {
+        return Head::Malformed(StatusCode::BAD_REQUEST);
+    };
+    let mut headers = HeaderMap::with_capacity(count);
+    for span in &spans[..count] {
+        let (at, len) = span.name;
+        let name = HeaderName::from_bytes(&head[at as usize..(at + len) as usize]);
+        let value = HeaderValue::from_maybe_shared(slice(span.value));
+        let (Ok(name), Ok(value)) = (name, value) else {
+            return Head::Malformed(StatusCode::BAD_REQUEST);
+        };
+        headers.append(name, value);
+    }
+    let mut req = Request::new(RequestBody::Empty);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Head::Plain(Plain { req, close })
+}
+
+fn too_large() -> StatusCode {
+    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(s: &str) -> BytesMut {
+        BytesMut::from(s.as_bytes())
+    }
+
+    fn plain(s: &str) -> (Plain, BytesMut) {
+        let mut b = buf(s);
+        match parse(&mut b, 8192) {
+            Head::Plain(p) => (p, b),
+            _ => panic!("not plain: {s:?}"),
+        }
+    }
+
+    fn kind(s: &str) -> &'static str {
+        match parse(&mut buf(s), 64) {
+            Head::Partial => "partial",
+            Head::Plain(_) => "plain",
+            Head::Handover => "handover",
+            Head::Malformed(StatusCode::BAD_REQUEST) => "400",
+            Head::Malformed(_) => "431",
+        }
+    }
+
+    #[test]
+    fn a_plain_get_becomes_a_request_and_leaves_the_next_one_buffered() {
+        let (p, rest) = plain(
+            "GET /a?b=1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next",
+        );
+        assert_eq!(p.req.method(), Method::GET);
+        assert_eq!(p.req.uri().path_and_query().unwrap().as_str(), "/a?b=1");
+        assert_eq!(p.req.headers()["authorization"], "Bearer x");
+        assert_eq!(p.req.headers().get_all("x-a").iter().count(), 2);
+        assert!(!p.close);
+        assert_eq!(&rest[..], b"GET /next");
+    }
+
+    #[test]
+    fn connection_close_is_noted() {
+        let (p, _) = plain("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n");
+        assert!(p.close);
+        let (p, _) = plain("DELETE / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(!p.close);
+    }
+
+    #[test]
+    fn bodies_upgrades_and_other_versions_go_to_hyper() {
+        assert_eq!(
+            kind("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"),
+            "handover"
+        );
+        assert_eq!(
+            kind("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "handover"
+        );
+        assert_eq!(
+            kind("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+            "handover"
+        );
+        assert_eq!(
+            kind("GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n"),
+            "handover"
+        );
+        assert_eq!(
+            kind("PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"),
+            "handover"
+        );
+        assert_eq!(kind("GET / HTTP/1.0\r\n\r\n"), "handover");
+        assert_eq!(kind("CONNECT a:1 HTTP/1.1\r\n\r\n"), "handover");
+        assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "handover");
+    }
+
+    #[test]
+    fn incomplete_oversized_and_garbage_heads() {
+        assert_eq!(kind("GET / HTTP/1.1\r\nHost: x"), "partial");
+        assert_eq!(
+            kind(&format!("GET /{} HTTP/1.1\r\n", "a".repeat(80))),
+            "431"
+        );
+        assert_eq!(kind("\x16\x03\x01 hello\r\n\r\n"), "400");
+        assert_eq!(kind("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"), "400");
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
+        match parse(&mut buf(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 1 << 20) {
+            Head::Malformed(s) => assert_eq!(s, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            _ => panic!("over MAX_HEADERS fields must be refused"),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The HTTP side of a client connection, after TLS.
+//!
+//! Plain HTTP/1.1 requests (no body, no upgrade: what CLIs, browsers and
+//! health checks send nearly always) are read and answered by a lean loop
+//! here: one read buffer, httparse, the response head written straight
+//! from the `Response`, head and body in one write when the body is ready.
+//! It costs about a third of what hyper's server dispatcher does per
+//! request. Anything else (a body, a WebSocket upgrade, HTTP/1.0, h2) is
+//! handed to hyper for the rest of the connection, bytes already read
+//! included ([`hyper_conn`]).
+//!
+//! Both answer through the same `proxy::serve`, so what a request gets
+//! does not depend on which one read it.
+
+mod head;
+mod hyper_conn;
+mod write;
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use http::{Method, Response, StatusCode};
+use hyper::body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::coarse_timer::Sleep;
+use crate::config::Snapshot;
+use crate::drain::Graceful;
+use crate::prefixed::Prefixed;
+use crate::proxy::{self, Conn};
+use crate::state::State;
+use head::Head;
+use write::{BodyInfo, Framing};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Read buffer to start with; it grows to `max_header_bytes` for a head.
+const READ_BUF: usize = 8 * 1024;
+/// A body frame at least this large is written as is, not copied behind
+/// the head into the output buffer.
+const COPY_BELOW: usize = 16 * 1024;
+
+/// One client connection being served.
+pub struct Connection {
+    run: Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Connection {
+    pub fn new<IO>(state: Arc<State>, snap: Arc<Snapshot>, io: IO, conn: Arc<Conn>) -> Connection
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = Box::pin(serve(state, snap, io, conn, stop.clone()));
+        Connection { run, stop }
+    }
+}
+
+impl Future for Connection {
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().run.as_mut().poll(cx)
+    }
+}
+
+impl Graceful for Connection {
+    type Error = BoxError;
+
+    /// Finish the request in flight, then close; an idle connection closes
+    /// at its next poll (the drain wakes it).
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+async fn serve<IO>(
+    state: Arc<State>,
+    snap: Arc<Snapshot>,
+    mut io: IO,
+    conn: Arc<Conn>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let header_read = snap.timeouts.header_read;
+    let max_head = snap.limits.max_header_bytes;
+    let mut buf = BytesMut::with_capacity(READ_BUF);
+    let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
+    loop {
+        // A whole head, within header_read of starting to wait for it.
+        let mut deadline: Option<Sleep> = None;
+        let plain = loop {
+            if !buf.is_empty() {
+                match head::parse(&mut buf, max_head) {
+                    Head::Plain(p) => break p,
+                    Head::Partial => {}
+                    Head::Handover => {
+                        let io = Prefixed::new(buf, io);
+                        return hyper_conn::serve(state, &snap, io, conn, &stop).await;
+                    }
+                    Head::Malformed(status) => {
+                        return malformed(&mut io, &mut out, status).await;
+                    }
+                }
+            }
+            let deadline = deadline.get_or_insert_with(|| Sleep::after(header_read));
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_BUF);
+            }
+            let idle = buf.is_empty();
+            let read = poll_fn(|cx| {
+                // A drain closes a connection between requests at once.
+                if idle && stop.load(Ordering::Acquire) {
+                    return Poll::Ready(Read::Stop);
+                }
+                if let Poll::Ready(r) = poll_read_buf(&mut io, &mut buf, cx) {
+                    return Poll::Ready(match r {
+                        Ok(0) => Read::Eof,
+                        Ok(_) => Read::Data,
+                        Err(_) => Read::Eof,
+                    });
+                }
+                Pin::new(&mut *deadline).poll(cx).map(|()| Read::Timeout)
+            })
+            .await;
+            match read {
+                Read::Data => {}
+                Read::Stop | Read::Eof => return Ok(()),
+                Read::Timeout => {
+                    tracing::debug!(peer = %conn.peer, "no whole request head within header_read; closing");
+                    return Ok(());
+                }
+            }
+        };
+
+        let head_request = plain.req.method() == Method::HEAD;
+        let Ok(resp) = proxy::serve(state.clone(), conn.clone(), plain.req).await;
+        let close = plain.close || stop.load(Ordering::Acquire);
+        match respond(&mut io, &mut out, resp, head_request, close).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = io.shutdown().await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+enum Read {
+    Data,
+    Eof,
+    Timeout,
+    Stop,
+}
+
+fn poll_read_buf<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Write the response; `Ok(true)` when the connection must close after it.
+async fn respond<IO>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    resp: Response<proxy::Body>,
+    head_request: bool,
+    close: bool,
+) -> Result<bool, BoxError>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let hint = body.size_hint();
+    let info = BodyInfo {
+        head_request,
+        ended: body.is_end_stream(),
+        exact: hint.exact(),
+    };
+    out.clear();
+    let (framing, close) = write::head(out, parts.status, &parts.headers, &info, close);
+    drop(parts);
+    if framing == Framing::None {
+        io.write_all(out).await?;
+        io.flush().await?;
+        if head_request {
+            // Let the upstream connection see its (empty) body end.
+            while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                frame?;
+            }
+        }
+        return Ok(close);
+    }
+    loop {
+        let pending = !out.is_empty();
+        let step = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            // Nothing more right now: send what is buffered first.
+            Poll::Pending if pending => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+        })
+        .await;
+        let frame = match step {
+            None => {
+                io.write_all(out).await?;
+                io.flush().await?;
+                out.clear();
+                continue;
+            }
+            Some(None) => break,
+            Some(Some(frame)) => frame?,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers: not sent on HTTP/1.1 here
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match framing {
+            Framing::Chunked => write::chunk(out, &data),
+            _ if data.len() >= COPY_BELOW => {
+                io.write_all(out).await?;
+                out.clear();
+                io.write_all(&data).await?;
+                data.advance(data.len());
+            }
+            _ => out.extend_from_slice(&data),
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(write::LAST_CHUNK);
+    }
+    io.write_all(out).await?;
+    io.flush().await?;
+    out.clear();
+    Ok(close)
+}
+
+/// Answer a head that is not HTTP, or too large, and close.
+async fn malformed<IO>(io: &mut IO, out: &mut Vec<u8>, status: StatusCode) -> Result<(), BoxError>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let rid = crate::request_id::generate();
+    let why = if status == StatusCode::BAD_REQUEST {
+        "malformed_request"
+    } else {
+        "request_head_too_large"
+    };
+    let resp = crate::deny::error(status, why, rid.to_str().unwrap_or("-"));
+    let (mut parts, body) = resp.into_parts();
+    parts
+        .headers
+        .insert(crate::proxy::headers::X_REQUEST_ID, rid);
+    let info = BodyInfo {
+        head_request: false,
+        ended: body.is_empty(),
+        exact: Some(body.len() as u64),
+    };
+    out.clear();
+    write::head(out, parts.status, &parts.headers, &info, true);
+    out.extend_from_slice(body.as_bytes());
+    io.write_all(out).await?;
+    io.flush().await?;
+    let _ = io.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The lean HTTP/1.1 loop (`src/http`) on raw sockets: plain requests and
+//! requests it hands to hyper (a body) on one keep-alive connection,
+//! pipelining, HEAD, `Connection: close`, and the answers to heads that are
+//! not HTTP or are too large, which now carry a request ID.
+//!
+//! Every read is bounded by WAIT.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ALICE: &str = "alice-h1-loop-token-0123456789";
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    (up, cfg, server)
+}
+
+fn get_line(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {ALICE}\r\n{extra}\r\n")
+}
+
+/// Reads one response off a keep-alive connection: the head, then the
+/// body by `Content-Length` or chunked (unless `bodyless`).
+struct Reader {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    fn new(s: TcpStream) -> Reader {
+        Reader { s, buf: Vec::new() }
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout(WAIT, self.s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!("no response within {WAIT:?}"),
+        }
+    }
+
+    async fn response(&mut self, bodyless: bool) -> RawReply {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(
+                self.fill().await,
+                "connection closed before a response head"
+            );
+        };
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).unwrap();
+        let mut reply = RawReply::parse(&head);
+        self.buf.drain(..head_end);
+        let body = if bodyless {
+            Vec::new()
+        } else if let Some(n) = reply.header("content-length") {
+            let n: usize = n.parse().unwrap();
+            while self.buf.len() < n {
+                assert!(self.fill().await, "body cut short");
+            }
+            self.buf.drain(..n).collect()
+        } else {
+            assert_eq!(reply.header("transfer-encoding"), Some("chunked"), "{head}");
+            let mut body = Vec::new();
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    assert!(self.fill().await, "chunk cut short");
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16)
+                        .unwrap();
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    assert!(self.fill().await, "chunk cut short");
+                }
+                body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    break body;
+                }
+            }
+        };
+        reply.body = String::from_utf8(body).unwrap();
+        reply
+    }
+
+    async fn closed(&mut self) -> bool {
+        !self.fill().await && self.buf.is_empty()
+    }
+}
+
+async fn connect(server: &clawgate::server::Server) -> Reader {
+    Reader::new(TcpStream::connect(server.addr).await.unwrap())
+}
+
+#[tokio::test]
+async fn plain_and_handed_over_requests_share_one_keep_alive_connection() {
+    let (up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    let mut ids = Vec::new();
+    // Plain GET (the lean loop), a POST with a body (handed to hyper with
+    // the bytes already read), then another GET (hyper from then on).
+    c.s.write_all(get_line("/first", "").as_bytes())
+        .await
+        .unwrap();
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["path"], "/first");
+    ids.push(r.header("x-request-id").unwrap().to_string());
+
+    let post = format!(
+        "POST /second HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {ALICE}\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    c.s.write_all(post.as_bytes()).await.unwrap();
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["method"], "POST");
+    assert_eq!(r.json()["body_len"], 5, "the body hyper read is whole");
+    ids.push(r.header("x-request-id").unwrap().to_string());
+
+    c.s.write_all(get_line("/third", "").as_bytes())
+        .await
+        .unwrap();
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["path"], "/third");
+    ids.push(r.header("x-request-id").unwrap().to_string());
+
+    assert_eq!(up.count(), 3);
+    assert!(ids.iter().all(|i| is_uuid_v7(i)), "{ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "one request ID each");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    let all: String = (0..3).map(|i| get_line(&format!("/p{i}"), "")).collect();
+    c.s.write_all(all.as_bytes()).await.unwrap();
+    for i in 0..3 {
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["path"], format!("/p{i}"));
+    }
+    assert_eq!(up.count(), 3);
+}
+
+#[tokio::test]
+async fn head_gets_the_length_and_no_body() {
+    let (_up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    let head = get_line("/h", "").replacen("GET", "HEAD", 1);
+    c.s.write_all(head.as_bytes()).await.unwrap();
+    let r = c.response(true).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-length").is_some());
+    // Had a body followed, it would be read here as the next response.
+    c.s.write_all(get_line("/after-head", "").as_bytes())
+        .await
+        .unwrap();
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["path"], "/after-head");
+}
+
+#[tokio::test]
+async fn connection_close_is_answered_then_closed() {
+    let (_up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    c.s.write_all(get_line("/bye", "Connection: close\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed().await, "the server closes after the response");
+}
+
+#[tokio::test]
+async fn a_refusal_keeps_the_connection_and_has_a_date() {
+    let (up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    let wrong = "GET /x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer nope\r\n\r\n";
+    c.s.write_all(wrong.as_bytes()).await.unwrap();
+    let r = c.response(false).await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")));
+    assert_eq!(r.json()["request_id"].as_str(), r.header("x-request-id"));
+    c.s.write_all(get_line("/y", "").as_bytes()).await.unwrap();
+    assert_eq!(c.response(false).await.status, 200);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn heads_that_are_not_http_or_too_large_get_a_request_id() {
+    let (up, _cfg, server) = setup().await;
+    for (name, bytes, status, reason) in [
+        (
+            "not HTTP",
+            b"HELLO THERE\x01\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            "head over max_header_bytes",
+            get_line("/big", &format!("X-Big: {}\r\n", "a".repeat(70 * 1024))).into_bytes(),
+            431,
+            "request_head_too_large",
+        ),
+        (
+            "over 100 header fields",
+            get_line(
+                "/many",
+                &(0..101)
+                    .map(|i| format!("X-H{i}: v\r\n"))
+                    .collect::<String>(),
+            )
+            .into_bytes(),
+            431,
+            "request_head_too_large",
+        ),
+    ] {
+        let mut c = connect(&server).await;
+        let _ = c.s.write_all(&bytes).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status, status, "{name}: {}", r.body);
+        let rid = r.header("x-request-id").expect("a request ID");
+        assert!(is_uuid_v7(rid), "{name}");
+        assert_eq!(r.json()["reason"], reason, "{name}");
+        assert_eq!(r.json()["request_id"], rid, "{name}");
+        assert_eq!(r.header("connection"), Some("close"), "{name}");
+    }
+    assert_eq!(up.count(), 0);
+    let r = get(
+        server.addr,
+        "/still",
+        &[("authorization", &format!("Bearer {ALICE}"))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
