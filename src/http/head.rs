@@ -36,16 +36,11 @@ pub struct Plain {
     pub close: bool,
 }
 
-/// Where a header's name and value sit in the head.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
 pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut spans = [Span::default(); MAX_HEADERS];
+    // Where each name and value sit (u16: longer heads go to hyper), so
+    // the values can share the buffer once it is frozen.
+    let mut spans = [[0u16; 4]; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
@@ -60,7 +55,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Head::Handover,
         Err(_) => return Head::Malformed(StatusCode::BAD_REQUEST),
     };
-    if parsed.version != Some(1) {
+    if parsed.version != Some(1) || len > usize::from(u16::MAX) {
         return Head::Handover;
     }
     let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
@@ -70,7 +65,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         return Head::Handover;
     }
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u16;
     let mut close = false;
     let count = parsed.headers.len();
     for (h, span) in parsed.headers.iter().zip(spans.iter_mut()) {
@@ -91,15 +86,16 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         if !plain {
             return Head::Handover;
         }
-        *span = Span {
-            name: (at(name), name.len() as u32),
-            value: (at(h.value), h.value.len() as u32),
-        };
+        let (n, v) = (at(name), at(h.value));
+        *span = [n, n + name.len() as u16, v, v + h.value.len() as u16];
     }
     let method = Method::from_bytes(method.as_bytes());
-    let target = (at(target.as_bytes()), target.len() as u32);
+    let target = [
+        at(target.as_bytes()),
+        at(target.as_bytes()) + target.len() as u16,
+    ];
     let head = buf.split_to(len).freeze();
-    let slice = |(at, len): (u32, u32)| head.slice(at as usize..(at + len) as usize);
+    let slice = |[from, to]: [u16; 2]| head.slice(usize::from(from)..usize::from(to));
     let Ok(method) = method else {
         return Head::Malformed(StatusCode::BAD_REQUEST);
     };
@@ -107,10 +103,9 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         return Head::Malformed(StatusCode::BAD_REQUEST);
     };
     let mut headers = HeaderMap::with_capacity(count);
-    for span in &spans[..count] {
-        let (at, len) = span.name;
-        let name = HeaderName::from_bytes(&head[at as usize..(at + len) as usize]);
-        let value = HeaderValue::from_maybe_shared(slice(span.value));
+    for &[n0, n1, v0, v1] in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[usize::from(n0)..usize::from(n1)]);
+        let value = HeaderValue::from_maybe_shared(slice([v0, v1]));
         let (Ok(name), Ok(value)) = (name, value) else {
             return Head::Malformed(StatusCode::BAD_REQUEST);
         };
@@ -211,6 +206,9 @@ mod tests {
         );
         assert_eq!(kind("\x16\x03\x01 hello\r\n\r\n"), "400");
         assert_eq!(kind("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"), "400");
+        // Over 64 KiB (max_header_bytes raised): hyper reads it.
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+        assert!(matches!(parse(&mut buf(&big), 1 << 20), Head::Handover));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
         match parse(&mut buf(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 1 << 20) {
             Head::Malformed(s) => assert_eq!(s, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
