@@ -32,6 +32,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if this.prefix.is_empty() {
+                // Free the buffer: a WebSocket holds this IO for hours.
+                this.prefix = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
@@ -81,6 +85,7 @@ mod tests {
         let mut got = vec![0u8; 14];
         p.read_exact(&mut got).await.unwrap();
         assert_eq!(got, b"GET / HTTP/1.1");
+        assert_eq!(p.prefix.capacity(), 0, "the replayed buffer is freed");
         p.write_all(b"ok").await.unwrap();
         let mut back = [0u8; 2];
         b.read_exact(&mut back).await.unwrap();
