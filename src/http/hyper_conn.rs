@@ -1,12 +1,14 @@
 //! hyper for what the lean loop leaves to it: h2 (prior knowledge or
 //! ALPN), request bodies, WebSocket upgrades, HTTP/1.0, `Expect`.
 
+use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
+use http_body_util::Either;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -47,11 +49,20 @@ where
     let seen = requested.clone();
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
-        proxy::serve(
-            state.clone(),
-            conn.clone(),
-            req.map(proxy::RequestBody::from),
-        )
+        let (state, conn) = (state.clone(), conn.clone());
+        async move {
+            let req = req.map(proxy::RequestBody::from);
+            let Ok(mut resp) = proxy::serve(state, conn, req).await;
+            // hyper writes heads from a HeaderMap: the gateway's fields go in.
+            let fields = match resp.body_mut() {
+                Either::Left(b) => b.take_fields(),
+                Either::Right(_) => None,
+            };
+            if let Some(f) = fields {
+                f.append_to(resp.headers_mut());
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut connection = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc));
     // hyper's header_read timer starts only once the first bytes told it

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use http::{Method, Response, StatusCode};
+use http_body_util::Either;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -181,6 +182,10 @@ where
     IO: AsyncWrite + Unpin,
 {
     let (parts, mut body) = resp.into_parts();
+    let gateway = match &mut body {
+        Either::Left(b) => b.take_fields(),
+        Either::Right(_) => None,
+    };
     let hint = body.size_hint();
     let info = BodyInfo {
         head_request,
@@ -188,7 +193,14 @@ where
         exact: hint.exact(),
     };
     out.clear();
-    let (framing, close) = write::head(out, parts.status, &parts.headers, &info, close);
+    let (framing, close) = write::head(
+        out,
+        parts.status,
+        &parts.headers,
+        gateway.as_ref(),
+        &info,
+        close,
+    );
     drop(parts);
     if framing == Framing::None {
         io.write_all(out).await?;
@@ -268,7 +280,7 @@ where
         exact: Some(body.len() as u64),
     };
     out.clear();
-    write::head(out, parts.status, &parts.headers, &info, true);
+    write::head(out, parts.status, &parts.headers, None, &info, true);
     out.extend_from_slice(body.as_bytes());
     io.write_all(out).await?;
     io.flush().await?;

@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderMap};
 use http::StatusCode;
 
+use crate::proxy::upstream::GatewayFields;
+
 /// How the body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -32,6 +34,7 @@ pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    gateway: Option<&GatewayFields>,
     body: &BodyInfo,
     close: bool,
 ) -> (Framing, bool) {
@@ -54,6 +57,12 @@ pub fn head(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(g) = gateway {
+        // Already filtered and laid out as lines by the upstream parser.
+        out.extend_from_slice(&g.lines);
+        has_length |= g.content_length.is_some();
+        has_date |= g.has_date;
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
@@ -169,6 +178,7 @@ mod tests {
             &mut out,
             StatusCode::OK,
             &h,
+            None,
             &info(false, false, None),
             true,
         );
@@ -188,7 +198,7 @@ mod tests {
         let h = HeaderMap::new();
         let frame = |status, i: BodyInfo| {
             let mut out = Vec::new();
-            let f = head(&mut out, status, &h, &i, false).0;
+            let f = head(&mut out, status, &h, None, &i, false).0;
             (f, text(&out))
         };
         let (f, s) = frame(StatusCode::OK, info(false, false, None));
@@ -216,11 +226,42 @@ mod tests {
             &mut out,
             StatusCode::REQUEST_TIMEOUT,
             &h,
+            None,
             &info(false, true, None),
             true,
         );
         assert!(close);
         assert_eq!(text(&out).matches("connection: close").count(), 1);
+    }
+
+    #[test]
+    fn the_gateway_lines_go_out_as_they_are_with_its_length_and_date() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("r1"));
+        let g = GatewayFields {
+            lines: bytes::Bytes::from_static(
+                b"Content-Length: 2\r\nDate: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\n",
+            ),
+            has_date: true,
+            event_stream: false,
+            content_length: Some(2),
+        };
+        let mut out = Vec::new();
+        let (f, _) = head(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            Some(&g),
+            &info(false, false, Some(2)),
+            false,
+        );
+        let s = text(&out);
+        assert_eq!(f, Framing::Length);
+        assert_eq!(
+            s,
+            "HTTP/1.1 200 OK\r\nx-request-id: r1\r\nContent-Length: 2\r\n\
+             Date: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\n\r\n"
+        );
     }
 
     #[test]

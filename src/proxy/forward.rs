@@ -122,7 +122,7 @@ pub(super) async fn forward(
         )
     };
     duration.observe(elapsed.as_secs_f64());
-    let mut resp = match result {
+    let (mut resp, fields) = match result {
         Ok(r) => r,
         Err(e) => {
             if e.is_upstream_fault() {
@@ -182,19 +182,14 @@ pub(super) async fn forward(
         let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
-    headers::prepare_response(resp.headers_mut(), switching);
     let rid = ex.request_id.clone();
-    let event_stream = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let watch = event_stream.then(|| {
+    let watch = fields.event_stream.then(|| {
         let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
         let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
         tunnel::StreamWatch::register(state, grant, rid.clone())
     });
     Ok(resp.map(|b| {
-        let body = upstream::ResponseBody::new(b, reset, rid);
+        let body = upstream::ResponseBody::new(b, fields, reset, rid);
         Either::Left(match watch {
             Some(w) => body.watched(w),
             None => body,

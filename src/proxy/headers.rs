@@ -179,39 +179,6 @@ pub fn write_request_head(
     wire::end_head(out);
 }
 
-/// Rewrite response headers in place for the client.
-/// (`x-request-id` is set by `serve`, on every response alike.)
-pub fn prepare_response(headers: &mut HeaderMap, switching_protocols: bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    let mut has_connection = false;
-    for name in headers.keys() {
-        let n = name.as_str();
-        has_connection |= n == "connection";
-        let hop = matches!(
-            n,
-            "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "te"
-                | "trailer"
-                | "transfer-encoding"
-                | "upgrade"
-        );
-        if hop && !(switching_protocols && (n == "upgrade" || n == "connection")) {
-            doomed.push(name.clone());
-        }
-    }
-    if has_connection && !switching_protocols {
-        connection_listed(headers, &mut doomed);
-    }
-    for name in doomed {
-        headers.remove(name);
-    }
-    if switching_protocols {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-}
-
 /// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
 /// `:authority`. Returned for `X-Forwarded-Host`.
 pub(super) fn request_host(req: &Request<RequestBody>) -> Result<Option<HeaderValue>, Refusal> {

@@ -138,7 +138,10 @@ pub async fn serve(
     };
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID, ex.request_id.clone());
-    let bytes_out = content_length(resp.headers());
+    let bytes_out = content_length(resp.headers()).or_else(|| match resp.body() {
+        Either::Left(b) => b.fields().and_then(|f| f.content_length),
+        Either::Right(_) => None,
+    });
     record(&state, &snap, &conn, &ex, resp.status(), bytes_out, started);
     ended.answered = true;
     Ok(resp)

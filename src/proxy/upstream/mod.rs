@@ -23,6 +23,7 @@ pub mod wire;
 
 pub use body::UpstreamBody;
 pub use conn::Upgraded;
+pub use wire::GatewayFields;
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -185,7 +186,7 @@ impl UpstreamClient {
         authority: &Authority,
         req: Outgoing<'_>,
         timeouts: Timeouts,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, GatewayFields), UpstreamError> {
         let pool = self.pool(authority.as_str());
         let Outgoing {
             method,
@@ -210,8 +211,7 @@ impl UpstreamClient {
         let reuse = head.keep_alive.then_some(pool);
         let mut resp = Response::new(UpstreamBody::new(head.framing, conn, reuse));
         *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers;
-        Ok(resp)
+        Ok((resp, head.fields))
     }
 }
 
@@ -351,6 +351,8 @@ fn classify_body(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
 /// like one before the head.
 pub struct ResponseBody {
     inner: UpstreamBody,
+    /// The gateway's header fields, until the response head is written.
+    fields: Option<GatewayFields>,
     /// `clawgate_upstream_errors_total{upstream,kind="reset"}` and the
     /// request ID, until the fault is reported.
     fault: Option<(prometheus::IntCounter, HeaderValue)>,
@@ -361,14 +363,25 @@ pub struct ResponseBody {
 impl ResponseBody {
     pub fn new(
         inner: UpstreamBody,
+        fields: GatewayFields,
         reset: prometheus::IntCounter,
         request_id: HeaderValue,
     ) -> Self {
         ResponseBody {
             inner,
+            fields: Some(fields),
             fault: Some((reset, request_id)),
             watch: None,
         }
+    }
+
+    /// The gateway's header fields, for whoever writes the response head.
+    pub fn fields(&self) -> Option<&GatewayFields> {
+        self.fields.as_ref()
+    }
+
+    pub fn take_fields(&mut self) -> Option<GatewayFields> {
+        self.fields.take()
     }
 
     /// End this (long-lived) body when `watch` says so.

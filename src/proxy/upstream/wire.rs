@@ -2,14 +2,16 @@
 //! response head we parse (RFC 9112), nothing else.
 //!
 //! What goes into a request head is decided by `headers::write_request_head`;
-//! this module only knows how lines are laid out. Parsing is
-//! `httparse` into an `http::Response` whose header values share the one
-//! buffer the head was read into, plus the body's framing (§6.3).
+//! this module only knows how lines are laid out. Parsing is `httparse`
+//! into the status, the body's framing (§6.3) and [`GatewayFields`]: the
+//! header lines the client gets, already filtered, copied once. The lean
+//! HTTP/1.1 loop writes them as they are; hyper's side builds a `HeaderMap`
+//! from them only when it serves the client (h2, upgrades).
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 /// Most header lines accepted in a response head (hyper's default).
@@ -48,10 +50,54 @@ pub enum Framing {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    pub fields: GatewayFields,
     pub framing: Framing,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
+}
+
+/// The gateway's header fields as the client gets them: `name: value\r\n`
+/// lines in the gateway's order and spelling, without hop-by-hop fields
+/// (and those its `Connection` names), without `Content-Length` under a
+/// transfer coding; a 101 keeps `Upgrade` and gets `connection: upgrade`.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayFields {
+    pub lines: Bytes,
+    pub has_date: bool,
+    /// `Content-Type: text/event-stream`.
+    pub event_stream: bool,
+    /// The `Content-Length` passed on.
+    pub content_length: Option<u64>,
+}
+
+impl GatewayFields {
+    /// The lines as `(name, value)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .split(|&b| b == b'\n')
+            .filter_map(|l| l.strip_suffix(b"\r"))
+            .filter_map(|l| {
+                let colon = l.iter().position(|&b| b == b':')?;
+                Some((
+                    &l[..colon],
+                    l[colon + 1..].strip_prefix(b" ").unwrap_or(&l[colon + 1..]),
+                ))
+            })
+    }
+
+    /// Append them to `map` (for hyper, which takes a `HeaderMap`). The
+    /// lines passed httparse, so no field is refused in practice; one that
+    /// `http` would not take is dropped rather than failing the response.
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        map.reserve(self.lines.len() / 24);
+        for (name, value) in self.iter() {
+            let name = HeaderName::from_bytes(name);
+            let value = HeaderValue::from_maybe_shared(self.lines.slice_ref(value));
+            if let (Ok(n), Ok(v)) = (name, value) {
+                map.append(n, v);
+            }
+        }
+    }
 }
 
 /// `METHOD target HTTP/1.1`, the first line of a request head.
@@ -109,57 +155,77 @@ pub fn parse_response(
     } else {
         Version::HTTP_11
     };
-    // Offsets into the buffer (u16: the head is at most 64 KiB), so the
-    // values can share it once it is frozen.
-    let base = buf.as_ptr() as usize;
-    let mut spans = [[0u16; 4]; MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let n = h.name.as_ptr() as usize - base;
-        let v = h.value.as_ptr() as usize - base;
-        *span = [n, n + h.name.len(), v, v + h.value.len()].map(|o| o as u16);
-    }
-    let head: Bytes = buf.split_to(len).freeze();
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
 
-    // One spare slot: clawgate adds `x-request-id` without a regrow.
-    let mut headers = HeaderMap::with_capacity(count + 1);
+    // First the facts that decide framing and what is dropped...
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_coded = false;
     let mut close = version == Version::HTTP_10;
-    for &span in &spans[..count] {
-        let [n0, n1, v0, v1] = span.map(usize::from);
-        let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| HeadError::Malformed)?;
-        let raw = &head[v0..v1];
-        if name == header::CONTENT_LENGTH {
+    let mut lists_others = false;
+    for h in parsed.headers.iter() {
+        let (name, raw) = (h.name.as_bytes(), h.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_length(raw).ok_or(HeadError::BadLength)?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::BadLength);
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_coded = true;
             // Only a final `chunked` delimits the body (§6.3 items 4 and 5).
             chunked = last_token_is(raw, b"chunked");
-        } else if name == header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             let (has_close, has_keep_alive, only_plain) = connection_tokens(raw);
-            if has_close {
-                close = true;
-            }
+            close |= has_close;
             if has_keep_alive && version == Version::HTTP_10 {
                 close = false;
             }
-            // `keep-alive`/`close` alone tell the client nothing: this hop's.
-            if only_plain && status != StatusCode::SWITCHING_PROTOCOLS {
-                continue;
-            }
+            lists_others |= !only_plain;
         }
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(v0..v1)).map_err(|_| HeadError::Malformed)?;
-        headers.append(name, value);
     }
+    // ...then the lines the client gets.
+    let mut fields = GatewayFields {
+        content_length: length.filter(|_| !transfer_coded),
+        ..GatewayFields::default()
+    };
+    let mut lines = BytesMut::with_capacity(len);
+    for h in parsed.headers.iter() {
+        let (name, raw) = (h.name.as_bytes(), h.value);
+        let hop = match name.len() {
+            2 => name.eq_ignore_ascii_case(b"te"),
+            7 if name.eq_ignore_ascii_case(b"upgrade") => !switching,
+            7 => name.eq_ignore_ascii_case(b"trailer"),
+            10 => {
+                name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive")
+            }
+            // Transfer-Encoding overrides Content-Length (§6.3 item 3): the
+            // length must not reach the client.
+            14 => transfer_coded && name.eq_ignore_ascii_case(b"content-length"),
+            16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+            17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+            _ => false,
+        };
+        if hop || (lists_others && !switching && listed(parsed.headers, name)) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"date") {
+            fields.has_date = true;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            fields.event_stream = raw.starts_with(b"text/event-stream");
+        }
+        lines.put_slice(name);
+        lines.put_slice(b": ");
+        lines.put_slice(raw);
+        lines.put_slice(b"\r\n");
+    }
+    if switching {
+        lines.put_slice(b"connection: upgrade\r\n");
+    }
+    fields.lines = lines.freeze();
+    buf.advance(len);
 
-    let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+    let framing = if switching {
         Framing::Upgrade
     } else if status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -168,9 +234,6 @@ pub fn parse_response(
     {
         Framing::Empty
     } else if transfer_coded {
-        // Transfer-Encoding overrides Content-Length (§6.3 item 3): the
-        // length must not reach the client.
-        headers.remove(header::CONTENT_LENGTH);
         if chunked {
             Framing::Chunked
         } else {
@@ -185,10 +248,21 @@ pub fn parse_response(
     Ok(Some(ResponseHead {
         status,
         version,
-        headers,
+        fields,
         framing,
         keep_alive,
     }))
+}
+
+/// Whether a `Connection` header names `name` (hop-by-hop by declaration;
+/// the usual tokens name nothing beyond the hop-by-hop set).
+fn listed(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// `Content-Length`: 1*DIGIT, also as a list of equal values (§6.3 item 5).
@@ -262,11 +336,12 @@ mod tests {
         assert_eq!(head.framing, Framing::Length(2));
         assert!(head.keep_alive);
         assert_eq!(&buf[..], b"ok");
-        assert_eq!(head.headers["x-seen"], "a");
-        assert!(
-            head.headers.get(header::CONNECTION).is_none(),
+        assert_eq!(
+            &head.fields.lines[..],
+            b"Content-Length: 2\r\nX-Seen: a\r\n",
             "a plain keep-alive is this hop's"
         );
+        assert_eq!(head.fields.content_length, Some(2));
     }
 
     #[test]
@@ -311,7 +386,8 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
-        assert!(h.headers.get(header::CONTENT_LENGTH).is_none());
+        assert!(h.fields.lines.is_empty(), "no length, no transfer coding");
+        assert_eq!(h.fields.content_length, None);
     }
 
     #[test]
@@ -331,10 +407,43 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert!(
-            h.headers.get(header::CONNECTION).is_some(),
-            "a listing is kept for prepare_response to act on"
+        assert_eq!(
+            &h.fields.lines[..],
+            b"content-length: 0\r\n",
+            "Connection and the field it names are this hop's"
         );
+    }
+
+    #[test]
+    fn hop_by_hop_fields_stay_and_a_101_keeps_its_upgrade() {
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: x\r\n\
+             Proxy-Connection: x\r\nUpgrade: h2c\r\nContent-Type: text/event-stream\r\n\
+             Date: Tue, 24 Nov 2026 10:00:00 GMT\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            &h.fields.lines[..],
+            &b"Content-Type: text/event-stream\r\nDate: Tue, 24 Nov 2026 10:00:00 GMT\r\n"[..]
+        );
+        assert!(h.fields.event_stream && h.fields.has_date);
+        let h = parse(
+            "HTTP/1.1 101 SP\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: k\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            &h.fields.lines[..],
+            &b"Upgrade: websocket\r\nSec-WebSocket-Accept: k\r\nconnection: upgrade\r\n"[..]
+        );
+        let mut map = HeaderMap::new();
+        h.fields.append_to(&mut map);
+        assert_eq!(map["upgrade"], "websocket");
+        assert_eq!(map["sec-websocket-accept"], "k");
+        assert_eq!(map["connection"], "upgrade");
     }
 
     #[test]
