@@ -2,8 +2,9 @@
 //! OpenClaw Gateway.
 //!
 //! A request reads top to bottom through these modules:
-//! `listener` (accept, TLS) → `proxy` (request ID, `client_ip`,
-//! `identity`, `policy`, forward) → `access_log` + `metrics`.
+//! `listener` (accept, TLS) → `downstream` (the client's HTTP) → `proxy`
+//! (request ID, `client_ip`, `identity`, `policy`, forward) →
+//! `access_log` + `metrics`.
 //! `config` loads and validates snapshots; `reload` swaps them;
 //! `server` ties the process together; `cli` is the runbook.
 #![forbid(unsafe_code)]
@@ -17,8 +18,8 @@ pub mod coarse_timer;
 pub mod config;
 pub mod deny;
 pub mod deny_log;
+pub mod downstream;
 pub mod drain;
-pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod listener;

@@ -1,5 +1,5 @@
 //! The member listener: accept, TLS handshake (client certificate if any),
-//! then HTTP (`crate::http`), each request to `proxy::serve`.
+//! then HTTP (`crate::downstream`), each request to `proxy::serve`.
 //!
 //! TLS material and limits are read from the snapshot current at accept
 //! time, so a reload rotates certificates for new connections while open
@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Snapshot;
+use crate::downstream;
 use crate::drain::{Drain, Watcher};
-use crate::http;
 use crate::proxy::Conn;
 use crate::proxy_protocol;
 use crate::state::State;
@@ -172,7 +172,7 @@ async fn serve_http<IO>(
 {
     let conn = Arc::new(conn);
     let shed = conn.shed.clone();
-    let connection = http::Connection::new(state, snap, io, conn);
+    let connection = downstream::Connection::new(state, snap, io, conn);
     if let Err(e) = watcher.watch(connection, shed).await {
         tracing::debug!("connection ended: {e}");
     }

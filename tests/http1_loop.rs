@@ -1,4 +1,4 @@
-//! The lean HTTP/1.1 loop (`src/http`) on raw sockets: plain requests and
+//! The lean HTTP/1.1 loop (`src/downstream`) on raw sockets: plain requests and
 //! requests it hands to hyper (a body) on one keep-alive connection,
 //! pipelining, HEAD, `Connection: close`, and the answers to heads that are
 //! not HTTP or are too large, which now carry a request ID.

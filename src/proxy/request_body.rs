@@ -1,5 +1,5 @@
 //! The body of a request on its way through: hyper's stream, or nothing
-//! (a bodyless request read by the lean HTTP/1.1 loop in `crate::h1`).
+//! (a bodyless request read by the lean HTTP/1.1 loop in `crate::downstream`).
 //!
 //! One concrete type, so the request path is compiled once and a body
 //! error is always hyper's (what the upstream client already reports).

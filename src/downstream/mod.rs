@@ -1,4 +1,5 @@
-//! The HTTP side of a client connection, after TLS.
+//! The HTTP side of a client connection, after TLS ("downstream", as
+//! Envoy says; the gateway side is `proxy::upstream`).
 //!
 //! Plain HTTP/1.1 requests (no body, no upgrade: what CLIs, browsers and
 //! health checks send nearly always) are read and answered by a lean loop
