@@ -101,9 +101,9 @@ pub trait Graceful: Future<Output = Result<(), Self::Error>> {
 impl Watcher {
     /// `conn`, told to shut down gracefully once a drain starts, or once
     /// `shed` is set (the connection misbehaves; see `proxy::Conn`).
-    pub fn watch<C: Graceful>(self, conn: C, shed: Arc<AtomicBool>) -> Watched<C> {
+    pub fn watch<C: Graceful + Unpin>(self, conn: C, shed: Arc<AtomicBool>) -> Watched<C> {
         Watched {
-            conn: Box::pin(conn),
+            conn,
             watcher: self,
             slot: None,
             signalled: false,
@@ -114,8 +114,9 @@ impl Watcher {
 
 /// A connection under a [`Drain`].
 pub struct Watched<C> {
-    /// Boxed once per connection, so the wrapper needs no pin projection.
-    conn: Pin<Box<C>>,
+    /// `Unpin` (`downstream::Connection` boxes its own future once), so
+    /// the wrapper needs neither pin projection nor a second box.
+    conn: C,
     watcher: Watcher,
     /// Our slot in the waker table and the waker stored there.
     slot: Option<(usize, Waker)>,
@@ -123,7 +124,7 @@ pub struct Watched<C> {
     shed: Arc<AtomicBool>,
 }
 
-impl<C: Graceful> Future for Watched<C> {
+impl<C: Graceful + Unpin> Future for Watched<C> {
     type Output = Result<(), C::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -139,9 +140,9 @@ impl<C: Graceful> Future for Watched<C> {
             && (inner.draining.load(Ordering::Acquire) || this.shed.load(Ordering::Relaxed))
         {
             this.signalled = true;
-            this.conn.as_mut().graceful_shutdown();
+            Pin::new(&mut this.conn).graceful_shutdown();
         }
-        this.conn.as_mut().poll(cx)
+        Pin::new(&mut this.conn).poll(cx)
     }
 }
 

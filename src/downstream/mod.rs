@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Response, StatusCode};
-use http_body_util::Either;
+use http_body_util::{Either, Full};
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -270,21 +270,11 @@ where
     } else {
         "request_head_too_large"
     };
-    let resp = crate::deny::error(status, why, rid.to_str().unwrap_or("-"));
-    let (mut parts, body) = resp.into_parts();
-    parts
-        .headers
+    let mut resp = crate::deny::error(status, why, rid.to_str().unwrap_or("-"))
+        .map(|b| Either::Right(Full::new(Bytes::from(b))));
+    resp.headers_mut()
         .insert(crate::proxy::headers::X_REQUEST_ID, rid);
-    let info = BodyInfo {
-        head_request: false,
-        ended: body.is_empty(),
-        exact: Some(body.len() as u64),
-    };
-    out.clear();
-    write::head(out, parts.status, &parts.headers, None, &info, true);
-    out.extend_from_slice(body.as_bytes());
-    io.write_all(out).await?;
-    io.flush().await?;
+    respond(io, out, resp, false, true).await?;
     let _ = io.shutdown().await;
     Ok(())
 }

@@ -6,13 +6,11 @@
 //! credentials meant for clawgate never travel upstream.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-use crate::config::Upstream;
-
-use super::RequestBody;
 use http::{Request, Version};
 
-use super::Refusal;
+use super::upstream::wire;
+use super::{Refusal, RequestBody};
+use crate::config::Upstream;
 use crate::identity::Via;
 use crate::member::Member;
 
@@ -64,21 +62,16 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1) or one only clawgate may
 /// set? Decided from the name alone, without hashing.
 fn never_forwarded(name: &str, identity_header: &HeaderName) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "x-openclaw-scopes"
-            | "x-real-ip"
-            | "forwarded"
-            | "x-request-id"
-    ) || name.starts_with("x-forwarded-")
+    wire::is_hop_by_hop(name.as_bytes())
+        || matches!(
+            name,
+            "proxy-authorization"
+                | "x-openclaw-scopes"
+                | "x-real-ip"
+                | "forwarded"
+                | "x-request-id"
+        )
+        || name.starts_with("x-forwarded-")
         || name.starts_with("x-clawgate-")
         || name == identity_header.as_str()
 }
@@ -119,7 +112,6 @@ pub fn write_request_head(
     f: &Forwarding<'_>,
     chunked: bool,
 ) {
-    use super::upstream::wire;
     let member = matches!(caller, Caller::Member { .. });
     let mut listed: Vec<HeaderName> = Vec::new();
     if headers.contains_key(header::CONNECTION) {

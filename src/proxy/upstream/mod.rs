@@ -249,16 +249,8 @@ async fn round_trip(
             conn.write.extend_from_slice(b"0\r\n\r\n");
         }
     }
-    match timeout(timeouts.response, conn.stream.write_all(&conn.write)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => {
-            return Err(Failure {
-                error: UpstreamError::Reset,
-                replayable: true,
-            })
-        }
-        Err(_) => return Err(Failure::fatal(UpstreamError::Timeout)),
-    }
+    // Nothing reached the gateway if this first write fails: replayable.
+    write_buffered(conn, timeouts.response, true).await?;
     while !body_done {
         conn.write.clear();
         match next_frame(body).await? {
@@ -276,16 +268,29 @@ async fn round_trip(
             }
         }
         if !conn.write.is_empty() {
-            match timeout(timeouts.response, conn.stream.write_all(&conn.write)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(Failure::fatal(UpstreamError::Reset)),
-                Err(_) => return Err(Failure::fatal(UpstreamError::Timeout)),
-            }
+            write_buffered(conn, timeouts.response, false).await?;
         }
     }
     timeout(timeouts.response, read_head(conn, method))
         .await
         .unwrap_or(Err(Failure::fatal(UpstreamError::Timeout)))
+}
+
+/// Write `conn.write` to the gateway; one that stops taking bytes for
+/// `limit` is a timeout, a failed write a reset (`replayable` as given).
+async fn write_buffered(
+    conn: &mut Connection,
+    limit: Duration,
+    replayable: bool,
+) -> Result<(), Failure> {
+    match crate::coarse_timer::timeout(limit, conn.stream.write_all(&conn.write)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Failure {
+            error: UpstreamError::Reset,
+            replayable,
+        }),
+        Err(_) => Err(Failure::fatal(UpstreamError::Timeout)),
+    }
 }
 
 /// Read the response head, skipping interim 1xx responses other than 101.

@@ -192,19 +192,13 @@ pub fn parse_response(
     let mut lines = BytesMut::with_capacity(len);
     for h in parsed.headers.iter() {
         let (name, raw) = (h.name.as_bytes(), h.value);
-        let hop = match name.len() {
-            2 => name.eq_ignore_ascii_case(b"te"),
-            7 if name.eq_ignore_ascii_case(b"upgrade") => !switching,
-            7 => name.eq_ignore_ascii_case(b"trailer"),
-            10 => {
-                name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive")
-            }
+        let hop = if switching && name.eq_ignore_ascii_case(b"upgrade") {
+            false // a 101 names its protocol
+        } else {
+            is_hop_by_hop(name)
             // Transfer-Encoding overrides Content-Length (§6.3 item 3): the
             // length must not reach the client.
-            14 => transfer_coded && name.eq_ignore_ascii_case(b"content-length"),
-            16 => name.eq_ignore_ascii_case(b"proxy-connection"),
-            17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
-            _ => false,
+            || (transfer_coded && name.eq_ignore_ascii_case(b"content-length"))
         };
         if hop || (lists_others && !switching && listed(parsed.headers, name)) {
             continue;
@@ -252,6 +246,20 @@ pub fn parse_response(
         framing,
         keep_alive,
     }))
+}
+
+/// The hop-by-hop fields (RFC 9110 §7.6.1, and the old `Proxy-Connection`),
+/// by name in any case: passed on in neither direction. Compared by length
+/// first, since every request and response runs each name through this.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"trailer"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// Whether a `Connection` header names `name` (hop-by-hop by declaration;
