@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use subtle::ConstantTimeEq;
@@ -22,17 +23,22 @@ pub struct PeerCert {
     pub sans: Vec<String>,
 }
 
+/// A credential's public ID (token ID or certificate fingerprint). Shared,
+/// because every request carries its caller's to the access log: a clone
+/// is a reference count, not an allocation.
+pub type CredentialId = Arc<str>;
+
 /// How a member was identified: kept for the access log and revocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
-    Cert { sha256_hex: String },
-    Token { token_id: String },
-    Session { token_id: String },
+    Cert { sha256_hex: CredentialId },
+    Token { token_id: CredentialId },
+    Session { token_id: CredentialId },
 }
 
 impl Via {
     /// The credential's public ID (token ID or certificate fingerprint).
-    pub fn credential_id(&self) -> &str {
+    pub fn credential_id(&self) -> &CredentialId {
         match self {
             Via::Cert { sha256_hex } => sha256_hex,
             Via::Token { token_id } | Via::Session { token_id } => token_id,
@@ -54,7 +60,7 @@ pub enum IdentifyError {
     /// The token is known but its rotation window has closed.
     TokenExpired {
         member: MemberId,
-        token_id: String,
+        token_id: CredentialId,
     },
     UnknownCert,
 }
@@ -71,7 +77,7 @@ pub struct Presented<'a> {
 struct TokenSlot {
     sha256: [u8; 32],
     member: MemberId,
-    id: String,
+    id: CredentialId,
     expires: Option<SystemTime>,
 }
 
@@ -142,7 +148,7 @@ impl CredentialIndex {
                 bucket.push(TokenSlot {
                     sha256: t.sha256,
                     member: id,
-                    id: t.id.clone(),
+                    id: t.id.as_str().into(),
                     expires: t.expires,
                 });
             }
@@ -178,7 +184,7 @@ impl CredentialIndex {
                 return Ok(Identity {
                     member: id,
                     via: Via::Cert {
-                        sha256_hex: hex::encode(cert.sha256),
+                        sha256_hex: hex::encode(cert.sha256).into(),
                     },
                 });
             }
@@ -209,7 +215,7 @@ impl CredentialIndex {
         &self,
         token: &[u8],
         now: SystemTime,
-    ) -> Result<(MemberId, String), IdentifyError> {
+    ) -> Result<(MemberId, CredentialId), IdentifyError> {
         if token.is_empty() || token.len() > 512 {
             return Err(IdentifyError::BadToken);
         }
@@ -243,7 +249,7 @@ impl CredentialIndex {
         self.tokens
             .values()
             .flatten()
-            .any(|s| s.member == member && s.id == token_id && s.expires.is_none_or(|e| now < e))
+            .any(|s| s.member == member && &*s.id == token_id && s.expires.is_none_or(|e| now < e))
     }
 }
 

@@ -48,19 +48,19 @@ pub fn generate() -> HeaderValue {
     HeaderValue::from_bytes(&hyphenated(id)).expect("a UUID is a valid header value")
 }
 
-/// The 8-4-4-4-12 lowercase hex form, a nibble at a time (the `uuid`
-/// crate's formatter cost ≈670 instructions per request here, this ≈150).
+/// The 8-4-4-4-12 lowercase hex form, a byte at a time (the `uuid`
+/// crate's formatter cost ≈670 instructions per request here, this ≈100).
 fn hyphenated(id: u128) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
+    let mut out = [b'-'; 36];
     let mut at = 0;
-    for nibble in 0..32 {
-        if matches!(nibble, 8 | 12 | 16 | 20) {
-            out[at] = b'-';
-            at += 1;
+    for (i, b) in id.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1; // past a hyphen
         }
-        out[at] = HEX[((id >> (124 - 4 * nibble)) & 0xf) as usize];
-        at += 1;
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
     }
     out
 }

@@ -256,3 +256,33 @@ async fn heads_that_are_not_http_or_too_large_get_a_request_id() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn the_client_gets_one_request_id_ours_even_when_the_gateway_names_its_own() {
+    let (up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    // The lean loop writes the gateway's fields as lines; hyper (after the
+    // POST hands the connection over) builds a map from them: both paths.
+    c.s.write_all(get_line("/own-request-id", "").as_bytes())
+        .await
+        .unwrap();
+    let lean = c.response(false).await;
+    let post = format!(
+        "POST /own-request-id HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {ALICE}\r\nContent-Length: 2\r\n\r\nhi"
+    );
+    c.s.write_all(post.as_bytes()).await.unwrap();
+    let hyper = c.response(false).await;
+    for r in [lean, hyper] {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, "own id");
+        let ids: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "x-request-id")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(ids.len(), 1, "{:?}", r.headers);
+        assert!(is_uuid_v7(ids[0]), "{ids:?}");
+    }
+    assert_eq!(up.count(), 2);
+}

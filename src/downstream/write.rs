@@ -61,6 +61,11 @@ pub fn head(
     if let Some(g) = gateway {
         // Already filtered and laid out as lines by the upstream parser.
         out.extend_from_slice(&g.lines);
+        if let Some(id) = &g.request_id {
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         has_length |= g.content_length.is_some();
         has_date |= g.has_date;
     }
@@ -237,11 +242,12 @@ mod tests {
     #[test]
     fn the_gateway_lines_go_out_as_they_are_with_its_length_and_date() {
         let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_static("r1"));
+        h.insert("x-clawgate", HeaderValue::from_static("1"));
         let g = GatewayFields {
             lines: bytes::Bytes::from_static(
                 b"Content-Length: 2\r\nDate: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\n",
             ),
+            request_id: Some(HeaderValue::from_static("r1")),
             has_date: true,
             event_stream: false,
             content_length: Some(2),
@@ -259,8 +265,8 @@ mod tests {
         assert_eq!(f, Framing::Length);
         assert_eq!(
             s,
-            "HTTP/1.1 200 OK\r\nx-request-id: r1\r\nContent-Length: 2\r\n\
-             Date: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nx-clawgate: 1\r\nContent-Length: 2\r\n\
+             Date: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\nx-request-id: r1\r\n\r\n"
         );
     }
 

@@ -11,7 +11,7 @@ use http::HeaderValue;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 use crate::deny::Reason;
-use crate::identity::{self, PeerCert, Via};
+use crate::identity::{self, CredentialId, PeerCert, Via};
 use crate::member::MemberId;
 use crate::policy::{Diff, Explained};
 use crate::state::State;
@@ -67,7 +67,7 @@ pub(super) struct Handles {
     /// (generation, upstream) → request duration and mid-body resets.
     pub upstream: Option<((u64, usize), (Histogram, IntCounter))>,
     /// (generation, member, token id) → `token_last_used_timestamp`.
-    pub token_used: Option<((u64, MemberId, String), IntGauge)>,
+    pub token_used: Option<((u64, MemberId, CredentialId), IntGauge)>,
 }
 
 /// A refused request's explanation, and its Origin as `/suggest` counts
@@ -109,7 +109,7 @@ struct AuthCache {
     generation: u64,
     token: Box<[u8]>,
     member: MemberId,
-    token_id: String,
+    token_id: CredentialId,
     expires: Option<SystemTime>,
 }
 
@@ -166,7 +166,7 @@ impl Conn {
         generation: u64,
         token: &[u8],
         member: MemberId,
-        token_id: &str,
+        token_id: &CredentialId,
         expires: Option<SystemTime>,
     ) {
         if let Ok(mut guard) = self.auth.lock() {
@@ -174,7 +174,7 @@ impl Conn {
                 generation,
                 token: token.into(),
                 member,
-                token_id: token_id.to_string(),
+                token_id: token_id.clone(),
                 expires,
             });
         }

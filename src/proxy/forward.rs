@@ -65,7 +65,7 @@ pub(super) async fn forward(
     // A body of unknown length (HTTP/1.1 chunked, or h2 without
     // content-length) goes to the gateway chunked.
     let chunked = !body.is_end_stream() && !parts.headers.contains_key(header::CONTENT_LENGTH);
-    let mut head = Vec::with_capacity(1024);
+    let mut head = head_buffer::take();
     headers::write_request_head(
         &mut head,
         &parts.method,
@@ -104,6 +104,7 @@ pub(super) async fn forward(
             },
         )
         .await;
+    head_buffer::give_back(head);
     let elapsed = t0.elapsed();
     ex.upstream_elapsed = Some(elapsed);
     let (duration, reset) = {
@@ -195,4 +196,35 @@ pub(super) async fn forward(
             None => body,
         })
     }))
+}
+
+/// The request head is laid out before the gateway connection is known
+/// (and written to each one tried), so it needs a buffer of its own; one
+/// per thread, taken and given back around the exchange, saves allocating
+/// one per request. A request that finds it taken (another on the same
+/// thread is mid-exchange) allocates its own.
+mod head_buffer {
+    use std::cell::Cell;
+
+    /// Larger heads are rare: their buffer is not kept.
+    const KEEP_UP_TO: usize = 16 * 1024;
+
+    thread_local! {
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+
+    pub fn take() -> Vec<u8> {
+        let mut buf = SPARE.take();
+        if buf.capacity() == 0 {
+            buf.reserve(1024);
+        }
+        buf
+    }
+
+    pub fn give_back(mut buf: Vec<u8>) {
+        if buf.capacity() <= KEEP_UP_TO {
+            buf.clear();
+            SPARE.set(buf);
+        }
+    }
 }

@@ -230,9 +230,11 @@ mod tests {
     use super::*;
     use crate::test_support::{member, upstream};
 
-    const VIA: Via = Via::Cert {
-        sha256_hex: String::new(),
-    };
+    fn via() -> Via {
+        Via::Cert {
+            sha256_hex: "".into(),
+        }
+    }
 
     fn fwd<'a>(rid: &'a HeaderValue, trusted: bool) -> Forwarding<'a> {
         Forwarding {
@@ -313,7 +315,7 @@ mod tests {
             &up,
             &Caller::Member {
                 member: &m,
-                via: &VIA,
+                via: &via(),
             },
             &fwd(&rid, false),
         );
@@ -370,7 +372,7 @@ mod tests {
             &up,
             &Caller::Member {
                 member: &m,
-                via: &VIA,
+                via: &via(),
             },
             &fwd(&rid, true),
         );
@@ -396,7 +398,7 @@ mod tests {
         let rid = HeaderValue::from_static("rid-1");
         let caller = Caller::Member {
             member: &m,
-            via: &VIA,
+            via: &via(),
         };
         // HTTP/2 clients send one field per cookie (RFC 9113 §8.2.3).
         let mut h = HeaderMap::new();

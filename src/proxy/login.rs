@@ -211,7 +211,7 @@ pub(super) fn session_identity(
     Ok(identity::Identity {
         member,
         via: Via::Session {
-            token_id: claims.token_id,
+            token_id: claims.token_id.into(),
         },
     })
 }

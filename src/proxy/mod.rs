@@ -33,7 +33,7 @@ use http_body_util::{Either, Full};
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
 use crate::deny::Reason;
-use crate::identity::{self, IdentifyError, Via};
+use crate::identity::{self, CredentialId, IdentifyError, Via};
 use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
 use crate::origin::OriginDiff;
@@ -96,7 +96,7 @@ struct Exchange {
     path: Option<PathAndQuery>,
     client: Option<ClientIp>,
     member: Option<MemberId>,
-    credential: Option<String>,
+    credential: Option<CredentialId>,
     upstream: Option<usize>,
     upstream_elapsed: Option<Duration>,
     decision: Decision,
@@ -136,8 +136,14 @@ pub async fn serve(
         Ok(r) => r,
         Err(refusal) => respond(&snap, &mut ex, refusal),
     };
-    resp.headers_mut()
-        .insert(headers::X_REQUEST_ID, ex.request_id.clone());
+    match resp.body_mut() {
+        // A gateway response carries it with the gateway's fields.
+        Either::Left(b) if b.fields().is_some() => {}
+        _ => {
+            resp.headers_mut()
+                .insert(headers::X_REQUEST_ID, ex.request_id.clone());
+        }
+    }
     let bytes_out = content_length(resp.headers()).or_else(|| match resp.body() {
         Either::Left(b) => b.fields().and_then(|f| f.content_length),
         Either::Right(_) => None,
@@ -303,7 +309,7 @@ async fn handle(
     };
     conn.authenticated(state);
     ex.member = Some(id.member);
-    ex.credential = Some(id.via.credential_id().to_string());
+    ex.credential = Some(id.via.credential_id().clone());
     let member = &snap.members[id.member];
 
     // Policy.

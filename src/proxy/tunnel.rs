@@ -252,7 +252,7 @@ fn still_allowed(snap: &Snapshot, g: &Grant, now: SystemTime) -> Result<(), &'st
 pub struct LogInfo {
     pub request_id: String,
     pub member: String,
-    pub credential: Option<String>,
+    pub credential: Option<crate::identity::CredentialId>,
     pub client_ip: String,
     pub ip_source: String,
     pub path: String,

@@ -205,6 +205,13 @@ async fn handle(
             .body(BodyExt::boxed(StreamBody::new(stream)))
             .unwrap());
     }
+    // A gateway that names its own request ID in the response.
+    if path == "/own-request-id" {
+        return Ok(Response::builder()
+            .header("x-request-id", "the-gateways-own")
+            .body(full("own id"))
+            .unwrap());
+    }
     if path == "/slow" {
         tokio::time::sleep(Duration::from_secs(3)).await;
         return Ok(Response::new(full("slow done")));

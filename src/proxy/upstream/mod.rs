@@ -372,6 +372,10 @@ impl ResponseBody {
         reset: prometheus::IntCounter,
         request_id: HeaderValue,
     ) -> Self {
+        let fields = GatewayFields {
+            request_id: Some(request_id.clone()),
+            ..fields
+        };
         ResponseBody {
             inner,
             fields: Some(fields),

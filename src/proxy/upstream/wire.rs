@@ -14,6 +14,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::proxy::headers::X_REQUEST_ID;
+
+const REQUEST_ID: &[u8] = crate::request_id::HEADER.as_bytes();
+
 /// Most header lines accepted in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
 /// Largest response head accepted; past it the response is refused.
@@ -59,10 +63,15 @@ pub struct ResponseHead {
 /// The gateway's header fields as the client gets them: `name: value\r\n`
 /// lines in the gateway's order and spelling, without hop-by-hop fields
 /// (and those its `Connection` names), without `Content-Length` under a
-/// transfer coding; a 101 keeps `Upgrade` and gets `connection: upgrade`.
+/// transfer coding, without the gateway's own `X-Request-Id`; a 101 keeps
+/// `Upgrade` and gets `connection: upgrade`.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayFields {
     pub lines: Bytes,
+    /// This proxy's request ID, written after the lines. It rides here
+    /// rather than in the response's `HeaderMap`, which would otherwise be
+    /// allocated for this one field on every proxied response.
+    pub request_id: Option<HeaderValue>,
     pub has_date: bool,
     /// `Content-Type: text/event-stream`.
     pub event_stream: bool,
@@ -96,6 +105,9 @@ impl GatewayFields {
             if let (Ok(n), Ok(v)) = (name, value) {
                 map.append(n, v);
             }
+        }
+        if let Some(id) = &self.request_id {
+            map.insert(X_REQUEST_ID, id.clone());
         }
     }
 }
@@ -200,7 +212,10 @@ pub fn parse_response(
             // length must not reach the client.
             || (transfer_coded && name.eq_ignore_ascii_case(b"content-length"))
         };
-        if hop || (lists_others && !switching && listed(parsed.headers, name)) {
+        // The request ID the client gets is this proxy's (the gateway
+        // may echo the one it was sent: it would appear twice).
+        let ours = name.len() == REQUEST_ID.len() && name.eq_ignore_ascii_case(REQUEST_ID);
+        if hop || ours || (lists_others && !switching && listed(parsed.headers, name)) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"date") {
@@ -452,6 +467,25 @@ mod tests {
         assert_eq!(map["upgrade"], "websocket");
         assert_eq!(map["sec-websocket-accept"], "k");
         assert_eq!(map["connection"], "upgrade");
+    }
+
+    #[test]
+    fn the_gateways_request_id_gives_way_to_ours() {
+        let mut h = parse(
+            "HTTP/1.1 200 OK\r\nX-Request-Id: theirs\r\nX-Up: 1\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            &h.fields.lines[..],
+            &b"X-Up: 1\r\ncontent-length: 0\r\n"[..]
+        );
+        h.fields.request_id = Some(HeaderValue::from_static("ours"));
+        let mut map = HeaderMap::new();
+        h.fields.append_to(&mut map);
+        let ids: Vec<_> = map.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["ours"]);
     }
 
     #[test]
