@@ -100,8 +100,11 @@ pub fn write(d: &Denial<'_>) {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let before = pending.len();
         pending.extend_from_slice(line.as_bytes());
-        if pending.len() >= FLUSH_AT {
+        // Once per crossing: each notify is a futex call, and on a busy
+        // core the writer may not run for many lines after the first.
+        if before < FLUSH_AT && pending.len() >= FLUSH_AT {
             s.wake.notify_one();
         }
     });
