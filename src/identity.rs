@@ -46,6 +46,14 @@ impl Via {
     }
 }
 
+/// The fingerprint's hex, laid out on the stack: one allocation (the
+/// shared string), not two.
+fn fingerprint_hex(sha256: &[u8; 32]) -> CredentialId {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(sha256, &mut hex).expect("64 bytes hold 32 in hex");
+    Arc::from(std::str::from_utf8(&hex).expect("hex is ASCII"))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub member: MemberId,
@@ -184,7 +192,7 @@ impl CredentialIndex {
                 return Ok(Identity {
                     member: id,
                     via: Via::Cert {
-                        sha256_hex: hex::encode(cert.sha256).into(),
+                        sha256_hex: fingerprint_hex(&cert.sha256),
                     },
                 });
             }
