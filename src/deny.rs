@@ -5,7 +5,7 @@
 //! log and `clawgate_denials_total{reason}`, so on-call can go from any one
 //! of them to the others.
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::StatusCode;
 
 use crate::policy::Explained;
 
@@ -62,32 +62,48 @@ impl Reason {
     }
 }
 
+/// One of clawgate's JSON answers: status, body, and the header fields
+/// it always carries, as `name: value\r\n` lines written once here.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: String,
+    pub fields: &'static [u8],
+}
+
+macro_rules! json_fields {
+    ($($extra:literal)?) => {
+        concat!(
+            "content-type: application/json\r\ncache-control: no-store\r\n",
+            $($extra, "\r\n")?
+        )
+        .as_bytes()
+    };
+}
+
+const JSON_FIELDS: &[u8] = json_fields!();
+const CHALLENGE_FIELDS: &[u8] = json_fields!("www-authenticate: Bearer realm=\"clawgate\"");
+const INVALID_TOKEN_FIELDS: &[u8] =
+    json_fields!("www-authenticate: Bearer realm=\"clawgate\", error=\"invalid_token\"");
+
 /// 401: who you are could not be established. Same body whatever the
 /// cause beyond the reason code, so probing learns nothing about members.
-pub fn unauthorized(reason: Reason, request_id: &str) -> Response<String> {
+pub fn unauthorized(reason: Reason, request_id: &str) -> Answer {
     let body = error_body("unauthorized", reason.code(), request_id);
-    let challenge = match reason {
-        Reason::BadToken | Reason::TokenExpired => {
-            "Bearer realm=\"clawgate\", error=\"invalid_token\""
-        }
-        _ => "Bearer realm=\"clawgate\"",
+    let fields = match reason {
+        Reason::BadToken | Reason::TokenExpired => INVALID_TOKEN_FIELDS,
+        _ => CHALLENGE_FIELDS,
     };
-    let mut r = json(StatusCode::UNAUTHORIZED, body);
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
-    r
+    Answer {
+        status: StatusCode::UNAUTHORIZED,
+        body,
+        fields,
+    }
 }
 
 /// 403 with the origins diff: the error fields, then the diff's own
 /// (`origin`, `client_ip`) from its JSON serialised once.
-pub fn forbidden(
-    reason: Reason,
-    request_id: &str,
-    member: &str,
-    explained: &Explained,
-) -> Response<String> {
+pub fn forbidden(reason: Reason, request_id: &str, member: &str, explained: &Explained) -> Answer {
     let extra = 16 + member.len() + explained.json.len();
     let mut body = error_body_with("forbidden", reason.code(), request_id, extra);
     body.pop(); // the closing brace
@@ -104,7 +120,7 @@ pub fn forbidden(
 }
 
 /// Any other JSON error (400, 405, 413, 502, 504...).
-pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Response<String> {
+pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Answer {
     let body = error_body(
         status.canonical_reason().unwrap_or("error"),
         reason,
@@ -176,16 +192,12 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn json(status: StatusCode, body: String) -> Response<String> {
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+fn json(status: StatusCode, body: String) -> Answer {
+    Answer {
+        status,
+        body,
+        fields: JSON_FIELDS,
+    }
 }
 
 #[cfg(test)]
@@ -214,9 +226,9 @@ mod tests {
             "al\\ice",
             &Explained::new(diff.clone()),
         );
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
         let v: serde_json::Value =
-            serde_json::from_str(r.body()).unwrap_or_else(|e| panic!("{e}: {}", r.body()));
+            serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body));
         assert_eq!(v["error"], "forbidden");
         assert_eq!(v["reason"], Reason::OriginNotAllowed.code());
         assert_eq!(v["request_id"], "rid-\"1");
@@ -264,12 +276,18 @@ mod tests {
     #[test]
     fn unauthorized_has_a_challenge_and_no_member() {
         let r = unauthorized(Reason::BadToken, "rid-1");
-        assert_eq!(r.status(), 401);
-        assert!(r.headers()[header::WWW_AUTHENTICATE]
-            .to_str()
+        assert_eq!(r.status, 401);
+        let fields = std::str::from_utf8(r.fields).unwrap();
+        assert!(fields.contains(
+            "\r\nwww-authenticate: Bearer realm=\"clawgate\", error=\"invalid_token\"\r\n"
+        ));
+        assert!(fields.starts_with("content-type: application/json\r\n"));
+        assert!(fields.ends_with("\r\n"));
+        let fields = unauthorized(Reason::NoCredentials, "rid-1").fields;
+        assert!(!std::str::from_utf8(fields)
             .unwrap()
             .contains("invalid_token"));
-        let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["reason"], "bad_token");
         assert_eq!(v["request_id"], "rid-1");
         assert!(v.get("member").is_none());

@@ -208,6 +208,41 @@ async fn a_refusal_keeps_the_connection_and_has_a_date() {
     assert_eq!(up.count(), 1);
 }
 
+/// A refusal's fixed fields are prewritten lines (no `HeaderMap`): the
+/// lean loop writes them as they are, hyper (after a request with a body
+/// hands the connection over) gets them as a map. Same head either way.
+#[tokio::test]
+async fn a_refusals_fields_are_the_same_from_either_path() {
+    let (up, _cfg, server) = setup().await;
+    let mut c = connect(&server).await;
+    let lean = "GET /x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer nope\r\n\r\n";
+    let hyper = "POST /x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer nope\r\nContent-Length: 2\r\n\r\nhi";
+    let mut heads = Vec::new();
+    for req in [lean, hyper] {
+        c.s.write_all(req.as_bytes()).await.unwrap();
+        let r = c.response(false).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        let once = |name: &str| {
+            let v: Vec<_> = r.headers.iter().filter(|(k, _)| k == name).collect();
+            assert_eq!(v.len(), 1, "{name} once in {:?}", r.headers);
+            v[0].1.clone()
+        };
+        assert_eq!(once("content-type"), "application/json");
+        assert_eq!(once("cache-control"), "no-store");
+        assert_eq!(
+            once("www-authenticate"),
+            "Bearer realm=\"clawgate\", error=\"invalid_token\""
+        );
+        assert_eq!(once("content-length"), r.body.len().to_string());
+        let rid = once("x-request-id");
+        assert_eq!(r.json()["request_id"].as_str(), Some(rid.as_str()));
+        assert!(is_uuid_v7(&rid), "{rid}");
+        heads.push(["content-type", "cache-control", "www-authenticate"].map(once));
+    }
+    assert_eq!(heads[0], heads[1]);
+    assert_eq!(up.count(), 0);
+}
+
 #[tokio::test]
 async fn heads_that_are_not_http_or_too_large_get_a_request_id() {
     let (up, _cfg, server) = setup().await;

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
-use http_body_util::Either;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -54,10 +53,7 @@ where
             let req = req.map(proxy::RequestBody::from);
             let Ok(mut resp) = proxy::serve(state, conn, req).await;
             // hyper writes heads from a HeaderMap: the gateway's fields go in.
-            let fields = match resp.body_mut() {
-                Either::Left(b) => b.take_fields(),
-                Either::Right(_) => None,
-            };
+            let fields = proxy::take_head_fields(resp.body_mut());
             if let Some(f) = fields {
                 f.append_to(resp.headers_mut());
             }

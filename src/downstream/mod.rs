@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::{Method, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -183,10 +183,7 @@ where
     IO: AsyncWrite + Unpin,
 {
     let (parts, mut body) = resp.into_parts();
-    let gateway = match &mut body {
-        Either::Left(b) => b.take_fields(),
-        Either::Right(_) => None,
-    };
+    let gateway = proxy::take_head_fields(&mut body);
     let hint = body.size_hint();
     let info = BodyInfo {
         head_request,
@@ -270,10 +267,11 @@ where
     } else {
         "request_head_too_large"
     };
-    let mut resp = crate::deny::error(status, why, rid.to_str().unwrap_or("-"))
-        .map(|b| Either::Right(Full::new(Bytes::from(b))));
-    resp.headers_mut()
-        .insert(crate::proxy::headers::X_REQUEST_ID, rid);
+    let answer = crate::deny::error(status, why, rid.to_str().unwrap_or("-"));
+    let mut resp = proxy::local_body::answer(answer).map(Either::Right);
+    if let Some(f) = proxy::head_fields(resp.body_mut()) {
+        f.request_id = Some(rid);
+    }
     respond(io, out, resp, false, true).await?;
     let _ = io.shutdown().await;
     Ok(())

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderMap};
 use http::StatusCode;
 
-use crate::proxy::upstream::GatewayFields;
+use crate::proxy::upstream::HeadFields;
 
 /// How the body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
-    gateway: Option<&GatewayFields>,
+    gateway: Option<&HeadFields>,
     body: &BodyInfo,
     close: bool,
 ) -> (Framing, bool) {
@@ -243,7 +243,7 @@ mod tests {
     fn the_gateway_lines_go_out_as_they_are_with_its_length_and_date() {
         let mut h = HeaderMap::new();
         h.insert("x-clawgate", HeaderValue::from_static("1"));
-        let g = GatewayFields {
+        let g = HeadFields {
             lines: bytes::Bytes::from_static(
                 b"Content-Length: 2\r\nDate: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\n",
             ),

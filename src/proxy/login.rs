@@ -11,9 +11,9 @@ use super::RequestBody;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Limited};
 
-use super::{headers, Body, Exchange, Refusal, SESSION_COOKIE};
+use super::{headers, Body, Exchange, LocalBody, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
 use crate::deny::Reason;
 use crate::identity::{self, IdentifyError, Via};
@@ -29,7 +29,7 @@ pub fn is_session_path(path: &str) -> bool {
 }
 
 fn page(status: StatusCode, html: String) -> Response<Body> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from(html))));
+    let mut r = Response::new(Either::Right(LocalBody::new(html)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -41,7 +41,7 @@ fn page(status: StatusCode, html: String) -> Response<Body> {
 }
 
 fn redirect(to: &str, cookie: String) -> Result<Response<Body>, Refusal> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+    let mut r = Response::new(Either::Right(LocalBody::new(Bytes::new())));
     *r.status_mut() = StatusCode::SEE_OTHER;
     let loc = HeaderValue::from_str(to).map_err(|_| Refusal::BadRequest("bad_next"))?;
     r.headers_mut().insert(header::LOCATION, loc);

@@ -9,6 +9,7 @@ mod conn;
 pub mod cookie;
 mod forward;
 pub mod headers;
+pub mod local_body;
 pub mod login;
 mod outcome;
 pub mod relay;
@@ -17,6 +18,7 @@ pub mod tunnel;
 pub mod upstream;
 
 pub use conn::{Conn, CANCELS_TOLERATED};
+pub use local_body::LocalBody;
 use outcome::{record, respond};
 pub use request_body::RequestBody;
 
@@ -24,11 +26,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
@@ -45,7 +46,24 @@ use headers::Caller;
 use upstream::UpstreamError;
 
 /// Response bodies: streamed from the upstream, or made here.
-pub type Body = Either<upstream::ResponseBody, Full<Bytes>>;
+pub type Body = Either<upstream::ResponseBody, LocalBody>;
+
+/// The header fields a response carries prewritten with its body (the
+/// gateway's, or a JSON answer's fixed ones), if any.
+pub fn head_fields(body: &mut Body) -> Option<&mut upstream::HeadFields> {
+    match body {
+        Either::Left(b) => b.fields_mut(),
+        Either::Right(b) => b.fields_mut(),
+    }
+}
+
+/// [`head_fields`], taken out for the head's writer.
+pub fn take_head_fields(body: &mut Body) -> Option<upstream::HeadFields> {
+    match body {
+        Either::Left(b) => b.take_fields(),
+        Either::Right(b) => b.take_fields(),
+    }
+}
 
 /// Name of the browser session cookie (see `/_clawgate/login`).
 pub const SESSION_COOKIE: &str = "clawgate_session";
@@ -136,10 +154,11 @@ pub async fn serve(
         Ok(r) => r,
         Err(refusal) => respond(&snap, &mut ex, refusal),
     };
-    match resp.body_mut() {
-        // A gateway response carries it with the gateway's fields.
-        Either::Left(b) if b.fields().is_some() => {}
-        _ => {
+    // With the prewritten fields where there are some: a `HeaderMap`
+    // allocated for this one field would cost more than the rest of them.
+    match head_fields(resp.body_mut()) {
+        Some(f) => f.request_id = Some(ex.request_id.clone()),
+        None => {
             resp.headers_mut()
                 .insert(headers::X_REQUEST_ID, ex.request_id.clone());
         }

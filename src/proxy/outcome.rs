@@ -3,12 +3,11 @@
 
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 
-use super::{member_label, Body, Conn, Decision, Exchange, Refusal, SESSION_COOKIE};
+use super::{local_body, member_label, Body, Conn, Decision, Exchange, Refusal, SESSION_COOKIE};
 use crate::access_log::{now_rfc3339, Record};
 use crate::config::Snapshot;
 use crate::deny::{self, Reason};
@@ -24,28 +23,27 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
             ex.decision = Decision::Deny;
             ex.reason = Some(reason);
             if reason.is_authentication() {
-                deny::unauthorized(reason, rid)
+                local_body::answer(deny::unauthorized(reason, rid))
             } else {
                 let member = member_label(snap, ex);
-                match &ex.diff {
+                local_body::answer(match &ex.diff {
                     Some(diff) => deny::forbidden(reason, rid, member, diff),
                     None => deny::error(StatusCode::FORBIDDEN, reason.code(), rid),
-                }
+                })
             }
         }
         Refusal::BadRequest(why) => {
             ex.decision = Decision::Error;
-            deny::error(StatusCode::BAD_REQUEST, why, rid)
+            local_body::answer(deny::error(StatusCode::BAD_REQUEST, why, rid))
         }
         Refusal::NotFound(why) => {
             ex.decision = Decision::Error;
-            deny::error(StatusCode::NOT_FOUND, why, rid)
+            local_body::answer(deny::error(StatusCode::NOT_FOUND, why, rid))
         }
         Refusal::LoginRedirect(to) => {
             ex.decision = Decision::Deny;
             ex.reason = Some(Reason::NoCredentials);
-            let mut r = Response::new(String::new());
-            *r.status_mut() = StatusCode::SEE_OTHER;
+            let mut r = local_body::empty(StatusCode::SEE_OTHER);
             if let Ok(v) = HeaderValue::from_str(&to) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
@@ -56,7 +54,11 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::MethodNotAllowed => {
             ex.decision = Decision::Error;
-            let mut r = deny::error(StatusCode::METHOD_NOT_ALLOWED, "connect_refused", rid);
+            let mut r = local_body::answer(deny::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "connect_refused",
+                rid,
+            ));
             r.headers_mut().insert(
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
@@ -65,7 +67,11 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::TooManyFailures(left) => {
             ex.decision = Decision::Error;
-            let mut r = deny::error(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures", rid);
+            let mut r = local_body::answer(deny::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                rid,
+            ));
             if let Ok(v) = HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -73,11 +79,19 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::PayloadTooLarge => {
             ex.decision = Decision::Error;
-            deny::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", rid)
+            local_body::answer(deny::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                rid,
+            ))
         }
         Refusal::BodyTimeout => {
             ex.decision = Decision::Error;
-            let mut r = deny::error(StatusCode::REQUEST_TIMEOUT, "request_body_timeout", rid);
+            let mut r = local_body::answer(deny::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_body_timeout",
+                rid,
+            ));
             // The rest of the body may still come: don't read it as a request.
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -85,10 +99,14 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::Upstream(e) => {
             ex.decision = Decision::Error;
-            deny::error(e.status(), &format!("upstream_{}", e.kind()), rid)
+            local_body::answer(deny::error(
+                e.status(),
+                &format!("upstream_{}", e.kind()),
+                rid,
+            ))
         }
     };
-    resp.map(|s| Either::Right(Full::new(Bytes::from(s))))
+    resp.map(Either::Right)
 }
 
 /// Count and log one finished exchange (response headers sent).

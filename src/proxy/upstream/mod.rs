@@ -23,7 +23,7 @@ pub mod wire;
 
 pub use body::UpstreamBody;
 pub use conn::Upgraded;
-pub use wire::GatewayFields;
+pub use wire::HeadFields;
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -186,7 +186,7 @@ impl UpstreamClient {
         authority: &Authority,
         req: Outgoing<'_>,
         timeouts: Timeouts,
-    ) -> Result<(Response<UpstreamBody>, GatewayFields), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, HeadFields), UpstreamError> {
         let pool = self.pool(authority.as_str());
         let Outgoing {
             method,
@@ -357,7 +357,7 @@ fn classify_body(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
 pub struct ResponseBody {
     inner: UpstreamBody,
     /// The gateway's header fields, until the response head is written.
-    fields: Option<GatewayFields>,
+    fields: Option<HeadFields>,
     /// `clawgate_upstream_errors_total{upstream,kind="reset"}` and the
     /// request ID, until the fault is reported.
     fault: Option<(prometheus::IntCounter, HeaderValue)>,
@@ -368,14 +368,10 @@ pub struct ResponseBody {
 impl ResponseBody {
     pub fn new(
         inner: UpstreamBody,
-        fields: GatewayFields,
+        fields: HeadFields,
         reset: prometheus::IntCounter,
         request_id: HeaderValue,
     ) -> Self {
-        let fields = GatewayFields {
-            request_id: Some(request_id.clone()),
-            ..fields
-        };
         ResponseBody {
             inner,
             fields: Some(fields),
@@ -385,11 +381,15 @@ impl ResponseBody {
     }
 
     /// The gateway's header fields, for whoever writes the response head.
-    pub fn fields(&self) -> Option<&GatewayFields> {
+    pub fn fields(&self) -> Option<&HeadFields> {
         self.fields.as_ref()
     }
 
-    pub fn take_fields(&mut self) -> Option<GatewayFields> {
+    pub fn fields_mut(&mut self) -> Option<&mut HeadFields> {
+        self.fields.as_mut()
+    }
+
+    pub fn take_fields(&mut self) -> Option<HeadFields> {
         self.fields.take()
     }
 

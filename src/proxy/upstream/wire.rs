@@ -3,7 +3,7 @@
 //!
 //! What goes into a request head is decided by `headers::write_request_head`;
 //! this module only knows how lines are laid out. Parsing is `httparse`
-//! into the status, the body's framing (§6.3) and [`GatewayFields`]: the
+//! into the status, the body's framing (§6.3) and [`HeadFields`]: the
 //! header lines the client gets, already filtered, copied once. The lean
 //! HTTP/1.1 loop writes them as they are; hyper's side builds a `HeaderMap`
 //! from them only when it serves the client (h2, upgrades).
@@ -54,19 +54,24 @@ pub enum Framing {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
-    pub fields: GatewayFields,
+    pub fields: HeadFields,
     pub framing: Framing,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
 }
 
-/// The gateway's header fields as the client gets them: `name: value\r\n`
-/// lines in the gateway's order and spelling, without hop-by-hop fields
-/// (and those its `Connection` names), without `Content-Length` under a
-/// transfer coding, without the gateway's own `X-Request-Id`; a 101 keeps
-/// `Upgrade` and gets `connection: upgrade`.
+/// Header fields laid out as the client gets them, `name: value\r\n`
+/// lines, so the HTTP/1.1 loop writes them as they are and no `HeaderMap`
+/// is built for them (hyper's side builds one with [`Self::append_to`]).
+///
+/// For a gateway response: the gateway's fields in its order and
+/// spelling, without hop-by-hop fields (and those its `Connection` names),
+/// without `Content-Length` under a transfer coding, without the gateway's
+/// own `X-Request-Id`; a 101 keeps `Upgrade` and gets
+/// `connection: upgrade`. For clawgate's own JSON answers: the fixed
+/// fields every one carries (see `deny`).
 #[derive(Debug, Clone, Default)]
-pub struct GatewayFields {
+pub struct HeadFields {
     pub lines: Bytes,
     /// This proxy's request ID, written after the lines. It rides here
     /// rather than in the response's `HeaderMap`, which would otherwise be
@@ -79,7 +84,7 @@ pub struct GatewayFields {
     pub content_length: Option<u64>,
 }
 
-impl GatewayFields {
+impl HeadFields {
     /// The lines as `(name, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.lines
@@ -197,9 +202,9 @@ pub fn parse_response(
         }
     }
     // ...then the lines the client gets.
-    let mut fields = GatewayFields {
+    let mut fields = HeadFields {
         content_length: length.filter(|_| !transfer_coded),
-        ..GatewayFields::default()
+        ..HeadFields::default()
     };
     let mut lines = BytesMut::with_capacity(len);
     for h in parsed.headers.iter() {
