@@ -52,7 +52,7 @@ where
         async move {
             let req = req.map(proxy::RequestBody::from);
             let Ok(mut resp) = proxy::serve(state, conn, req).await;
-            // hyper writes heads from a HeaderMap: the gateway's fields go in.
+            // hyper writes heads from a HeaderMap: the prewritten fields go in.
             let fields = proxy::take_head_fields(resp.body_mut());
             if let Some(f) = fields {
                 f.append_to(resp.headers_mut());

@@ -183,7 +183,7 @@ where
     IO: AsyncWrite + Unpin,
 {
     let (parts, mut body) = resp.into_parts();
-    let gateway = proxy::take_head_fields(&mut body);
+    let fields = proxy::take_head_fields(&mut body);
     let hint = body.size_hint();
     let info = BodyInfo {
         head_request,
@@ -195,7 +195,7 @@ where
         out,
         parts.status,
         &parts.headers,
-        gateway.as_ref(),
+        fields.as_ref(),
         &info,
         close,
     );

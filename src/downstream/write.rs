@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderMap};
 use http::StatusCode;
 
-use crate::proxy::upstream::HeadFields;
+use crate::proxy::HeadFields;
 
 /// How the body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
-    gateway: Option<&HeadFields>,
+    fields: Option<&HeadFields>,
     body: &BodyInfo,
     close: bool,
 ) -> (Framing, bool) {
@@ -58,16 +58,10 @@ pub fn head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(g) = gateway {
-        // Already filtered and laid out as lines by the upstream parser.
-        out.extend_from_slice(&g.lines);
-        if let Some(id) = &g.request_id {
-            out.extend_from_slice(b"x-request-id: ");
-            out.extend_from_slice(id.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        has_length |= g.content_length.is_some();
-        has_date |= g.has_date;
+    if let Some(f) = fields {
+        f.write_to(out);
+        has_length |= f.content_length.is_some();
+        has_date |= f.has_date;
     }
     if !has_date {
         out.extend_from_slice(b"date: ");

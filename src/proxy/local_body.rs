@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::upstream::HeadFields;
+use super::HeadFields;
 use crate::deny::Answer;
 
 pub struct LocalBody {

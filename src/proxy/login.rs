@@ -8,12 +8,11 @@
 use std::time::SystemTime;
 
 use super::RequestBody;
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Limited};
 
-use super::{headers, Body, Exchange, LocalBody, Refusal, SESSION_COOKIE};
+use super::{headers, local_body, Body, Exchange, LocalBody, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
 use crate::deny::Reason;
 use crate::identity::{self, IdentifyError, Via};
@@ -41,8 +40,7 @@ fn page(status: StatusCode, html: String) -> Response<Body> {
 }
 
 fn redirect(to: &str, cookie: String) -> Result<Response<Body>, Refusal> {
-    let mut r = Response::new(Either::Right(LocalBody::new(Bytes::new())));
-    *r.status_mut() = StatusCode::SEE_OTHER;
+    let mut r = local_body::empty(StatusCode::SEE_OTHER).map(Either::Right);
     let loc = HeaderValue::from_str(to).map_err(|_| Refusal::BadRequest("bad_next"))?;
     r.headers_mut().insert(header::LOCATION, loc);
     let c = HeaderValue::from_str(&cookie).map_err(|_| Refusal::BadRequest("bad_cookie"))?;

@@ -8,6 +8,7 @@
 mod conn;
 pub mod cookie;
 mod forward;
+mod head_fields;
 pub mod headers;
 pub mod local_body;
 pub mod login;
@@ -18,6 +19,7 @@ pub mod tunnel;
 pub mod upstream;
 
 pub use conn::{Conn, CANCELS_TOLERATED};
+pub use head_fields::HeadFields;
 pub use local_body::LocalBody;
 use outcome::{record, respond};
 pub use request_body::RequestBody;
@@ -50,7 +52,7 @@ pub type Body = Either<upstream::ResponseBody, LocalBody>;
 
 /// The header fields a response carries prewritten with its body (the
 /// gateway's, or a JSON answer's fixed ones), if any.
-pub fn head_fields(body: &mut Body) -> Option<&mut upstream::HeadFields> {
+pub fn head_fields(body: &mut Body) -> Option<&mut HeadFields> {
     match body {
         Either::Left(b) => b.fields_mut(),
         Either::Right(b) => b.fields_mut(),
@@ -58,7 +60,7 @@ pub fn head_fields(body: &mut Body) -> Option<&mut upstream::HeadFields> {
 }
 
 /// [`head_fields`], taken out for the head's writer.
-pub fn take_head_fields(body: &mut Body) -> Option<upstream::HeadFields> {
+pub fn take_head_fields(body: &mut Body) -> Option<HeadFields> {
     match body {
         Either::Left(b) => b.take_fields(),
         Either::Right(b) => b.take_fields(),
@@ -163,10 +165,8 @@ pub async fn serve(
                 .insert(headers::X_REQUEST_ID, ex.request_id.clone());
         }
     }
-    let bytes_out = content_length(resp.headers()).or_else(|| match resp.body() {
-        Either::Left(b) => b.fields().and_then(|f| f.content_length),
-        Either::Right(_) => None,
-    });
+    let bytes_out = content_length(resp.headers())
+        .or_else(|| head_fields(resp.body_mut()).and_then(|f| f.content_length));
     record(&state, &snap, &conn, &ex, resp.status(), bytes_out, started);
     ended.answered = true;
     Ok(resp)

@@ -23,7 +23,6 @@ pub mod wire;
 
 pub use body::UpstreamBody;
 pub use conn::Upgraded;
-pub use wire::HeadFields;
 
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -38,6 +37,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::proxy::HeadFields;
 use conn::{Connection, Pool};
 use wire::{Framing, ResponseHead};
 
@@ -381,10 +381,6 @@ impl ResponseBody {
     }
 
     /// The gateway's header fields, for whoever writes the response head.
-    pub fn fields(&self) -> Option<&HeadFields> {
-        self.fields.as_ref()
-    }
-
     pub fn fields_mut(&mut self) -> Option<&mut HeadFields> {
         self.fields.as_mut()
     }

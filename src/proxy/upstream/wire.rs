@@ -10,11 +10,10 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::{Buf, BufMut, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use crate::proxy::headers::X_REQUEST_ID;
+use crate::proxy::HeadFields;
 
 const REQUEST_ID: &[u8] = crate::request_id::HEADER.as_bytes();
 
@@ -58,63 +57,6 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
-}
-
-/// Header fields laid out as the client gets them, `name: value\r\n`
-/// lines, so the HTTP/1.1 loop writes them as they are and no `HeaderMap`
-/// is built for them (hyper's side builds one with [`Self::append_to`]).
-///
-/// For a gateway response: the gateway's fields in its order and
-/// spelling, without hop-by-hop fields (and those its `Connection` names),
-/// without `Content-Length` under a transfer coding, without the gateway's
-/// own `X-Request-Id`; a 101 keeps `Upgrade` and gets
-/// `connection: upgrade`. For clawgate's own JSON answers: the fixed
-/// fields every one carries (see `deny`).
-#[derive(Debug, Clone, Default)]
-pub struct HeadFields {
-    pub lines: Bytes,
-    /// This proxy's request ID, written after the lines. It rides here
-    /// rather than in the response's `HeaderMap`, which would otherwise be
-    /// allocated for this one field on every proxied response.
-    pub request_id: Option<HeaderValue>,
-    pub has_date: bool,
-    /// `Content-Type: text/event-stream`.
-    pub event_stream: bool,
-    /// The `Content-Length` passed on.
-    pub content_length: Option<u64>,
-}
-
-impl HeadFields {
-    /// The lines as `(name, value)` pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.lines
-            .split(|&b| b == b'\n')
-            .filter_map(|l| l.strip_suffix(b"\r"))
-            .filter_map(|l| {
-                let colon = l.iter().position(|&b| b == b':')?;
-                Some((
-                    &l[..colon],
-                    l[colon + 1..].strip_prefix(b" ").unwrap_or(&l[colon + 1..]),
-                ))
-            })
-    }
-
-    /// Append them to `map` (for hyper, which takes a `HeaderMap`). The
-    /// lines passed httparse, so no field is refused in practice; one that
-    /// `http` would not take is dropped rather than failing the response.
-    pub fn append_to(&self, map: &mut HeaderMap) {
-        map.reserve(self.lines.len() / 24);
-        for (name, value) in self.iter() {
-            let name = HeaderName::from_bytes(name);
-            let value = HeaderValue::from_maybe_shared(self.lines.slice_ref(value));
-            if let (Ok(n), Ok(v)) = (name, value) {
-                map.append(n, v);
-            }
-        }
-        if let Some(id) = &self.request_id {
-            map.insert(X_REQUEST_ID, id.clone());
-        }
-    }
 }
 
 /// `METHOD target HTTP/1.1`, the first line of a request head.
@@ -335,6 +277,7 @@ fn connection_tokens(raw: &[u8]) -> (bool, bool, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, HeaderValue};
 
     fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(raw);
