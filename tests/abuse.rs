@@ -28,6 +28,21 @@ async fn repeated_bad_tokens_get_429_but_a_valid_member_still_passes() {
     assert_eq!(r.json()["reason"], "too_many_auth_failures");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry), "{retry}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // A request with a body is served by hyper, not the lean loop: the
+    // same answer, Retry-After included.
+    let r = request(
+        server.addr,
+        "POST",
+        "/",
+        &[("authorization", "Bearer guess")],
+        "x",
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let auth = format!("Bearer {ALICE}");
     assert_eq!(
         get(server.addr, "/", &[("authorization", &auth)])

@@ -18,6 +18,10 @@
 #                                 recreated on every start, never the repo)
 #   CLAWGATE_BENCH_ADMIN          admin addr (default 127.0.0.1:PORT+100)
 #   CLAWGATE_BENCH_MAX_CONNECTIONS  [limits] max_connections (default 20000)
+#   CLAWGATE_BENCH_AUTH_FAILURES    [limits] auth_failures_per_minute (default:
+#                                 clawgate's, 60: a wrong-token flood from one
+#                                 address gets 401 60 times, then 429 with
+#                                 Retry-After; set it high to time the 401)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,6 +65,10 @@ access = "off"
 [limits]
 max_connections = ${CLAWGATE_BENCH_MAX_CONNECTIONS:-20000}
 TOML
+if [ -n "${CLAWGATE_BENCH_AUTH_FAILURES:-}" ]; then
+  case $CLAWGATE_BENCH_AUTH_FAILURES in *[!0-9]*) echo "clawgate-bench: CLAWGATE_BENCH_AUTH_FAILURES must be a number" >&2; exit 1 ;; esac
+  echo "auth_failures_per_minute = $CLAWGATE_BENCH_AUTH_FAILURES" >>"$dir/clawgate.toml"
+fi
 
 umask 077
 cat >"$dir/members/bench.env" <<ENV

@@ -48,6 +48,20 @@ impl HeadFields {
             })
     }
 
+    /// Put `name: value` before the lines: a refusal's own field (a 429's
+    /// `retry-after`), so a client hammering with bad tokens costs no
+    /// `HeaderMap` either. `value` must be a valid field value.
+    pub fn prepend(&mut self, name: &str, value: &[u8]) {
+        let mut v = Vec::with_capacity(name.len() + value.len() + 4 + self.lines.len());
+        v.extend_from_slice(name.as_bytes());
+        v.extend_from_slice(b": ");
+        v.extend_from_slice(value);
+        v.extend_from_slice(b"\r\n");
+        v.extend_from_slice(&self.lines);
+        // Exactly full, so `Bytes` takes the allocation as it is.
+        self.lines = v.into();
+    }
+
     /// Write them, and the request ID, into a response head being laid out.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.lines);

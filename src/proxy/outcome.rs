@@ -72,8 +72,11 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
                 "too_many_auth_failures",
                 rid,
             ));
-            if let Ok(v) = HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
+            // With the answer's prewritten fields: this is the answer a
+            // flood of bad tokens gets, once per request.
+            if let Some(f) = r.body_mut().fields_mut() {
+                let secs = left.as_secs().max(1);
+                f.prepend("retry-after", itoa::Buffer::new().format(secs).as_bytes());
             }
             r
         }
