@@ -96,6 +96,18 @@ impl Drop for WatchGuard {
     }
 }
 
+/// [`apply`] on a blocking-pool thread. Reading and validating the
+/// directory is file I/O and parsing (≈0.3 s for 10,000 members); on a
+/// runtime worker it would stall every connection that worker serves.
+pub async fn apply_off_runtime(state: Arc<State>, dir: PathBuf) -> Result<Outcome, ConfigError> {
+    match tokio::task::spawn_blocking(move || apply(&state, &dir)).await {
+        Ok(r) => r,
+        // Only a panic inside `apply` (the runtime is not shutting down
+        // while its tasks await this): carry it on.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Reload when anything under `dir` changes.
 pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
     // Taken before returning, so no change after this call is missed.
@@ -104,7 +116,12 @@ pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
         let mut pending = false;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = fingerprint(&dir);
+            // A stat per file, off the runtime for the same reason as
+            // `apply_off_runtime` (10,000 member files: ~10,000 calls).
+            let d = dir.clone();
+            let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&d)).await else {
+                continue;
+            };
             if now != last {
                 last = now;
                 pending = true;
@@ -112,7 +129,7 @@ pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
             }
             if pending {
                 pending = false;
-                let _ = apply(&state, &dir);
+                let _ = apply_off_runtime(state.clone(), dir.clone()).await;
             }
         }
     }))

@@ -168,7 +168,7 @@ impl Server {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    let _ = self.reload();
+                    let _ = reload::apply_off_runtime(self.state.clone(), self.dir.clone()).await;
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
