@@ -15,10 +15,20 @@
 # mode on every target), and stops only what it started. Interleaving the
 # modes is what makes "refusals per second / allowed requests per second"
 # a ratio taken at one time on this VM, whose speed drifts by minutes.
+# Each round starts with a different target, so none always runs first.
+#
+# At the end, issue #8's targets as this run measured them: each ratio
+# is taken within one round (clawgate against nginx run seconds apart, a
+# refusal mode against clawgate's own allow mode), and the median over the
+# rounds is the verdict, with the rounds' range beside it.
 #
 # Usage:
 #   benches/load/syscalls.sh [--rounds N] [--duration S] [--conns C]
-#                            [--modes LIST] [--only LIST]
+#                            [--modes LIST] [--only LIST] [--no-perf]
+#   --no-perf: no perf stat attached. perf's system-call tracepoint sends
+#     every system call of the proxy through the kernel's slow path, which
+#     adds kernel time per call (more to a proxy making more calls); use
+#     it for the CPU and throughput verdict, without it for the counts.
 #   --modes (comma-separated, default allow):
 #     allow   valid token + allowed Origin -> 200 from the upstream
 #     deny    wrong token -> 401/403 from the proxy
@@ -31,7 +41,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${CLAWGATE_SHARED_BENCH:-$root/../shared/bench}
 
-rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate"
+rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -39,6 +49,7 @@ while [ $# -gt 0 ]; do
     --conns) conns=$2; shift 2 ;;
     --modes) modes=${2//,/ }; shift 2 ;;
     --only) only=${2//,/ }; shift 2 ;;
+    --no-perf) use_perf=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "syscalls.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -50,7 +61,7 @@ done
 for m in $modes; do
   case $m in allow|deny|origin) ;; *) echo "syscalls.sh: --modes takes allow, deny, origin" >&2; exit 2 ;; esac
 done
-command -v perf >/dev/null || { echo "syscalls.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; }
+[ "$use_perf" = 0 ] || command -v perf >/dev/null || { echo "syscalls.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; }
 [ -x "$root/target/release/clawgate" ] || { echo "syscalls.sh: run cargo build --release first" >&2; exit 1; }
 
 # shellcheck source=/dev/null
@@ -72,62 +83,104 @@ ticks() { local s; s=$(cat "/proc/$1/stat"); s=${s##*) }; set -- $s; echo "${12}
 # one TARGET MODE ROUND: a wrk run, one table row
 one() {
   local t=$1 m=$2 r=$3 pid=${PID[$1]} auth="Bearer $BENCH_TOKEN" origin=$BENCH_ORIGIN_OK
-  local u0 s0 u1 s1 perf_pid out n sc cs
+  local u0 s0 u1 s1 perf_pid="" out n sc=0 cs=0 p50 p99
   [ "$m" = deny ] && auth="Bearer wrong-$BENCH_TOKEN"
   [ "$m" = origin ] && origin=https://evil.example.net
   read -r u0 s0 < <(ticks "$pid")
-  perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$RUN/perf.$t" \
-    -- sleep "$((duration + 1))" &
-  perf_pid=$!
-  sleep 0.5
+  if [ "$use_perf" = 1 ]; then
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$RUN/perf.$t" \
+      -- sleep "$((duration + 1))" &
+    perf_pid=$!
+    sleep 0.5
+  fi
   out=$(BENCH_AUTH="$auth" BENCH_ORIGIN="$origin" timeout -k 5 $((duration + 30)) \
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${duration}s" --timeout 5s \
         -s "$shared/lib/wrk-report.lua" "${URL[$t]}" 2>&1 | grep '^RESULT ' || true)
-  wait "$perf_pid"
+  [ -z "$perf_pid" ] || wait "$perf_pid"
   read -r u1 s1 < <(ticks "$pid")
   n=$(printf '%s' "$out" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
   [ -n "$n" ] && [ "$n" -gt 0 ] || { log "wrk failed for $t ($m)"; return 0; }
-  sc=$(awk -F, '$3 ~ /sys_enter/ {print $1}' "$RUN/perf.$t")
-  cs=$(awk -F, '$3 ~ /context-switches/ {print $1}' "$RUN/perf.$t")
+  p50=$(printf '%s' "$out" | sed -n 's/.* p50_us=\([0-9]*\).*/\1/p')
+  p99=$(printf '%s' "$out" | sed -n 's/.* p99_us=\([0-9]*\).*/\1/p')
+  if [ "$use_perf" = 1 ]; then
+    sc=$(awk -F, '$3 ~ /sys_enter/ {print $1}' "$RUN/perf.$t")
+    cs=$(awk -F, '$3 ~ /context-switches/ {print $1}' "$RUN/perf.$t")
+  fi
   awk -v t="$t" -v m="$m" -v r="$r" -v n="$n" -v d="$duration" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
-      -v hz="$CLK_TCK" -v sc="$sc" -v cs="$cs" 'BEGIN {
+      -v hz="$CLK_TCK" -v sc="$sc" -v cs="$cs" -v p50="${p50:-0}" -v p99="${p99:-0}" 'BEGIN {
     us = 1e6 / hz / n
-    printf "%-9s %-7s %5d %9.0f %8.2f %8.2f %8.2f %9.2f %9.3f\n", t, m, r, n / d, u * us, s * us, (u + s) * us, sc / n, cs / n
+    printf "%-9s %-7s %5d %9.0f %8.2f %8.2f %8.2f %9.2f %9.3f %7d %7d\n", t, m, r, n / d, u * us, s * us, (u + s) * us, sc / n, cs / n, p50, p99
   }' | tee -a "$RUN/rows" >&2
 }
 
 : >"$RUN/rows"
+read -ra targets <<<"$only"
 for ((r = 1; r <= rounds; r++)); do
   for m in $modes; do
-    for t in $only; do one "$t" "$m" "$r"; done
+    for ((i = 0; i < ${#targets[@]}; i++)); do
+      one "${targets[(i + r - 1) % ${#targets[@]}]}" "$m" "$r"
+    done
   done
 done
 
 echo
 echo "== $conns conns, $rounds rounds x ${duration}s, modes interleaved; medians per request =="
 echo "   (user/kernel CPU-µs of the proxy from /proc/PID/stat; system calls and context switches from perf stat)"
-printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %9s\n' target mode req/s user_us sys_us cpu_us syscalls ctxsw rps/allow
+printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %9s\n' target mode req/s user_us sys_us cpu_us syscalls ctxsw p50_us p99_us rps/allow
 for t in $only; do
   allow_rps=""
   for m in $modes; do
     row=$(awk -v t="$t" -v m="$m" '$1 == t && $2 == m' "$RUN/rows" | awk '
-      { for (c = 4; c <= 9; c++) v[c, NR] = $c }
+      { for (c = 4; c <= 11; c++) v[c, NR] = $c }
       END {
         if (NR == 0) exit
-        for (c = 4; c <= 9; c++) {
+        for (c = 4; c <= 11; c++) {
           n = 0; for (i = 1; i <= NR; i++) a[++n] = v[c, i]
           for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
           med[c] = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
-        printf "%.0f %.2f %.2f %.2f %.2f %.3f", med[4], med[5], med[6], med[7], med[8], med[9]
+        printf "%.0f %.2f %.2f %.2f %.2f %.3f %.0f %.0f", med[4], med[5], med[6], med[7], med[8], med[9], med[10], med[11]
       }')
     [ -n "$row" ] || continue
     set -- $row
     [ "$m" = allow ] && allow_rps=$1
     ratio=-
     [ -n "$allow_rps" ] && ratio=$(awk -v a="$1" -v b="$allow_rps" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %9s\n' "$t" "$m" "$@" "$ratio"
+    printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %9s\n' "$t" "$m" "$@" "$ratio"
   done
 done
-echo "(perf counts span the wrk run plus ~1.5 s around it; idle system calls (timers, config polling) are a few dozen a second, noise at these rates)"
+if [ "$use_perf" = 1 ]; then
+  echo "(perf counts span the wrk run plus ~1.5 s around it; idle system calls (timers, config polling) are a few dozen a second, noise at these rates)"
+else
+  echo "(--no-perf: system calls and context switches not counted)"
+fi
 echo "(rps/allow: this mode's median req/s over the allow mode's, same target; list allow first in --modes)"
+
+# Issue #8's targets, each ratio taken within a round, median over rounds.
+echo
+echo "== issue #8 targets in this run: ratio per round, median [lowest-highest] over $rounds rounds =="
+awk -v perf="$use_perf" '
+  { rps[$1, $2, $3] = $4; cpu[$1, $2, $3] = $7; p99[$1, $2, $3] = $11; if ($3 > last) last = $3 }
+  function verdict(name, a, am, b, bm, col, want, cmp,    r, n, i, j, x, v, lo, hi, med) {
+    n = 0
+    for (r = 1; r <= last; r++) {
+      if (col == "rps") { x = rps[a, am, r]; v = rps[b, bm, r] }
+      else if (col == "cpu") { x = cpu[a, am, r]; v = cpu[b, bm, r] }
+      else { x = p99[a, am, r]; v = p99[b, bm, r] }
+      if (x > 0 && v > 0) q[++n] = x / v
+    }
+    if (n == 0) return
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (q[j] < q[i]) { x = q[i]; q[i] = q[j]; q[j] = x }
+    med = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+    met = (cmp == "le") ? (med <= want) : (med >= want)
+    printf "%-44s %6.2fx  [%.2f-%.2f]  target %s %.2fx: %s\n", name, med, q[1], q[n], (cmp == "le") ? "<=" : ">=", want, met ? "met" : "MISSED"
+  }
+  END {
+    verdict("allow: CPU per request, clawgate / nginx", "clawgate", "allow", "nginx", "allow", "cpu", 0.8, "le")
+    verdict("allow: CPU per request, clawgate / HAProxy", "clawgate", "allow", "haproxy", "allow", "cpu", 0.8, "le")
+    verdict("allow: throughput, clawgate / nginx", "clawgate", "allow", "nginx", "allow", "rps", 1.2, "ge")
+    verdict("allow: p99 latency, clawgate / nginx", "clawgate", "allow", "nginx", "allow", "p99", 1.0, "le")
+    verdict("wrong token: throughput / own allow", "clawgate", "deny", "clawgate", "allow", "rps", 2.0, "ge")
+    verdict("bad Origin: throughput / own allow", "clawgate", "origin", "clawgate", "allow", "rps", 2.0, "ge")
+    if (perf) print "(perf was attached: its tracepoint adds kernel time per system call; --no-perf for the CPU verdict)"
+  }' "$RUN/rows"
