@@ -215,6 +215,34 @@ fn check_passes_a_good_config_and_lists_ports_and_members() {
 }
 
 #[test]
+fn a_large_backup_set_is_summed_up_in_the_table_and_listed_whole_in_json() {
+    let names: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    let tokens: Vec<String> = (0..20)
+        .map(|i| format!("tok-backup-{i:02}-xxxxxxxx"))
+        .collect();
+    let specs: Vec<MemberSpec> = names
+        .iter()
+        .zip(&tokens)
+        .map(|(n, t)| MemberSpec::new(n, t))
+        .collect();
+    let cfg = ConfigDir::new(&[("prod", GATEWAY.to_string())], &specs);
+    let out = cli(&["check", "--config", cfg.path().to_str().unwrap()]);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("backup set"))
+        .unwrap_or_else(|| panic!("no backup row in {}", out.stdout));
+    // clawgate.toml + 20 member files: 12 named, the other 9 counted.
+    assert!(
+        line.contains("and 9 more (all of them: --format json)"),
+        "{line}"
+    );
+    assert!(!line.contains("members/m19.env"), "{line}");
+    let (_, r) = check_json(cfg.path(), &[]);
+    assert_eq!(r["backup"].as_array().unwrap().len(), 21);
+}
+
+#[test]
 fn group_readable_member_file_fails_with_the_load_error() {
     let cfg = good_dir();
     let mut bob = MemberSpec::new("bob", BOB);

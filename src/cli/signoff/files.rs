@@ -258,12 +258,23 @@ pub(super) fn backup_set(dir: &Path, raw: Option<&RawBase>, scans: &[FileScan]) 
         .collect()
 }
 
+/// Files named in the backup row of the table.
+const BACKUP_LISTED: usize = 12;
+
 pub(super) fn backup_row(files: &[BackupFile], dir: &Path) -> Row {
     let check = "backup set present";
     let show = |f: &BackupFile| short(Path::new(&f.path), dir);
     let missing: Vec<String> = files.iter().filter(|f| !f.present).map(show).collect();
     if missing.is_empty() {
-        let list: Vec<String> = files.iter().map(show).collect();
+        // Thousands of member files would make this one cell pages long;
+        // `--format json` lists every file.
+        let mut list: Vec<String> = files.iter().take(BACKUP_LISTED).map(show).collect();
+        if files.len() > BACKUP_LISTED {
+            list.push(format!(
+                "and {} more (all of them: --format json)",
+                files.len() - BACKUP_LISTED
+            ));
+        }
         row(
             BACKUP,
             check,
