@@ -151,17 +151,20 @@ fn format_into(line: &mut String, at: SystemTime, d: &Denial<'_>) {
     timestamp(line, at);
     line.push_str("  INFO policy denial");
     for (key, value) in [
-        ("request_id", d.request_id),
-        ("member", d.member),
-        ("path", d.path),
-        ("decision", d.decision),
-        ("reason", d.reason),
+        (" request_id=", d.request_id),
+        (" member=", d.member),
+        (" path=", d.path),
     ] {
-        line.push(' ');
         line.push_str(key);
-        line.push('=');
         crate::deny::push_json_string(line, value);
     }
+    // Codes clawgate names itself (`decision`, `reason`): nothing to escape.
+    debug_assert!(!crate::deny::needs_escape(d.decision) && !crate::deny::needs_escape(d.reason));
+    for (key, value) in [(" decision=\"", d.decision), ("\" reason=\"", d.reason)] {
+        line.push_str(key);
+        line.push_str(value);
+    }
+    line.push('"');
     line.push_str(" diff=");
     // The diff is JSON made here (one line, escaped); it goes in as is.
     line.push_str(d.diff);
