@@ -9,8 +9,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use http::HeaderMap;
-
 use crate::cidr::{canonical, CidrSet};
 
 /// How the client IP was derived, for the access log.
@@ -45,9 +43,10 @@ pub struct ClientIp {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadForwardedFor(pub String);
 
-pub fn resolve(
+/// `forwarded_for`: the request's `X-Forwarded-For` values, in order.
+pub fn resolve<'v>(
     peer: SocketAddr,
-    headers: &HeaderMap,
+    forwarded_for: impl IntoIterator<Item = &'v [u8]>,
     trusted: &CidrSet,
 ) -> Result<ClientIp, BadForwardedFor> {
     let peer_ip = canonical(peer.ip());
@@ -60,10 +59,9 @@ pub fn resolve(
         return Ok(socket);
     }
     let mut hops: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        let text = value
-            .to_str()
-            .map_err(|_| BadForwardedFor("X-Forwarded-For is not visible ASCII".into()))?;
+    for value in forwarded_for {
+        let text = crate::proxy::fields::text(value)
+            .ok_or_else(|| BadForwardedFor("X-Forwarded-For is not visible ASCII".into()))?;
         for hop in text.split(',') {
             let hop = hop.trim();
             if hop.is_empty() {
@@ -127,25 +125,20 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use crate::cidr::parse_list;
-    use http::HeaderValue;
 
     fn trusted() -> CidrSet {
         CidrSet::new(parse_list("10.0.0.0/8").unwrap())
     }
 
-    fn xff(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
-        }
-        h
+    fn xff(values: &[&'static str]) -> Vec<&'static [u8]> {
+        values.iter().map(|v| v.as_bytes()).collect()
     }
 
     #[test]
     fn untrusted_peer_forwarded_for_is_ignored() {
         let r = resolve(
             "203.0.113.5:1000".parse().unwrap(),
-            &xff(&["1.1.1.1"]),
+            xff(&["1.1.1.1"]),
             &trusted(),
         )
         .unwrap();
@@ -157,7 +150,7 @@ mod tests {
     #[test]
     fn rightmost_untrusted_hop_wins() {
         let h = xff(&["6.6.6.6, 198.51.100.7", "10.1.1.1"]);
-        let r = resolve("10.0.0.2:1000".parse().unwrap(), &h, &trusted()).unwrap();
+        let r = resolve("10.0.0.2:1000".parse().unwrap(), h, &trusted()).unwrap();
         assert_eq!(r.ip, "198.51.100.7".parse::<IpAddr>().unwrap());
         assert_eq!(r.source, IpSource::ForwardedFor { hop_from_right: 2 });
     }
@@ -165,7 +158,7 @@ mod tests {
     #[test]
     fn all_trusted_hops_fall_back_to_leftmost() {
         let h = xff(&["10.9.9.9, 10.1.1.1"]);
-        let r = resolve("10.0.0.2:1000".parse().unwrap(), &h, &trusted()).unwrap();
+        let r = resolve("10.0.0.2:1000".parse().unwrap(), h, &trusted()).unwrap();
         assert_eq!(r.ip, "10.9.9.9".parse::<IpAddr>().unwrap());
     }
 
@@ -173,7 +166,7 @@ mod tests {
     fn trusted_peer_without_header_is_the_client() {
         let r = resolve(
             "10.0.0.2:1000".parse().unwrap(),
-            &HeaderMap::new(),
+            std::iter::empty(),
             &trusted(),
         )
         .unwrap();
@@ -185,14 +178,14 @@ mod tests {
     fn ports_and_brackets_are_accepted() {
         let r = resolve(
             "10.0.0.2:1".parse().unwrap(),
-            &xff(&["[2001:db8::1]:443"]),
+            xff(&["[2001:db8::1]:443"]),
             &trusted(),
         )
         .unwrap();
         assert_eq!(r.ip, "2001:db8::1".parse::<IpAddr>().unwrap());
         let r = resolve(
             "10.0.0.2:1".parse().unwrap(),
-            &xff(&["192.0.2.1:8080"]),
+            xff(&["192.0.2.1:8080"]),
             &trusted(),
         )
         .unwrap();
@@ -203,7 +196,7 @@ mod tests {
     fn garbage_from_trusted_peer_is_an_error() {
         for bad in ["unknown", "1.2.3", "::ffff:zz", "1.2.3.4:99999"] {
             assert!(
-                resolve("10.0.0.2:1".parse().unwrap(), &xff(&[bad]), &trusted()).is_err(),
+                resolve("10.0.0.2:1".parse().unwrap(), xff(&[bad]), &trusted()).is_err(),
                 "{bad}"
             );
         }
@@ -213,7 +206,7 @@ mod tests {
     fn mapped_peer_is_canonicalised() {
         let r = resolve(
             "[::ffff:10.0.0.2]:1".parse().unwrap(),
-            &xff(&["192.0.2.1"]),
+            xff(&["192.0.2.1"]),
             &trusted(),
         )
         .unwrap();

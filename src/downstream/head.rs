@@ -1,15 +1,15 @@
 //! Reading a request head for the lean loop: httparse over the connection's
-//! buffer, then `http` types that share the buffer's bytes (as hyper's
-//! own parser does). Only plain requests are taken: HTTP/1.1, no body, no
-//! upgrade, no `Expect`; anything else is handed to hyper whole.
+//! buffer, then a [`ClientRequest`] whose fields are slices of the bytes
+//! read (`proxy::fields`). Only plain requests are taken: HTTP/1.1, no
+//! body, no upgrade, no `Expect`; anything else is handed to hyper whole.
 
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri};
 
-use crate::proxy::RequestBody;
+use crate::proxy::fields::Builder;
+use crate::proxy::ClientRequest;
 
 /// Headers per request, as hyper is configured (`max_headers`).
 pub const MAX_HEADERS: usize = 100;
@@ -31,18 +31,15 @@ pub enum Head {
 }
 
 pub struct Plain {
-    pub req: Request<RequestBody>,
+    pub req: ClientRequest,
     /// The client sent `Connection: close`.
     pub close: bool,
 }
 
 pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    // Where each name and value sit (u16: longer heads go to hyper), so
-    // the values can share the buffer once it is frozen.
-    let mut spans = [[0u16; 4]; MAX_HEADERS];
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
-    let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
+    let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
         Ok(httparse::Status::Complete(_)) => return Head::Malformed(too_large()),
         Ok(httparse::Status::Partial) if buf.len() >= max_head => {
@@ -55,6 +52,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Head::Handover,
         Err(_) => return Head::Malformed(StatusCode::BAD_REQUEST),
     };
+    // Heads over 64 KiB (max_header_bytes raised) are rare: hyper reads them.
     if parsed.version != Some(1) || len > usize::from(u16::MAX) {
         return Head::Handover;
     }
@@ -65,10 +63,10 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         return Head::Handover;
     }
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u16;
+    let at = |s: &[u8]| s.as_ptr() as usize - base;
     let mut close = false;
-    let count = parsed.headers.len();
-    for (h, span) in parsed.headers.iter().zip(spans.iter_mut()) {
+    let mut fields = Builder::new();
+    for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
         let plain = match name.len() {
             // `Content-Length: 0` is a bodyless request too.
@@ -87,35 +85,18 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
             return Head::Handover;
         }
         let (n, v) = (at(name), at(h.value));
-        *span = [n, n + name.len() as u16, v, v + h.value.len() as u16];
+        fields.push((n, n + name.len()), (v, v + h.value.len()));
     }
     let method = Method::from_bytes(method.as_bytes());
-    let target = [
-        at(target.as_bytes()),
-        at(target.as_bytes()) + target.len() as u16,
-    ];
-    let head = buf.split_to(len).freeze();
-    let slice = |[from, to]: [u16; 2]| head.slice(usize::from(from)..usize::from(to));
+    let target = (at(target.as_bytes()), at(target.as_bytes()) + target.len());
     let Ok(method) = method else {
         return Head::Malformed(StatusCode::BAD_REQUEST);
     };
-    let Ok(uri) = Uri::from_maybe_shared(slice(target)) else {
+    let fields = fields.finish(buf.split_to(len));
+    let Ok(uri) = Uri::from_maybe_shared(fields.head_slice(target.0, target.1)) else {
         return Head::Malformed(StatusCode::BAD_REQUEST);
     };
-    let mut headers = HeaderMap::with_capacity(count);
-    for &[n0, n1, v0, v1] in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[usize::from(n0)..usize::from(n1)]);
-        let value = HeaderValue::from_maybe_shared(slice([v0, v1]));
-        let (Ok(name), Ok(value)) = (name, value) else {
-            return Head::Malformed(StatusCode::BAD_REQUEST);
-        };
-        headers.append(name, value);
-    }
-    let mut req = Request::new(RequestBody::Empty);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
+    let req = ClientRequest::plain(method, uri, fields);
     Head::Plain(Plain { req, close })
 }
 
@@ -154,10 +135,10 @@ mod tests {
         let (p, rest) = plain(
             "GET /a?b=1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next",
         );
-        assert_eq!(p.req.method(), Method::GET);
-        assert_eq!(p.req.uri().path_and_query().unwrap().as_str(), "/a?b=1");
-        assert_eq!(p.req.headers()["authorization"], "Bearer x");
-        assert_eq!(p.req.headers().get_all("x-a").iter().count(), 2);
+        assert_eq!(p.req.method, Method::GET);
+        assert_eq!(p.req.uri.path_and_query().unwrap().as_str(), "/a?b=1");
+        assert_eq!(p.req.fields.get_str("authorization"), Some("Bearer x"));
+        assert_eq!(p.req.fields.get_all("x-a").count(), 2);
         assert!(!p.close);
         assert_eq!(&rest[..], b"GET /next");
     }

@@ -50,7 +50,7 @@ where
         seen.store(true, Ordering::Relaxed);
         let (state, conn) = (state.clone(), conn.clone());
         async move {
-            let req = req.map(proxy::RequestBody::from);
+            let req = proxy::ClientRequest::from_hyper(req);
             let Ok(mut resp) = proxy::serve(state, conn, req).await;
             // hyper writes heads from a HeaderMap: the prewritten fields go in.
             let fields = proxy::take_head_fields(resp.body_mut());

@@ -3,24 +3,24 @@
 
 use std::borrow::Cow;
 
-use http::header::{self, HeaderMap};
+use super::fields::{text, Fields};
 
 /// The one `Cookie` line for the upstream: every `Cookie` field joined
 /// with "; " (HTTP/2 sends one per cookie; RFC 9113 §8.2.3), without
 /// clawgate's session cookie. `None` when nothing is left.
-pub(super) fn upstream_line<'h>(headers: &'h HeaderMap, session: &str) -> Option<Cow<'h, str>> {
-    let mut values = headers.get_all(header::COOKIE).iter();
+pub(super) fn upstream_line<'h>(fields: &'h Fields, session: &str) -> Option<Cow<'h, str>> {
+    let mut values = fields.get_all("cookie");
     let first = values.next()?;
     let single = values.next().is_none();
-    if let (true, Ok(s)) = (single, first.to_str()) {
+    if let (true, Some(s)) = (single, text(first)) {
         if !s.contains(session) {
             return Some(Cow::Borrowed(s));
         }
     }
     let mut line = String::new();
-    for v in headers.get_all(header::COOKIE) {
-        // A non-UTF-8 Cookie field cannot be taken apart safely: dropped.
-        let Ok(s) = v.to_str() else { continue };
+    for v in fields.get_all("cookie") {
+        // A non-ASCII Cookie field cannot be taken apart safely: dropped.
+        let Some(s) = text(v) else { continue };
         for pair in s.split(';') {
             let pair = pair.trim();
             let key = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
@@ -37,11 +37,10 @@ pub(super) fn upstream_line<'h>(headers: &'h HeaderMap, session: &str) -> Option
 }
 
 /// Find a cookie's value in the `Cookie` headers.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+pub fn cookie<'h>(fields: &'h Fields, name: &str) -> Option<&'h str> {
+    fields
+        .get_all("cookie")
+        .filter_map(text)
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (k, v) = pair.trim().split_once('=')?;
@@ -52,7 +51,7 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn cookie_lookup_finds_the_named_pair() {
@@ -61,7 +60,8 @@ mod tests {
             "cookie",
             HeaderValue::from_static("a=1; clawgate_session=xyz"),
         );
-        assert_eq!(cookie(&h, "clawgate_session"), Some("xyz"));
-        assert_eq!(cookie(&h, "b"), None);
+        let f = Fields::from_header_map(&h);
+        assert_eq!(cookie(&f, "clawgate_session"), Some("xyz"));
+        assert_eq!(cookie(&f, "b"), None);
     }
 }

@@ -5,15 +5,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Response, StatusCode, Version};
 use http_body_util::{Either, Limited};
 use hyper::body::Body as _;
 
 use super::headers::{self, Caller, Forwarding};
 use super::upstream::{self, UpstreamError};
 use super::{
-    conn, member_label, tunnel, Body, Conn, Exchange, Refusal, RequestBody, SESSION_COOKIE,
+    conn, member_label, tunnel, Body, ClientRequest, Conn, Exchange, Refusal, SESSION_COOKIE,
 };
 use crate::client_ip;
 use crate::config::Snapshot;
@@ -24,17 +25,26 @@ pub(super) async fn forward(
     state: &Arc<State>,
     snap: &Snapshot,
     conn: &Conn,
-    mut req: Request<RequestBody>,
+    req: ClientRequest,
     ex: &mut Exchange,
     caller: Caller<'_>,
     upstream_idx: usize,
-    host: Option<HeaderValue>,
+    host: Option<Bytes>,
 ) -> Result<Response<Body>, Refusal> {
     let up = &snap.upstreams[upstream_idx];
     ex.upstream = Some(upstream_idx);
     let limit = snap.limits.max_body_bytes;
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+    let ClientRequest {
+        method,
+        uri,
+        version,
+        fields,
+        body,
+        upgrade: mut client_upgrade,
+    } = req;
+    let content_length = fields.get("content-length");
+    if let Some(len) = content_length {
+        match super::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
             Some(n) if n > limit => return Err(Refusal::PayloadTooLarge),
             Some(_) => {}
             None => return Err(Refusal::BadRequest("bad_content_length")),
@@ -43,18 +53,18 @@ pub(super) async fn forward(
     // Only WebSocket is tunnelled. Any other Upgrade (h2c) is ignored, as
     // RFC 9110 §7.8 allows: the gateway must never switch to a protocol
     // whose requests would bypass clawgate.
-    let upgrade = if req.version() == Version::HTTP_11 {
-        headers::upgrade_requested(req.headers())
-            .filter(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    let upgrade = if version == Version::HTTP_11 {
+        headers::upgrade_requested(&fields).filter(|u| u.eq_ignore_ascii_case(b"websocket"))
     } else {
         None
     };
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    // Kept for the grant of a tunnel or event stream (a cheap clone).
-    let origin = req.headers().get(header::ORIGIN).cloned();
+    if upgrade.is_none() {
+        client_upgrade = None;
+    }
+    // Kept for the grant of a tunnel or event stream.
+    let origin = fields.get("origin");
 
-    let (parts, body) = req.into_parts();
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
     let client = ex.client.expect("client ip resolved before forwarding");
     let client_ip = match client.source {
         client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
@@ -64,28 +74,28 @@ pub(super) async fn forward(
     let body = Limited::new(body, limit as usize);
     // A body of unknown length (HTTP/1.1 chunked, or h2 without
     // content-length) goes to the gateway chunked.
-    let chunked = !body.is_end_stream() && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let chunked = !body.is_end_stream() && content_length.is_none();
     let mut head = head_buffer::take();
     headers::write_request_head(
         &mut head,
-        &parts.method,
+        &method,
         target,
-        &parts.headers,
+        &fields,
         up,
         &caller,
         &Forwarding {
             client_ip,
             proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-            host,
+            host: host.as_deref(),
             request_id: &ex.request_id,
             peer_trusted: client.peer_trusted,
-            upgrade: upgrade.clone(),
+            upgrade,
             session_cookie: SESSION_COOKIE,
         },
         chunked,
     );
     let out = upstream::Outgoing {
-        method: &parts.method,
+        method: &method,
         head: &head,
         body,
         chunked,
@@ -123,7 +133,7 @@ pub(super) async fn forward(
         )
     };
     duration.observe(elapsed.as_secs_f64());
-    let (mut resp, fields) = match result {
+    let (mut resp, gateway) = match result {
         Ok(r) => r,
         Err(e) => {
             if e.is_upstream_fault() {
@@ -175,22 +185,20 @@ pub(super) async fn forward(
                 .map(|p| p.path().to_string())
                 .unwrap_or_default(),
             upstream: up.name.clone(),
-            websocket: upgrade
-                .as_ref()
-                .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")),
+            websocket: upgrade.is_some_and(|u| u.eq_ignore_ascii_case(b"websocket")),
         };
-        let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
+        let origin = origin.map(<[u8]>::to_vec);
         let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
         tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
     }
     let rid = ex.request_id.clone();
-    let watch = fields.event_stream.then(|| {
-        let origin = origin.as_ref().map(|o| o.as_bytes().to_vec());
+    let watch = gateway.event_stream.then(|| {
+        let origin = origin.map(<[u8]>::to_vec);
         let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
         tunnel::StreamWatch::register(state, grant, rid.clone())
     });
     Ok(resp.map(|b| {
-        let body = upstream::ResponseBody::new(b, fields, reset, rid);
+        let body = upstream::ResponseBody::new(b, gateway, reset, rid);
         Either::Left(match watch {
             Some(w) => body.watched(w),
             None => body,

@@ -5,23 +5,18 @@
 //! it. Forwarding headers from untrusted peers are dropped and rewritten;
 //! credentials meant for clawgate never travel upstream.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Version};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::Version;
 
+use super::fields::{text, Fields};
 use super::upstream::wire;
-use super::{Refusal, RequestBody};
+use super::{ClientRequest, Refusal};
 use crate::config::Upstream;
 use crate::identity::Via;
 use crate::member::Member;
 
-pub const X_CLAWGATE_TOKEN: HeaderName = HeaderName::from_static("x-clawgate-token");
-pub const X_OPENCLAW_SCOPES: HeaderName = HeaderName::from_static("x-openclaw-scopes");
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Who is calling, as authorized: what identity the upstream is told about.
 pub enum Caller<'a> {
@@ -39,59 +34,56 @@ pub enum Caller<'a> {
 pub struct Forwarding<'a> {
     pub client_ip: HeaderValue,
     pub proto: HeaderValue,
-    pub host: Option<HeaderValue>,
+    pub host: Option<&'a [u8]>,
     pub request_id: &'a HeaderValue,
     pub peer_trusted: bool,
     /// `Some(value of Upgrade)` when the connection is being upgraded.
-    pub upgrade: Option<HeaderValue>,
+    pub upgrade: Option<&'a [u8]>,
     pub session_cookie: &'a str,
 }
 
-/// Does this HTTP/1.1 request ask to switch protocols?
-pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let upgrade = headers.get(header::UPGRADE)?;
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+/// Does this HTTP/1.1 request ask to switch protocols? The `Upgrade` value.
+pub fn upgrade_requested(fields: &Fields) -> Option<&[u8]> {
+    let upgrade = fields.get("upgrade")?;
+    let wants = fields
+        .get_all("connection")
+        .filter_map(text)
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    wants.then(|| upgrade.clone())
+    wants.then_some(upgrade)
 }
 
 /// Is this a hop-by-hop header (RFC 9110 §7.6.1) or one only clawgate may
-/// set? Decided from the name alone, without hashing.
-fn never_forwarded(name: &str, identity_header: &HeaderName) -> bool {
-    wire::is_hop_by_hop(name.as_bytes())
+/// set? Decided from the (lower-case) name alone, without hashing.
+fn never_forwarded(name: &[u8], identity_header: &HeaderName) -> bool {
+    wire::is_hop_by_hop(name)
         || matches!(
             name,
-            "proxy-authorization"
-                | "x-openclaw-scopes"
-                | "x-real-ip"
-                | "forwarded"
-                | "x-request-id"
+            b"proxy-authorization"
+                | b"x-openclaw-scopes"
+                | b"x-real-ip"
+                | b"forwarded"
+                | b"x-request-id"
         )
-        || name.starts_with("x-forwarded-")
-        || name.starts_with("x-clawgate-")
-        || name == identity_header.as_str()
+        || name.starts_with(b"x-forwarded-")
+        || name.starts_with(b"x-clawgate-")
+        || name == identity_header.as_str().as_bytes()
 }
 
-/// Headers named in `Connection` (hop-by-hop by declaration).
-fn connection_listed(headers: &HeaderMap, doomed: &mut Vec<HeaderName>) {
-    for v in headers.get_all(header::CONNECTION) {
-        let Ok(v) = v.to_str() else { continue };
+/// Names listed in `Connection` (hop-by-hop by declaration), as sent.
+fn connection_listed<'f>(fields: &'f Fields, doomed: &mut Vec<&'f [u8]>) {
+    for v in fields.get_all("connection").filter_map(text) {
         for t in v.split(',') {
             let t = t.trim();
             // The usual values name nothing beyond the hop-by-hop set.
-            if t.eq_ignore_ascii_case("keep-alive")
+            if t.is_empty()
+                || t.eq_ignore_ascii_case("keep-alive")
                 || t.eq_ignore_ascii_case("close")
                 || t.eq_ignore_ascii_case("upgrade")
             {
                 continue;
             }
-            if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-                doomed.push(n);
-            }
+            doomed.push(t.as_bytes());
         }
     }
 }
@@ -106,42 +98,41 @@ pub fn write_request_head(
     out: &mut Vec<u8>,
     method: &http::Method,
     target: &str,
-    headers: &HeaderMap,
+    fields: &Fields,
     up: &Upstream,
     caller: &Caller<'_>,
     f: &Forwarding<'_>,
     chunked: bool,
 ) {
     let member = matches!(caller, Caller::Member { .. });
-    let mut listed: Vec<HeaderName> = Vec::new();
-    if headers.contains_key(header::CONNECTION) {
-        connection_listed(headers, &mut listed);
+    let mut listed: Vec<&[u8]> = Vec::new();
+    if fields.contains("connection") {
+        connection_listed(fields, &mut listed);
     }
     wire::request_line(out, method, target);
     let mut cookies_written = false;
-    for (name, value) in headers {
-        let n = name.as_str();
+    for (n, value) in fields.iter() {
         if never_forwarded(n, &up.identity_header)
-            || n == "host"
-            || (member && n == "authorization")
-            || (!listed.is_empty() && listed.contains(name))
+            || n == b"host"
+            || (member && n == b"authorization")
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(n))
         {
             continue;
         }
         // A trusted proxy in front already knows the original scheme and host.
-        if f.peer_trusted && (n == "x-forwarded-proto" || n == "x-forwarded-host") {
+        if f.peer_trusted && (n == b"x-forwarded-proto" || n == b"x-forwarded-host") {
             continue;
         }
-        if n == "cookie" {
+        if n == b"cookie" {
             if !cookies_written {
                 cookies_written = true;
-                if let Some(v) = super::cookie::upstream_line(headers, f.session_cookie) {
+                if let Some(v) = super::cookie::upstream_line(fields, f.session_cookie) {
                     wire::header(out, b"cookie", v.as_bytes());
                 }
             }
             continue;
         }
-        wire::header(out, n.as_bytes(), value.as_bytes());
+        wire::header(out, n, value);
     }
 
     if let Caller::Member { member: m, .. } = caller {
@@ -154,16 +145,16 @@ pub fn write_request_head(
     }
     wire::header(out, b"host", up.host_header.as_bytes());
     wire::header(out, b"x-forwarded-for", f.client_ip.as_bytes());
-    let trusted = |name: &HeaderName| f.peer_trusted.then(|| headers.get(name)).flatten();
-    let proto = trusted(&X_FORWARDED_PROTO).unwrap_or(&f.proto);
-    wire::header(out, b"x-forwarded-proto", proto.as_bytes());
-    if let Some(h) = trusted(&X_FORWARDED_HOST).or(f.host.as_ref()) {
-        wire::header(out, b"x-forwarded-host", h.as_bytes());
+    let trusted = |name: &str| f.peer_trusted.then(|| fields.get(name)).flatten();
+    let proto = trusted("x-forwarded-proto").unwrap_or(f.proto.as_bytes());
+    wire::header(out, b"x-forwarded-proto", proto);
+    if let Some(h) = trusted("x-forwarded-host").or(f.host) {
+        wire::header(out, b"x-forwarded-host", h);
     }
     wire::header(out, b"x-request-id", f.request_id.as_bytes());
-    if let Some(u) = &f.upgrade {
+    if let Some(u) = f.upgrade {
         wire::header(out, b"connection", b"upgrade");
-        wire::header(out, b"upgrade", u.as_bytes());
+        wire::header(out, b"upgrade", u);
     }
     if chunked {
         wire::header(out, b"transfer-encoding", b"chunked");
@@ -173,32 +164,32 @@ pub fn write_request_head(
 
 /// The host the client addressed: HTTP/1 `Host` (exactly one), or the h2
 /// `:authority`. Returned for `X-Forwarded-Host`.
-pub(super) fn request_host(req: &Request<RequestBody>) -> Result<Option<HeaderValue>, Refusal> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next().cloned();
+pub(super) fn request_host(req: &ClientRequest) -> Result<Option<Bytes>, Refusal> {
+    let mut hosts = req.fields.get_all("host");
+    let first = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::BadRequest("duplicate_host"));
     }
-    match req.version() {
+    let host = match req.version {
         Version::HTTP_2 | Version::HTTP_3 => {
-            let authority = req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-            if let (Some(h), Some(a)) = (&first, &authority) {
-                if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
+            let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+            if let (Some(h), Some(a)) = (first, authority) {
+                if !h.eq_ignore_ascii_case(a) {
                     return Err(Refusal::BadRequest("host_authority_mismatch"));
                 }
             }
-            Ok(authority.or(first))
+            match authority {
+                Some(a) => Some(Bytes::copy_from_slice(a)),
+                None => first.map(|h| req.fields.shared(h)),
+            }
         }
-        Version::HTTP_11 if first.is_none() => Err(Refusal::BadRequest("missing_host")),
-        _ => Ok(first),
-    }
-    .and_then(|host| match host {
-        Some(h) if !valid_host(h.as_bytes()) => Err(Refusal::BadRequest("bad_host")),
+        Version::HTTP_11 if first.is_none() => return Err(Refusal::BadRequest("missing_host")),
+        _ => first.map(|h| req.fields.shared(h)),
+    };
+    match host {
+        Some(h) if !valid_host(&h) => Err(Refusal::BadRequest("bad_host")),
         other => Ok(other),
-    })
+    }
 }
 
 /// `host[:port]` (RFC 9110 §7.2): no userinfo, path or spaces, since it
@@ -229,6 +220,7 @@ fn valid_host(v: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::test_support::{member, upstream};
+    use http::HeaderMap;
 
     fn via() -> Via {
         Via::Cert {
@@ -240,7 +232,7 @@ mod tests {
         Forwarding {
             client_ip: HeaderValue::from_static("198.51.100.7"),
             proto: HeaderValue::from_static("https"),
-            host: Some(HeaderValue::from_static("gw.example.com")),
+            host: Some(b"gw.example.com"),
             request_id: rid,
             peer_trusted: trusted,
             upgrade: None,
@@ -255,7 +247,7 @@ mod tests {
             &mut out,
             &http::Method::GET,
             "/x?y=1",
-            h,
+            &Fields::from_header_map(h),
             up,
             caller,
             f,
@@ -386,9 +378,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("connection", HeaderValue::from_static("Upgrade"));
         h.insert("upgrade", HeaderValue::from_static("websocket"));
-        assert_eq!(upgrade_requested(&h).unwrap(), "websocket");
+        let f = Fields::from_header_map(&h);
+        assert_eq!(upgrade_requested(&f), Some(&b"websocket"[..]));
         h.insert("connection", HeaderValue::from_static("keep-alive"));
-        assert!(upgrade_requested(&h).is_none());
+        assert!(upgrade_requested(&Fields::from_header_map(&h)).is_none());
     }
 
     #[test]

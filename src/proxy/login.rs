@@ -7,9 +7,9 @@
 
 use std::time::SystemTime;
 
-use super::RequestBody;
+use super::ClientRequest;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Limited};
 
 use super::{headers, local_body, Body, Exchange, LocalBody, Refusal, SESSION_COOKIE};
@@ -82,34 +82,34 @@ fn form(next: &str) -> String {
 
 pub(super) async fn handle(
     snap: &Snapshot,
-    req: Request<RequestBody>,
+    req: ClientRequest,
     ex: &mut Exchange,
 ) -> Result<Response<Body>, Refusal> {
     let Some(sess) = &snap.session else {
         return Err(Refusal::NotFound("sessions_disabled"));
     };
     let client = ex.client.expect("client ip resolved first");
-    if req.uri().path() == LOGOUT_PATH {
+    if req.path() == LOGOUT_PATH {
         return redirect(LOGIN_PATH, session::clear_cookie(SESSION_COOKIE));
     }
-    let query_next = req.uri().query().and_then(|q| {
+    let query_next = req.uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "next")
             .map(|(_, v)| v.into_owned())
     });
-    if req.method() == Method::GET {
+    if req.method == Method::GET {
         return Ok(page(StatusCode::OK, form(safe_next(query_next.as_deref()))));
     }
-    if req.method() != Method::POST {
+    if req.method != Method::POST {
         return Err(Refusal::MethodNotAllowed);
     }
-    let origin = req.headers().get(header::ORIGIN).cloned();
+    let origin = req.fields.get("origin").map(<[u8]>::to_vec);
     let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| identity::bearer(v.as_bytes()))
+        .fields
+        .get("authorization")
+        .and_then(identity::bearer)
         .map(<[u8]>::to_vec);
-    let body = Limited::new(req.into_body(), MAX_FORM)
+    let body = Limited::new(req.body, MAX_FORM)
         .collect()
         .await
         .map_err(|_| Refusal::PayloadTooLarge)?
@@ -139,7 +139,7 @@ pub(super) async fn handle(
     ex.member = Some(member_id);
     ex.credential = Some(token_id.clone());
     let member = &snap.members[member_id];
-    let origin = origin.as_ref().map(|v| v.as_bytes());
+    let origin = origin.as_deref();
     if let Err(reason) = policy::evaluate(member, origin, client.ip) {
         ex.diff = Some(std::sync::Arc::new(policy::Explained::new(
             policy::explain(member, origin, client.ip),
@@ -163,7 +163,7 @@ pub(super) async fn handle(
 /// Without one, a browser asking for a page is sent to the login form.
 pub(super) fn session_identity(
     snap: &Snapshot,
-    req: &Request<RequestBody>,
+    req: &ClientRequest,
     now: SystemTime,
 ) -> Result<identity::Identity, Refusal> {
     let Some(sess) = &snap.session else {
@@ -172,27 +172,22 @@ pub(super) fn session_identity(
     // A browser asking for a page gets the login form instead of a JSON 401,
     // also when its cookie went stale (token rotated, key changed).
     let refuse = |reason: Reason| {
-        let wants_html = req.method() == Method::GET
+        let wants_html = req.method == Method::GET
             && req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
+                .fields
+                .get_str("accept")
                 .is_some_and(|a| a.contains("text/html"))
-            && headers::upgrade_requested(req.headers()).is_none();
+            && headers::upgrade_requested(&req.fields).is_none();
         if !wants_html {
             return Refusal::Denied(reason);
         }
-        let next = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let next = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let q: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("next", next)
             .finish();
         Refusal::LoginRedirect(format!("{}?{q}", LOGIN_PATH))
     };
-    let Some(value) = super::cookie::cookie(req.headers(), SESSION_COOKIE) else {
+    let Some(value) = super::cookie::cookie(&req.fields, SESSION_COOKIE) else {
         return Err(refuse(Reason::NoCredentials));
     };
     let claims =

@@ -7,6 +7,7 @@
 
 mod conn;
 pub mod cookie;
+pub mod fields;
 mod forward;
 mod head_fields;
 pub mod headers;
@@ -14,14 +15,17 @@ pub mod local_body;
 pub mod login;
 mod outcome;
 pub mod relay;
+mod request;
 mod request_body;
 pub mod tunnel;
 pub mod upstream;
 
 pub use conn::{Conn, CANCELS_TOLERATED};
+pub use fields::Fields;
 pub use head_fields::HeadFields;
 pub use local_body::LocalBody;
 use outcome::{record, respond};
+pub use request::ClientRequest;
 pub use request_body::RequestBody;
 
 use std::convert::Infallible;
@@ -30,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, Version};
+use http::{Method, Response, Version};
 use http_body_util::Either;
 
 use crate::client_ip::{self, ClientIp};
@@ -129,7 +133,7 @@ struct Exchange {
 pub async fn serve(
     state: Arc<State>,
     conn: Arc<Conn>,
-    req: Request<RequestBody>,
+    req: ClientRequest,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     // Dropped unanswered if the client cancels the request (h2 reset).
@@ -140,8 +144,8 @@ pub async fn serve(
     let snap = state.snapshot();
     let mut ex = Exchange {
         request_id: HeaderValue::from_static("-"),
-        method: req.method().clone(),
-        path: req.uri().path_and_query().cloned(),
+        method: req.method.clone(),
+        path: req.uri.path_and_query().cloned(),
         client: None,
         member: None,
         credential: None,
@@ -150,7 +154,10 @@ pub async fn serve(
         decision: Decision::Allow,
         reason: None,
         diff: None,
-        bytes_in: content_length(req.headers()),
+        bytes_in: req
+            .fields
+            .get_str("content-length")
+            .and_then(|v| v.parse().ok()),
     };
     let mut resp = match handle(&state, &snap, &conn, req, &mut ex).await {
         Ok(r) => r,
@@ -165,7 +172,10 @@ pub async fn serve(
                 .insert(headers::X_REQUEST_ID, ex.request_id.clone());
         }
     }
-    let bytes_out = content_length(resp.headers())
+    let bytes_out = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
         .or_else(|| head_fields(resp.body_mut()).and_then(|f| f.content_length));
     record(&state, &snap, &conn, &ex, resp.status(), bytes_out, started);
     ended.answered = true;
@@ -188,24 +198,28 @@ async fn handle(
     state: &Arc<State>,
     snap: &Snapshot,
     conn: &Conn,
-    req: Request<RequestBody>,
+    req: ClientRequest,
     ex: &mut Exchange,
 ) -> Result<Response<Body>, Refusal> {
     // Not an open proxy: origin-form (or h2 :path) only.
-    if req.method() == Method::CONNECT {
+    if req.method == Method::CONNECT {
         ex.request_id = request_id::generate();
         return Err(Refusal::MethodNotAllowed);
     }
-    if req.version() < Version::HTTP_2 && req.uri().scheme().is_some() {
+    if req.version < Version::HTTP_2 && req.uri.scheme().is_some() {
         ex.request_id = request_id::generate();
         return Err(Refusal::BadRequest("absolute_form"));
     }
     // Authority-form (`GET host:80`) and asterisk-form (`OPTIONS *`).
-    if !req.uri().path().starts_with('/') {
+    if !req.path().starts_with('/') {
         ex.request_id = request_id::generate();
         return Err(Refusal::BadRequest("bad_target"));
     }
-    let client = client_ip::resolve(conn.peer, req.headers(), &snap.trusted_proxies);
+    let client = client_ip::resolve(
+        conn.peer,
+        req.fields.get_all("x-forwarded-for"),
+        &snap.trusted_proxies,
+    );
     let client = match client {
         Ok(c) => c,
         Err(_) => {
@@ -214,32 +228,26 @@ async fn handle(
         }
     };
     ex.client = Some(client);
-    ex.request_id = request_id::assign(req.headers(), client.peer_trusted);
+    ex.request_id = request_id::assign(req.fields.get("x-request-id"), client.peer_trusted);
     let host = headers::request_host(&req)?;
-    if req
-        .headers()
-        .get_all(header::ORIGIN)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
+    if req.fields.repeated("origin") {
         return Err(Refusal::BadRequest("duplicate_origin"));
     }
 
-    if login::is_session_path(req.uri().path()) {
+    if login::is_session_path(req.path()) {
         return login::handle(snap, req, ex).await;
     }
 
     // Public routes: no member, CIDR check only, the caller's own
     // credentials travel on.
-    if let Some(route) = snap.public_route(req.uri().path()) {
+    if let Some(route) = snap.public_route(req.path()) {
         if !route.sources.contains(client.ip) {
             ex.diff = Some(Arc::new(Explained::new(Diff {
                 origin: OriginDiff {
                     presented: req
-                        .headers()
-                        .get(header::ORIGIN)
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                        .fields
+                        .get("origin")
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
                     allowed: Vec::new(),
                     nearest: None,
                     hint: format!("public route {}: origin not checked", route.path_prefix),
@@ -266,15 +274,13 @@ async fn handle(
     }
 
     // Identify.
-    let h = req.headers();
+    let h = &req.fields;
     let presented = identity::Presented {
         cert: conn.cert.as_ref(),
-        bearer: h
-            .get(header::AUTHORIZATION)
-            .and_then(|v| identity::bearer(v.as_bytes())),
+        bearer: h.get("authorization").and_then(identity::bearer),
         header_token: h
-            .get(headers::X_CLAWGATE_TOKEN)
-            .map(|v| v.as_bytes().trim_ascii())
+            .get("x-clawgate-token")
+            .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty()),
     };
     let now = SystemTime::now();
@@ -332,7 +338,7 @@ async fn handle(
     let member = &snap.members[id.member];
 
     // Policy.
-    let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
+    let origin = req.fields.get("origin");
     let (gen, ip) = (snap.generation, client.ip);
     let refused = conn
         .refused_again(gen, id.member, origin, ip)
@@ -370,11 +376,6 @@ async fn handle(
         host,
     )
     .await
-}
-
-/// A message's declared body length; streamed bodies have none.
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
