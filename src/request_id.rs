@@ -1,12 +1,82 @@
 //! Request IDs: a UUIDv7 per request (time-ordered, so log lines sort by
 //! arrival), or the ID a trusted proxy in front already assigned.
 
+use std::fmt;
+
+use bytes::Bytes;
 use http::HeaderValue;
 
 pub const HEADER: &str = "x-request-id";
 
 /// Longest incoming ID we keep from a trusted proxy.
 const MAX_INCOMING: usize = 128;
+
+/// One request's ID. A minted one is held inline, so making, copying and
+/// writing it allocate nothing (as a `HeaderValue` it was two allocations
+/// per request: the bytes, then the shared handle its first clone makes).
+/// Always visible ASCII.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Minted([u8; 36]),
+    /// A trusted proxy's, checked by [`assign`]; or a fixed placeholder.
+    Kept(Bytes),
+}
+
+impl RequestId {
+    /// Before the request has one (it is assigned first thing).
+    pub const UNSET: RequestId = RequestId(Repr::Kept(Bytes::from_static(b"-")));
+
+    /// A fixed ID (tests); must be visible ASCII.
+    pub fn from_static(id: &'static str) -> RequestId {
+        assert!(
+            id.bytes().all(|b| b.is_ascii_graphic()),
+            "request IDs are visible ASCII"
+        );
+        RequestId(Repr::Kept(Bytes::from_static(id.as_bytes())))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Minted(b) => b,
+            Repr::Kept(b) => b,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex and hyphens, or bytes `assign` checked are visible ASCII.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("-")
+    }
+
+    /// For hyper's side, which writes heads from a `HeaderMap`.
+    pub fn to_header_value(&self) -> HeaderValue {
+        match &self.0 {
+            Repr::Minted(b) => HeaderValue::from_bytes(b),
+            Repr::Kept(b) => HeaderValue::from_maybe_shared(b.clone()),
+        }
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<&str> for RequestId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
 
 /// A fresh UUIDv7 (RFC 9562 §5.7): 48 bits of Unix milliseconds, then 74
 /// random bits from a per-thread wyrand stream seeded by the OS.
@@ -15,7 +85,7 @@ const MAX_INCOMING: usize = 128;
 /// echoed to the client and logged), so a seeded generator does; `uuid`'s
 /// `now_v7` with its ChaCha source and a shared counter cost ≈750
 /// instructions per request, this about a third of it.
-pub fn generate() -> HeaderValue {
+pub fn generate() -> RequestId {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
@@ -45,7 +115,7 @@ pub fn generate() -> HeaderValue {
     let hi = (ms << 16) | 0x7000 | (r1 & 0x0fff);
     let lo = (r2 & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     let id = (u128::from(hi) << 64) | u128::from(lo);
-    HeaderValue::from_bytes(&hyphenated(id)).expect("a UUID is a valid header value")
+    RequestId(Repr::Minted(hyphenated(id)))
 }
 
 /// The 8-4-4-4-12 lowercase hex form, a byte at a time (the `uuid`
@@ -67,13 +137,11 @@ fn hyphenated(id: u128) -> [u8; 36] {
 
 /// Keep a trusted proxy's ID (`incoming`, the request's `X-Request-Id`)
 /// if it is short and printable; else mint one.
-pub fn assign(incoming: Option<&[u8]>, peer_trusted: bool) -> HeaderValue {
+pub fn assign(incoming: Option<&[u8]>, peer_trusted: bool) -> RequestId {
     if peer_trusted {
         if let Some(b) = incoming {
             if !b.is_empty() && b.len() <= MAX_INCOMING && b.iter().all(|c| c.is_ascii_graphic()) {
-                if let Ok(v) = HeaderValue::from_bytes(b) {
-                    return v;
-                }
+                return RequestId(Repr::Kept(Bytes::copy_from_slice(b)));
             }
         }
     }
@@ -97,11 +165,11 @@ mod tests {
         let a = generate();
         let b = generate();
         assert_ne!(a, b);
-        let u = uuid::Uuid::parse_str(a.to_str().unwrap()).unwrap();
+        let u = uuid::Uuid::parse_str(a.as_str()).unwrap();
         assert_eq!(u.get_version_num(), 7);
         assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
-        let ms = |v: &HeaderValue| {
-            let u = uuid::Uuid::parse_str(v.to_str().unwrap()).unwrap();
+        let ms = |v: &RequestId| {
+            let u = uuid::Uuid::parse_str(v.as_str()).unwrap();
             let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
             secs * 1000 + u64::from(nanos) / 1_000_000
         };
@@ -122,6 +190,6 @@ mod tests {
         assert_eq!(assign(Some(b"edge-123"), true), "edge-123");
         assert_ne!(assign(Some(b"edge-123"), false), "edge-123");
         assert_ne!(assign(Some(b"has space"), true), "has space");
-        assert_ne!(assign(Some(&[b'x'; 129]), true).len(), 129);
+        assert_ne!(assign(Some(&[b'x'; 129]), true).as_bytes().len(), 129);
     }
 }

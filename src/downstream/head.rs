@@ -85,7 +85,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
             return Head::Handover;
         }
         let (n, v) = (at(name), at(h.value));
-        fields.push((n, n + name.len()), (v, v + h.value.len()));
+        fields.push(name, (n, n + name.len()), (v, v + h.value.len()));
     }
     let method = Method::from_bytes(method.as_bytes());
     let target = (at(target.as_bytes()), at(target.as_bytes()) + target.len());

@@ -267,7 +267,7 @@ where
     } else {
         "request_head_too_large"
     };
-    let answer = crate::deny::error(status, why, rid.to_str().unwrap_or("-"));
+    let answer = crate::deny::error(status, why, rid.as_str());
     let mut resp = proxy::local_body::answer(answer).map(Either::Right);
     if let Some(f) = proxy::head_fields(resp.body_mut()) {
         f.request_id = Some(rid);

@@ -241,7 +241,7 @@ mod tests {
             lines: bytes::Bytes::from_static(
                 b"Content-Length: 2\r\nDate: Tue, 24 Nov 2026 10:00:00 GMT\r\nX-Up: 1\r\n",
             ),
-            request_id: Some(HeaderValue::from_static("r1")),
+            request_id: Some(crate::request_id::RequestId::from_static("r1")),
             has_date: true,
             event_stream: false,
             content_length: Some(2),

@@ -44,6 +44,20 @@ fn span_list() -> Vec<Span> {
 pub struct Fields {
     buf: Bytes,
     spans: Vec<Span>,
+    /// A bit per name present (see [`name_bit`]): most names the request
+    /// path asks for are absent, and this answers those without a scan.
+    present: u64,
+}
+
+/// A name's bit in [`Fields::present`], the same for any case of it.
+fn name_bit(name: &[u8]) -> u64 {
+    let (Some(first), Some(last)) = (name.first(), name.last()) else {
+        return 0;
+    };
+    // `| 0x20` lower-cases letters and leaves a token's other bytes the
+    // same whichever form the name is in.
+    let h = name.len() as u32 * 7 + u32::from(first | 0x20) * 3 + u32::from(last | 0x20);
+    1 << (h & 63)
 }
 
 impl Drop for Fields {
@@ -66,16 +80,22 @@ impl Drop for Fields {
 /// [`Builder::push`]), then lower-cases their names in place.
 pub struct Builder {
     spans: Vec<Span>,
+    present: u64,
 }
 
 impl Builder {
     pub fn new() -> Builder {
-        Builder { spans: span_list() }
+        Builder {
+            spans: span_list(),
+            present: 0,
+        }
     }
 
-    /// A field whose name and value are at these byte ranges of the
-    /// buffer [`Builder::finish`] will get.
-    pub fn push(&mut self, name: (usize, usize), value: (usize, usize)) {
+    /// A field called `name` (as it is in the buffer) whose name and value
+    /// are at these byte ranges of the buffer [`Builder::finish`] will get.
+    pub fn push(&mut self, name: &[u8], at: (usize, usize), value: (usize, usize)) {
+        self.present |= name_bit(name);
+        let name = at;
         self.spans.push(Span {
             name: (name.0 as u32, name.1 as u32),
             value: (value.0 as u32, value.1 as u32),
@@ -90,6 +110,7 @@ impl Builder {
         Fields {
             buf: head.freeze(),
             spans: self.spans,
+            present: self.present,
         }
     }
 }
@@ -106,6 +127,7 @@ impl Fields {
         Fields {
             buf: Bytes::new(),
             spans: Vec::new(),
+            present: 0,
         }
     }
 
@@ -119,12 +141,13 @@ impl Fields {
             buf.extend_from_slice(name.as_str().as_bytes());
             let v = buf.len();
             buf.extend_from_slice(value.as_bytes());
-            b.push((n, v), (v, buf.len()));
+            b.push(name.as_str().as_bytes(), (n, v), (v, buf.len()));
         }
         // `HeaderName`s are lower case already.
         Fields {
             buf: buf.freeze(),
             spans: b.spans,
+            present: b.present,
         }
     }
 
@@ -148,7 +171,11 @@ impl Fields {
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
         debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
         let name = name.as_bytes();
-        self.spans.iter().filter_map(move |s| {
+        let spans = match self.present & name_bit(name) {
+            0 => &[][..],
+            _ => &self.spans[..],
+        };
+        spans.iter().filter_map(move |s| {
             let len = (s.name.1 - s.name.0) as usize;
             (len == name.len() && self.name(s) == name).then(|| self.value(s))
         })
@@ -218,7 +245,7 @@ mod tests {
         for (n, v) in fields {
             let at = head.find(&format!("{n}: {v}")).expect("field in head");
             let vat = at + n.len() + 2;
-            b.push((at, at + n.len()), (vat, vat + v.len()));
+            b.push(n.as_bytes(), (at, at + n.len()), (vat, vat + v.len()));
         }
         b.finish(buf)
     }
@@ -244,6 +271,30 @@ mod tests {
         let names: Vec<&[u8]> = f.iter().map(|(n, _)| n).collect();
         assert_eq!(names, [&b"host"[..], b"x-a", b"authorization", b"x-a"]);
         assert_eq!(&f.shared(f.get("host").unwrap())[..], b"gw");
+    }
+
+    #[test]
+    fn a_name_is_found_whatever_its_case_and_absent_names_are_not() {
+        let names = [
+            "Host",
+            "ORIGIN",
+            "x-Forwarded-For",
+            "X-Request-ID",
+            "Cookie",
+            "Content-Length",
+            "X-Clawgate-Token",
+            "~odd!name",
+            "1-digit",
+        ];
+        let head: String = names.iter().map(|n| format!("{n}: v\r\n")).collect();
+        let pairs: Vec<(&str, &str)> = names.iter().map(|n| (*n, "v")).collect();
+        let f = lean(&head, &pairs);
+        for n in names {
+            assert_eq!(f.get(&n.to_ascii_lowercase()), Some(&b"v"[..]), "{n}");
+        }
+        for absent in ["authorization", "upgrade", "connection", "x-forwarded-host", "accept"] {
+            assert_eq!(f.get(absent), None, "{absent}");
+        }
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub(super) async fn forward(
             return Err(Refusal::Upstream(UpstreamError::Reset));
         };
         let info = tunnel::LogInfo {
-            request_id: ex.request_id.to_str().unwrap_or("-").to_string(),
+            request_id: ex.request_id.to_string(),
             member: member_label(snap, ex).to_string(),
             credential: ex.credential.clone(),
             client_ip: client.ip.to_string(),

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::headers::X_REQUEST_ID;
+use crate::request_id::RequestId;
 
 /// Header fields laid out as the client gets them, `name: value\r\n`
 /// lines, so the HTTP/1.1 loop writes them as they are and no `HeaderMap`
@@ -25,7 +26,7 @@ pub struct HeadFields {
     /// This proxy's request ID, written after the lines. It rides here
     /// rather than in the response's `HeaderMap`, which would otherwise be
     /// allocated for this one field on every proxied response.
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<RequestId>,
     pub has_date: bool,
     /// `Content-Type: text/event-stream`.
     pub event_stream: bool,
@@ -86,7 +87,7 @@ impl HeadFields {
             }
         }
         if let Some(id) = &self.request_id {
-            map.insert(X_REQUEST_ID, id.clone());
+            map.insert(X_REQUEST_ID, id.to_header_value());
         }
     }
 }

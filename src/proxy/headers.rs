@@ -15,6 +15,7 @@ use super::{ClientRequest, Refusal};
 use crate::config::Upstream;
 use crate::identity::Via;
 use crate::member::Member;
+use crate::request_id::RequestId;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -35,7 +36,7 @@ pub struct Forwarding<'a> {
     pub client_ip: HeaderValue,
     pub proto: HeaderValue,
     pub host: Option<&'a [u8]>,
-    pub request_id: &'a HeaderValue,
+    pub request_id: &'a RequestId,
     pub peer_trusted: bool,
     /// `Some(value of Upgrade)` when the connection is being upgraded.
     pub upgrade: Option<&'a [u8]>,
@@ -195,6 +196,22 @@ pub(super) fn request_host(req: &ClientRequest) -> Result<Option<Bytes>, Refusal
 /// `host[:port]` (RFC 9110 §7.2): no userinfo, path or spaces, since it
 /// travels on as `X-Forwarded-Host`.
 fn valid_host(v: &[u8]) -> bool {
+    /// A registered name's bytes: unreserved, sub-delims and `%`.
+    const REG_NAME: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = (i as u8).is_ascii_alphanumeric();
+            i += 1;
+        }
+        let extra = b"-._~%!$&'()*+,;=";
+        let mut j = 0;
+        while j < extra.len() {
+            t[extra[j] as usize] = true;
+            j += 1;
+        }
+        t
+    };
     let (host, port) = match v.iter().rposition(|b| *b == b':') {
         Some(i) if !v[i..].contains(&b']') => (&v[..i], Some(&v[i + 1..])),
         _ => (v, None),
@@ -206,12 +223,7 @@ fn valid_host(v: &[u8]) -> bool {
                     .iter()
                     .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
         }
-        None => {
-            !host.is_empty()
-                && host
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
-        }
+        None => !host.is_empty() && host.iter().all(|&b| REG_NAME[usize::from(b)]),
     };
     host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
@@ -228,7 +240,7 @@ mod tests {
         }
     }
 
-    fn fwd<'a>(rid: &'a HeaderValue, trusted: bool) -> Forwarding<'a> {
+    fn fwd<'a>(rid: &'a RequestId, trusted: bool) -> Forwarding<'a> {
         Forwarding {
             client_ip: HeaderValue::from_static("198.51.100.7"),
             proto: HeaderValue::from_static("https"),
@@ -300,7 +312,7 @@ mod tests {
     fn member_requests_lose_credentials_and_forgeries() {
         let m = member("alice");
         let up = upstream("prod", "127.0.0.1:18789");
-        let rid = HeaderValue::from_static("rid-1");
+        let rid = RequestId::from_static("rid-1");
         let mut h = hostile();
         prepare_request(
             &mut h,
@@ -339,7 +351,7 @@ mod tests {
     #[test]
     fn public_routes_keep_their_own_authorization_but_get_no_identity() {
         let up = upstream("prod", "127.0.0.1:18789");
-        let rid = HeaderValue::from_static("rid-1");
+        let rid = RequestId::from_static("rid-1");
         let mut h = hostile();
         prepare_request(
             &mut h,
@@ -357,7 +369,7 @@ mod tests {
     fn trusted_peer_keeps_its_proto_and_host() {
         let m = member("alice");
         let up = upstream("prod", "127.0.0.1:18789");
-        let rid = HeaderValue::from_static("rid-1");
+        let rid = RequestId::from_static("rid-1");
         let mut h = hostile();
         prepare_request(
             &mut h,
@@ -371,6 +383,34 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "gopher");
         assert_eq!(h["x-forwarded-host"], "evil");
         assert_eq!(h["x-forwarded-user"], "alice");
+    }
+
+    #[test]
+    fn hosts_are_names_or_ip_literals_with_an_optional_port() {
+        for ok in [
+            "gw.example.com",
+            "127.0.0.1:19010",
+            "[::1]:443",
+            "[2001:db8::1]",
+            "a-b_c~d%20.x",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "user@host",
+            "host/path",
+            "h:123456",
+            "h:8o",
+            "[]",
+            "[zz]:1",
+            "a:b:80",
+            "gw\x7f",
+            "caf\u{e9}",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]
@@ -388,7 +428,7 @@ mod tests {
     fn cookie_fields_travel_as_one_line_without_the_session_cookie() {
         let m = member("alice");
         let up = upstream("prod", "127.0.0.1:18789");
-        let rid = HeaderValue::from_static("rid-1");
+        let rid = RequestId::from_static("rid-1");
         let caller = Caller::Member {
             member: &m,
             via: &via(),

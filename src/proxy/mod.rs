@@ -32,7 +32,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::uri::PathAndQuery;
 use http::{Method, Response, Version};
 use http_body_util::Either;
@@ -45,7 +45,7 @@ use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
 use crate::origin::OriginDiff;
 use crate::policy::{self, Diff, Explained};
-use crate::request_id;
+use crate::request_id::{self, RequestId};
 use crate::state::State;
 use forward::forward;
 use headers::Caller;
@@ -115,7 +115,7 @@ impl Decision {
 
 /// What we learned about a request on its way through, for log and metrics.
 struct Exchange {
-    request_id: HeaderValue,
+    request_id: RequestId,
     method: Method,
     path: Option<PathAndQuery>,
     client: Option<ClientIp>,
@@ -143,7 +143,7 @@ pub async fn serve(
     };
     let snap = state.snapshot();
     let mut ex = Exchange {
-        request_id: HeaderValue::from_static("-"),
+        request_id: RequestId::UNSET,
         method: req.method.clone(),
         path: req.uri.path_and_query().cloned(),
         client: None,
@@ -169,7 +169,7 @@ pub async fn serve(
         Some(f) => f.request_id = Some(ex.request_id.clone()),
         None => {
             resp.headers_mut()
-                .insert(headers::X_REQUEST_ID, ex.request_id.clone());
+                .insert(headers::X_REQUEST_ID, ex.request_id.to_header_value());
         }
     }
     let bytes_out = resp

@@ -16,8 +16,8 @@ use crate::state::State;
 
 /// Map a refusal to its response; the only place statuses are chosen.
 pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
-    let request_id = ex.request_id.clone(); // a reference count, not a copy
-    let rid = request_id.to_str().unwrap_or("-");
+    let request_id = ex.request_id.clone(); // inline: no allocation
+    let rid = request_id.as_str();
     let resp = match refusal {
         Refusal::Denied(reason) => {
             ex.decision = Decision::Deny;
@@ -171,7 +171,7 @@ pub(super) fn record(
         }
     }
     drop(handles);
-    let rid = ex.request_id.to_str().unwrap_or("-");
+    let rid = ex.request_id.as_str();
     let path = ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
     if state.access_log.enabled() {
         let client_ip = ex

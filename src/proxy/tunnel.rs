@@ -19,6 +19,7 @@ use crate::access_log::{now_rfc3339, Record};
 use crate::config::Snapshot;
 use crate::identity::{PeerCert, Presented, Via};
 use crate::metrics::NO_MEMBER;
+use crate::request_id::RequestId;
 use crate::state::State;
 
 use super::headers::Caller;
@@ -156,15 +157,11 @@ pub struct StreamWatch {
     rx: oneshot::Receiver<&'static str>,
     expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     member: String,
-    request_id: http::HeaderValue,
+    request_id: RequestId,
 }
 
 impl StreamWatch {
-    pub fn register(
-        state: &Arc<State>,
-        grant: Grant,
-        request_id: http::HeaderValue,
-    ) -> StreamWatch {
+    pub fn register(state: &Arc<State>, grant: Grant, request_id: RequestId) -> StreamWatch {
         let expiry = grant.expires.map(|e| {
             let left = e.duration_since(SystemTime::now()).unwrap_or_default();
             Box::pin(tokio::time::sleep(left))

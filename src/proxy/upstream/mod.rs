@@ -31,13 +31,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::proxy::HeadFields;
+use crate::request_id::RequestId;
 use conn::{Connection, Pool};
 use wire::{Framing, ResponseHead};
 
@@ -360,7 +361,7 @@ pub struct ResponseBody {
     fields: Option<HeadFields>,
     /// `clawgate_upstream_errors_total{upstream,kind="reset"}` and the
     /// request ID, until the fault is reported.
-    fault: Option<(prometheus::IntCounter, HeaderValue)>,
+    fault: Option<(prometheus::IntCounter, RequestId)>,
     /// For event streams: ends the body when the grant is revoked.
     watch: Option<super::tunnel::StreamWatch>,
 }
@@ -370,7 +371,7 @@ impl ResponseBody {
         inner: UpstreamBody,
         fields: HeadFields,
         reset: prometheus::IntCounter,
-        request_id: HeaderValue,
+        request_id: RequestId,
     ) -> Self {
         ResponseBody {
             inner,

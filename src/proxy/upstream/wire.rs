@@ -277,7 +277,7 @@ fn connection_tokens(raw: &[u8]) -> (bool, bool, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderMap, HeaderValue};
+    use http::HeaderMap;
 
     fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(raw);
@@ -429,7 +429,7 @@ mod tests {
             &h.fields.lines[..],
             &b"X-Up: 1\r\ncontent-length: 0\r\n"[..]
         );
-        h.fields.request_id = Some(HeaderValue::from_static("ours"));
+        h.fields.request_id = Some(crate::request_id::RequestId::from_static("ours"));
         let mut map = HeaderMap::new();
         h.fields.append_to(&mut map);
         let ids: Vec<_> = map.get_all("x-request-id").iter().collect();
