@@ -73,6 +73,8 @@ fn shared() -> &'static Shared {
 
 /// One refused request, as logged.
 pub struct Denial<'a> {
+    /// When (since the Unix epoch): the request's own clock reading.
+    pub at: Duration,
     pub request_id: &'a str,
     pub member: &'a str,
     pub path: &'a str,
@@ -93,7 +95,7 @@ pub fn write(d: &Denial<'_>) {
     LINE.with(|line| {
         let mut line = line.borrow_mut();
         line.clear();
-        format_into(&mut line, SystemTime::now(), d);
+        format_into(&mut line, d);
         let s = shared();
         let mut pending = s.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() + line.len() > MAX_PENDING {
@@ -139,16 +141,16 @@ fn write_out(s: &Shared) {
 }
 
 /// `TIMESTAMP  INFO policy denial key="value" … diff={…}` plus a newline.
-pub fn format_line(at: SystemTime, d: &Denial<'_>) -> String {
+pub fn format_line(d: &Denial<'_>) -> String {
     let mut line = String::new();
-    format_into(&mut line, at, d);
+    format_into(&mut line, d);
     line
 }
 
 /// [`format_line`] into `line` (a per-thread buffer, reused).
-fn format_into(line: &mut String, at: SystemTime, d: &Denial<'_>) {
+fn format_into(line: &mut String, d: &Denial<'_>) {
     line.reserve(160 + d.path.len() + d.diff.len());
-    timestamp(line, at);
+    timestamp(line, d.at);
     line.push_str("  INFO policy denial");
     for (key, value) in [
         (" request_id=", d.request_id),
@@ -174,11 +176,10 @@ fn format_into(line: &mut String, at: SystemTime, d: &Denial<'_>) {
 /// RFC 3339 UTC with microseconds, as `tracing` prints it: the part up to
 /// the second is formatted once a second per thread (humantime's whole
 /// formatter cost ≈600 instructions per line).
-fn timestamp(out: &mut String, at: SystemTime) {
+fn timestamp(out: &mut String, since: Duration) {
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     SECOND.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != since.as_secs() {
@@ -216,25 +217,22 @@ mod tests {
         ] {
             let at = SystemTime::UNIX_EPOCH + Duration::from_micros(micros);
             let mut ours = String::new();
-            timestamp(&mut ours, at);
+            timestamp(&mut ours, Duration::from_micros(micros));
             assert_eq!(ours, humantime::format_rfc3339_micros(at).to_string());
         }
     }
 
     #[test]
     fn a_line_has_every_field_quoted_and_the_diff_verbatim() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_050_462_345_678);
-        let line = format_line(
-            at,
-            &Denial {
-                request_id: "r-1",
-                member: "alice",
-                path: "/v1/\"x\"",
-                decision: "deny",
-                reason: "origin_not_allowed",
-                diff: r#"{"origin":{"presented":"https://evil.example.net"}}"#,
-            },
-        );
+        let line = format_line(&Denial {
+            at: Duration::from_micros(1_764_050_462_345_678),
+            request_id: "r-1",
+            member: "alice",
+            path: "/v1/\"x\"",
+            decision: "deny",
+            reason: "origin_not_allowed",
+            diff: r#"{"origin":{"presented":"https://evil.example.net"}}"#,
+        });
         assert_eq!(
             line,
             "2025-11-25T06:01:02.345678Z  INFO policy denial request_id=\"r-1\" member=\"alice\" \

@@ -292,7 +292,13 @@ mod tests {
         for n in names {
             assert_eq!(f.get(&n.to_ascii_lowercase()), Some(&b"v"[..]), "{n}");
         }
-        for absent in ["authorization", "upgrade", "connection", "x-forwarded-host", "accept"] {
+        for absent in [
+            "authorization",
+            "upgrade",
+            "connection",
+            "x-forwarded-host",
+            "accept",
+        ] {
             assert_eq!(f.get(absent), None, "{absent}");
         }
     }

@@ -30,7 +30,7 @@ pub use request_body::RequestBody;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::header;
 use http::uri::PathAndQuery;
@@ -45,7 +45,7 @@ use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
 use crate::origin::OriginDiff;
 use crate::policy::{self, Diff, Explained};
-use crate::request_id::{self, RequestId};
+use crate::request_id::{self, Clock, RequestId};
 use crate::state::State;
 use forward::forward;
 use headers::Caller;
@@ -128,6 +128,11 @@ struct Exchange {
     diff: Option<Arc<Explained>>,
     /// Declared request body length (`Content-Length`), when given.
     bytes_in: Option<u64>,
+    /// The wall clock when the request arrived.
+    clock: Clock,
+    /// When it arrived, for the access log's duration (read only when
+    /// the access log is on).
+    started: Option<Instant>,
 }
 
 pub async fn serve(
@@ -135,7 +140,6 @@ pub async fn serve(
     conn: Arc<Conn>,
     req: ClientRequest,
 ) -> Result<Response<Body>, Infallible> {
-    let started = Instant::now();
     // Dropped unanswered if the client cancels the request (h2 reset).
     let mut ended = Ended {
         conn: &conn,
@@ -158,6 +162,8 @@ pub async fn serve(
             .fields
             .get_str("content-length")
             .and_then(|v| v.parse().ok()),
+        clock: Clock::now(),
+        started: state.access_log.enabled().then(Instant::now),
     };
     let mut resp = match handle(&state, &snap, &conn, req, &mut ex).await {
         Ok(r) => r,
@@ -177,7 +183,7 @@ pub async fn serve(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .or_else(|| head_fields(resp.body_mut()).and_then(|f| f.content_length));
-    record(&state, &snap, &conn, &ex, resp.status(), bytes_out, started);
+    record(&state, &snap, &conn, &ex, resp.status(), bytes_out);
     ended.answered = true;
     Ok(resp)
 }
@@ -203,16 +209,16 @@ async fn handle(
 ) -> Result<Response<Body>, Refusal> {
     // Not an open proxy: origin-form (or h2 :path) only.
     if req.method == Method::CONNECT {
-        ex.request_id = request_id::generate();
+        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
         return Err(Refusal::MethodNotAllowed);
     }
     if req.version < Version::HTTP_2 && req.uri.scheme().is_some() {
-        ex.request_id = request_id::generate();
+        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
         return Err(Refusal::BadRequest("absolute_form"));
     }
     // Authority-form (`GET host:80`) and asterisk-form (`OPTIONS *`).
     if !req.path().starts_with('/') {
-        ex.request_id = request_id::generate();
+        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
         return Err(Refusal::BadRequest("bad_target"));
     }
     let client = client_ip::resolve(
@@ -223,12 +229,16 @@ async fn handle(
     let client = match client {
         Ok(c) => c,
         Err(_) => {
-            ex.request_id = request_id::generate();
+            ex.request_id = request_id::generate_at(ex.clock.since_epoch);
             return Err(Refusal::BadRequest("bad_x_forwarded_for"));
         }
     };
     ex.client = Some(client);
-    ex.request_id = request_id::assign(req.fields.get("x-request-id"), client.peer_trusted);
+    ex.request_id = request_id::assign(
+        req.fields.get("x-request-id"),
+        client.peer_trusted,
+        ex.clock.since_epoch,
+    );
     let host = headers::request_host(&req)?;
     if req.fields.repeated("origin") {
         return Err(Refusal::BadRequest("duplicate_origin"));
@@ -283,7 +293,7 @@ async fn handle(
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty()),
     };
-    let now = SystemTime::now();
+    let now = ex.clock.now;
     let token = presented.bearer.or(presented.header_token);
     let cached = match (conn.cert.is_none(), token) {
         (true, Some(t)) => conn.cached_identity(snap.generation, t, now),

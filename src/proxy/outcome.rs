@@ -1,8 +1,6 @@
 //! The outer layer of the request path: every refusal mapped to its
 //! response in one place, and every finished exchange counted and logged.
 
-use std::time::{Instant, SystemTime};
-
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Either;
@@ -120,7 +118,6 @@ pub(super) fn record(
     ex: &Exchange,
     status: StatusCode,
     bytes_out: Option<u64>,
-    started: Instant,
 ) {
     let member = member_label(snap, ex);
     let upstream = ex
@@ -153,10 +150,7 @@ pub(super) fn record(
         (&ex.credential, ex.member, ex.decision)
     {
         if cred.starts_with("tok_") {
-            let secs = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let secs = ex.clock.since_epoch.as_secs() as i64;
             let slot = &mut handles.token_used;
             let fresh = matches!(slot, Some(((g, m, c), _)) if *g == snap.generation && *m == id && c == cred);
             if !fresh {
@@ -171,8 +165,10 @@ pub(super) fn record(
         }
     }
     drop(handles);
-    let rid = ex.request_id.as_str();
-    let path = ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
+    // Read only by the lines below: none on an allowed request with the
+    // access log off.
+    let rid = || ex.request_id.as_str();
+    let path = || ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
     if state.access_log.enabled() {
         let client_ip = ex
             .client
@@ -185,19 +181,21 @@ pub(super) fn record(
         state.access_log.write(&Record {
             ts: now_rfc3339(),
             kind: "http",
-            request_id: rid,
+            request_id: rid(),
             member,
             credential: ex.credential.as_deref(),
             client_ip,
             ip_source,
             method: ex.method.as_str(),
-            path,
+            path: path(),
             status: status.as_u16(),
             decision: ex.decision.as_str(),
             reason: ex.reason.map(|r| r.code()),
             upstream,
             upstream_ms: ex.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: ex
+                .started
+                .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0),
             bytes_in: ex.bytes_in,
             bytes_out,
             diff: ex.diff.as_deref().map(|e| &e.diff),
@@ -205,9 +203,10 @@ pub(super) fn record(
     } else if let Some(explained) = &ex.diff {
         // The diff is always logged, even with the access log off.
         crate::deny_log::write(&crate::deny_log::Denial {
-            request_id: rid,
+            at: ex.clock.since_epoch,
+            request_id: rid(),
             member,
-            path,
+            path: path(),
             decision: ex.decision.as_str(),
             reason: ex.reason.map(|r| r.code()).unwrap_or("-"),
             diff: &explained.json,
