@@ -29,7 +29,7 @@ enum State {
 pub struct UpstreamBody {
     state: State,
     /// `None` once ended or given to a tunnel.
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     /// Where the connection goes at the end, if it may be reused.
     pool: Option<Arc<Pool>>,
 }
@@ -37,7 +37,7 @@ pub struct UpstreamBody {
 impl UpstreamBody {
     /// The body that follows a head with `framing` on `conn`. `pool`:
     /// where `conn` goes back at the end, `None` if it cannot be reused.
-    pub(super) fn new(framing: Framing, conn: Connection, pool: Option<Arc<Pool>>) -> Self {
+    pub(super) fn new(framing: Framing, conn: Box<Connection>, pool: Option<Arc<Pool>>) -> Self {
         let state = match framing {
             Framing::Empty => State::Length(0),
             Framing::Length(n) => State::Length(n),
@@ -68,7 +68,7 @@ impl UpstreamBody {
     /// After a 101: the connection, for the tunnel.
     pub fn take_upgraded(&mut self) -> Option<Upgraded> {
         self.pool = None;
-        self.conn.take().map(upgraded)
+        self.conn.take().map(|c| upgraded(*c))
     }
 
     /// The body is complete: the connection goes back to its pool.

@@ -21,6 +21,9 @@ const MAX_IDLE: usize = 256;
 const READ_CHUNK: usize = 16 * 1024;
 const READ_LOW: usize = 2 * 1024;
 
+/// Boxed once, when connected, and moved as a box from then on: through
+/// the pool, the exchange and the response body, which is itself moved
+/// from the request path's every layer to the client's writer.
 pub struct Connection {
     pub stream: TcpStream,
     /// Bytes read from the gateway and not yet consumed.
@@ -32,13 +35,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Self {
-        Connection {
+    pub fn new(stream: TcpStream) -> Box<Self> {
+        Box::new(Connection {
             stream,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
             reused: false,
-        }
+        })
     }
 
     /// Read what the gateway has sent into `read`; `Ok(0)` is end of stream.
@@ -65,12 +68,15 @@ impl Connection {
 /// Idle connections to one upstream authority.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<Connection>>,
+    // Boxes, not connections: taking one out and putting it back must not
+    // box it again.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Connection>>>,
 }
 
 impl Pool {
     /// The most recently used connection that is still open.
-    pub fn take(&self) -> Option<Connection> {
+    pub fn take(&self) -> Option<Box<Connection>> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(mut c) = idle.pop() {
             if c.idle_and_open() {
@@ -83,7 +89,7 @@ impl Pool {
 
     /// Back after a complete exchange. A connection with unread bytes is
     /// out of step with the gateway and is closed instead.
-    pub fn put(&self, c: Connection) {
+    pub fn put(&self, c: Box<Connection>) {
         if !c.read.is_empty() {
             return;
         }
@@ -122,7 +128,7 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
-    async fn pair(l: &TcpListener) -> (Connection, TcpStream) {
+    async fn pair(l: &TcpListener) -> (Box<Connection>, TcpStream) {
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (s, _) = l.accept().await.unwrap();
         (Connection::new(c), s)
@@ -190,7 +196,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (mut c, mut peer) = pair(&l).await;
         c.read.extend_from_slice(b"early ");
-        let mut up = upgraded(c);
+        let mut up = upgraded(*c);
         peer.write_all(b"later").await.unwrap();
         drop(peer);
         let mut all = Vec::new();

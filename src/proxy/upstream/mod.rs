@@ -168,7 +168,7 @@ impl UpstreamClient {
     async fn connect(
         authority: &Authority,
         timeout: Duration,
-    ) -> Result<Connection, UpstreamError> {
+    ) -> Result<Box<Connection>, UpstreamError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(authority.as_str()))
             .await
             .map_err(|_| UpstreamError::Connect)?
@@ -362,8 +362,9 @@ pub struct ResponseBody {
     /// `clawgate_upstream_errors_total{upstream,kind="reset"}` and the
     /// request ID, until the fault is reported.
     fault: Option<(prometheus::IntCounter, RequestId)>,
-    /// For event streams: ends the body when the grant is revoked.
-    watch: Option<super::tunnel::StreamWatch>,
+    /// For event streams: ends the body when the grant is revoked (boxed:
+    /// rare, and every response body is moved through the request path).
+    watch: Option<Box<super::tunnel::StreamWatch>>,
 }
 
 impl ResponseBody {
@@ -392,7 +393,7 @@ impl ResponseBody {
 
     /// End this (long-lived) body when `watch` says so.
     pub fn watched(mut self, watch: super::tunnel::StreamWatch) -> Self {
-        self.watch = Some(watch);
+        self.watch = Some(Box::new(watch));
         self
     }
 }
