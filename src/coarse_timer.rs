@@ -12,14 +12,20 @@
 //! nothing.
 //!
 //! [`CoarseTimer`] is the `hyper::rt::Timer` for HTTP/1 connections;
-//! [`timeout`] wraps any future.
+//! [`timeout`] wraps any future. A [`Deadline`] is the same for a
+//! connection that waits request after request (the lean loop for each
+//! head, a gateway connection for each response): it is in the table for
+//! the connection's whole life and arming it is an atomic store, where a
+//! [`Sleep`] takes the table's lock and a waker clone each time it waits.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
 
 use crate::slots::Slots;
 
@@ -34,7 +40,18 @@ struct Wheel {
     ticking: bool,
     /// (deadline in ms since start, who to wake until woken).
     slots: Mutex<Slots<(u64, Option<Waker>)>>,
+    /// Every [`Deadline`] alive, armed or not.
+    deadlines: Mutex<Slots<Arc<Armed>>>,
 }
+
+/// A [`Deadline`]'s shared half: when (ms since start; `DISARMED` for
+/// never) and whom to wake.
+struct Armed {
+    at_ms: AtomicU64,
+    waker: AtomicWaker,
+}
+
+const DISARMED: u64 = u64::MAX;
 
 fn wheel() -> &'static Wheel {
     static WHEEL: OnceLock<&'static Wheel> = OnceLock::new();
@@ -53,6 +70,7 @@ fn wheel() -> &'static Wheel {
             now_ms: AtomicU64::new(0),
             ticking: spawned.is_ok(),
             slots: Mutex::new(Slots::default()),
+            deadlines: Mutex::new(Slots::default()),
         }))
     })
 }
@@ -86,6 +104,85 @@ impl Wheel {
         for w in due {
             w.wake();
         }
+        // Woken every tick until disarmed: the owner sees the expiry at
+        // its next poll and stops waiting.
+        let deadlines = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        for d in deadlines.iter() {
+            if d.at_ms.load(Ordering::Acquire) <= now {
+                d.waker.wake();
+            }
+        }
+    }
+}
+
+/// A reusable deadline (see the module's doc): [`Deadline::arm`] before a
+/// wait, [`Deadline::poll_expired`] while waiting, [`Deadline::disarm`]
+/// after. One owner at a time polls it.
+pub struct Deadline {
+    armed: Arc<Armed>,
+    index: usize,
+}
+
+impl Deadline {
+    pub fn new() -> Deadline {
+        let armed = Arc::new(Armed {
+            at_ms: AtomicU64::new(DISARMED),
+            waker: AtomicWaker::new(),
+        });
+        let mut deadlines = wheel().deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        let index = deadlines.put(None, armed.clone());
+        Deadline { armed, index }
+    }
+
+    /// Expire `after` from the last tick (no clock read).
+    pub fn arm(&self, after: Duration) {
+        let at = wheel().now_ms() + after.as_millis() as u64;
+        self.armed.at_ms.store(at, Ordering::Release);
+    }
+
+    pub fn disarm(&self) {
+        self.armed.at_ms.store(DISARMED, Ordering::Release);
+    }
+
+    /// Ready once the armed time has passed (a tick late at most); never
+    /// while disarmed.
+    pub fn poll_expired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let w = wheel();
+        // Registered first, then checked: a tick between the two still
+        // finds the waker.
+        self.armed.waker.register(cx.waker());
+        if w.now_ms() >= self.armed.at_ms.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// `fut`, or `Err(Elapsed)` once `after` has passed.
+    pub async fn timeout<F: Future>(&self, after: Duration, fut: F) -> Result<F::Output, Elapsed> {
+        let mut fut = std::pin::pin!(fut);
+        self.arm(after);
+        let out = std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
+            }
+            self.poll_expired(cx).map(|()| Err(Elapsed))
+        })
+        .await;
+        self.disarm();
+        out
+    }
+}
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Deadline::new()
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        let mut deadlines = wheel().deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        deadlines.remove(self.index);
     }
 }
 
@@ -205,6 +302,45 @@ mod tests {
             Err(Elapsed)
         );
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_fires_when_armed_and_not_when_disarmed() {
+        let d = Deadline::new();
+        let never = std::future::pending::<()>();
+        let started = Instant::now();
+        assert_eq!(
+            d.timeout(Duration::from_millis(200), never).await,
+            Err(Elapsed)
+        );
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(100), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        // Reused: a value in time, then disarmed for good.
+        assert_eq!(d.timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(d.poll_expired(&mut cx).is_pending(), "disarmed");
+        d.arm(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(d.poll_expired(&mut cx).is_ready(), "armed and passed");
+    }
+
+    #[test]
+    fn dropped_deadlines_leave_the_table() {
+        for _ in 0..3 {
+            let held: Vec<Deadline> = (0..100).map(|_| Deadline::new()).collect();
+            drop(held);
+        }
+        let deadlines = wheel().deadlines.lock().unwrap();
+        // Other tests in this process may hold a few.
+        assert!(
+            deadlines.len() < 100,
+            "{} deadlines still held",
+            deadlines.len()
+        );
+        assert!(deadlines.capacity() < 300, "{} slots", deadlines.capacity());
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use http_body_util::Either;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::coarse_timer::Sleep;
+use crate::coarse_timer::Deadline;
 use crate::config::Snapshot;
 use crate::drain::Graceful;
 use crate::prefixed::Prefixed;
@@ -95,15 +95,17 @@ where
     let max_head = snap.limits.max_header_bytes;
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
+    let deadline = Deadline::new();
     loop {
         // A whole head, within header_read of starting to wait for it.
-        let mut deadline: Option<Sleep> = None;
+        let mut armed = false;
         let plain = loop {
             if !buf.is_empty() {
                 match head::parse(&mut buf, max_head) {
                     Head::Plain(p) => break p,
                     Head::Partial => {}
                     Head::Handover => {
+                        drop(deadline);
                         let io = Prefixed::new(buf, io);
                         return hyper_conn::serve(state, &snap, io, conn, &stop).await;
                     }
@@ -112,7 +114,10 @@ where
                     }
                 }
             }
-            let deadline = deadline.get_or_insert_with(|| Sleep::after(header_read));
+            if !armed {
+                deadline.arm(header_read);
+                armed = true;
+            }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_BUF);
             }
@@ -129,7 +134,7 @@ where
                         Err(_) => Read::Eof,
                     });
                 }
-                Pin::new(&mut *deadline).poll(cx).map(|()| Read::Timeout)
+                deadline.poll_expired(cx).map(|()| Read::Timeout)
             })
             .await;
             match read {
@@ -141,6 +146,9 @@ where
                 }
             }
         };
+        if armed {
+            deadline.disarm();
+        }
 
         let head_request = plain.req.method == Method::HEAD;
         let Ok(resp) = proxy::serve(state.clone(), conn.clone(), plain.req).await;

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
+use crate::coarse_timer::{Deadline, Elapsed};
 use crate::prefixed::Prefixed;
 
 /// Idle connections kept per upstream; more are closed when returned.
@@ -32,6 +33,8 @@ pub struct Connection {
     pub write: Vec<u8>,
     /// Taken from the pool (it served an earlier exchange).
     pub reused: bool,
+    /// The exchange's write and response timeouts, armed as it goes.
+    pub deadline: Deadline,
 }
 
 impl Connection {
@@ -41,6 +44,7 @@ impl Connection {
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
             reused: false,
+            deadline: Deadline::new(),
         })
     }
 
@@ -52,8 +56,15 @@ impl Connection {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
     }
 
-    pub async fn read_more(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_read_more(cx)).await
+    /// [`Self::poll_read_more`] until [`Self::deadline`] passes.
+    pub async fn read_more_or_expire(&mut self) -> Result<io::Result<usize>, Elapsed> {
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = self.poll_read_more(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            self.deadline.poll_expired(cx).map(|()| Err(Elapsed))
+        })
+        .await
     }
 
     /// Still open with nothing unread? Decided from the readiness the

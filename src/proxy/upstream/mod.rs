@@ -37,6 +37,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::coarse_timer::Elapsed;
 use crate::proxy::HeadFields;
 use crate::request_id::RequestId;
 use conn::{Connection, Pool};
@@ -272,9 +273,10 @@ async fn round_trip(
             write_buffered(conn, timeouts.response, false).await?;
         }
     }
-    timeout(timeouts.response, read_head(conn, method))
-        .await
-        .unwrap_or(Err(Failure::fatal(UpstreamError::Timeout)))
+    conn.deadline.arm(timeouts.response);
+    let head = read_head(conn, method).await;
+    conn.deadline.disarm();
+    head
 }
 
 /// Write `conn.write` to the gateway; one that stops taking bytes for
@@ -284,7 +286,11 @@ async fn write_buffered(
     limit: Duration,
     replayable: bool,
 ) -> Result<(), Failure> {
-    match crate::coarse_timer::timeout(limit, conn.stream.write_all(&conn.write)).await {
+    match conn
+        .deadline
+        .timeout(limit, conn.stream.write_all(&conn.write))
+        .await
+    {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Failure {
             error: UpstreamError::Reset,
@@ -294,7 +300,8 @@ async fn write_buffered(
     }
 }
 
-/// Read the response head, skipping interim 1xx responses other than 101.
+/// Read the response head, skipping interim 1xx responses other than 101,
+/// until `conn.deadline` (armed) passes.
 async fn read_head(conn: &mut Connection, method: &Method) -> Result<ResponseHead, Failure> {
     let mut answered = false;
     loop {
@@ -314,9 +321,10 @@ async fn read_head(conn: &mut Connection, method: &Method) -> Result<ResponseHea
             }
         }
         answered |= !conn.read.is_empty();
-        match conn.read_more().await {
-            Ok(n) if n > 0 => {}
-            _ => {
+        match conn.read_more_or_expire().await {
+            Err(Elapsed) => return Err(Failure::fatal(UpstreamError::Timeout)),
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => {
                 return Err(Failure {
                     error: UpstreamError::Reset,
                     replayable: !answered && method.is_idempotent(),
