@@ -30,6 +30,7 @@ pub mod policy;
 pub mod prefixed;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod raw_tcp;
 pub mod reload;
 pub mod request_id;
 pub mod server;

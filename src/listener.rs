@@ -18,6 +18,7 @@ use crate::downstream;
 use crate::drain::{Drain, Watcher};
 use crate::proxy::Conn;
 use crate::proxy_protocol;
+use crate::raw_tcp::RawTcp;
 use crate::state::State;
 use crate::tls;
 
@@ -116,7 +117,7 @@ async fn handle_connection(
     };
     match snap.tls.clone() {
         Some(cfg) => {
-            let handshake = TlsAcceptor::from(cfg).accept(stream);
+            let handshake = TlsAcceptor::from(cfg).accept(RawTcp::new(stream));
             let tls_stream = match tokio::time::timeout(snap.timeouts.header_read, handshake).await
             {
                 Ok(Ok(s)) => s,
@@ -140,7 +141,7 @@ async fn handle_connection(
         }
         None => {
             let conn = Conn::new(peer, false, None, slot.held.clone());
-            serve_http(state, snap, stream, conn, watcher).await;
+            serve_http(state, snap, RawTcp::new(stream), conn, watcher).await;
         }
     }
 }
