@@ -51,7 +51,7 @@ where
         let (state, conn) = (state.clone(), conn.clone());
         async move {
             let req = proxy::ClientRequest::from_hyper(req);
-            let Ok(mut resp) = proxy::serve(state, conn, req).await;
+            let Ok(mut resp) = proxy::serve(&state, &conn, req).await;
             // hyper writes heads from a HeaderMap: the prewritten fields go in.
             let fields = proxy::take_head_fields(resp.body_mut());
             if let Some(f) = fields {

@@ -151,7 +151,7 @@ where
         }
 
         let head_request = plain.req.method == Method::HEAD;
-        let Ok(resp) = proxy::serve(state.clone(), conn.clone(), plain.req).await;
+        let Ok(resp) = proxy::serve(&state, &conn, plain.req).await;
         let close = plain.close || stop.load(Ordering::Acquire);
         match respond(&mut io, &mut out, resp, head_request, close).await {
             Ok(false) => {}

@@ -89,19 +89,20 @@ pub(super) type DenialsKey = (u64, Option<MemberId>, Reason);
 /// What labels `requests_total`: (generation, member, upstream, status).
 pub(super) type RequestsKey = (u64, Option<MemberId>, Option<usize>, u16);
 
-/// The handle in `slot` if it was made for `key`, else a new one from `make`.
-pub(super) fn cached<K: PartialEq, V: Clone>(
+/// The handle in `slot` if it was made for `key`, else a new one from
+/// `make`, left in the slot. Borrowed, not cloned: a handle is an `Arc`,
+/// and a clone and its drop are two atomic operations per use.
+pub(super) fn cached<K: PartialEq, V>(
     slot: &mut Option<(K, V)>,
     key: K,
     make: impl FnOnce() -> V,
-) -> V {
+) -> &V {
+    if !matches!(slot, Some((k, _)) if *k == key) {
+        *slot = Some((key, make()));
+    }
     match slot {
-        Some((k, v)) if *k == key => v.clone(),
-        _ => {
-            let v = make();
-            *slot = Some((key, v.clone()));
-            v
-        }
+        Some((_, v)) => v,
+        None => unreachable!("filled above"),
     }
 }
 

@@ -27,7 +27,7 @@ struct Span {
 
 /// Span lists kept per thread for the next request, so a request's fields
 /// cost no allocation once a thread has served a few.
-const SPARE_LISTS: usize = 64;
+const SPARE_LISTS: usize = 256;
 
 thread_local! {
     static SPARE: RefCell<Vec<Vec<Span>>> = const { RefCell::new(Vec::new()) };

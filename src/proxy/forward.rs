@@ -117,9 +117,9 @@ pub(super) async fn forward(
     head_buffer::give_back(head);
     let elapsed = t0.elapsed();
     ex.upstream_elapsed = Some(elapsed);
-    let (duration, reset) = {
+    let reset = {
         let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
-        conn::cached(
+        let (duration, reset) = conn::cached(
             &mut handles.upstream,
             (snap.generation, upstream_idx),
             || {
@@ -130,9 +130,11 @@ pub(super) async fn forward(
                         .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
                 )
             },
-        )
+        );
+        duration.observe(elapsed.as_secs_f64());
+        // The body reports a reset mid-way with it, long after this lock.
+        reset.clone()
     };
-    duration.observe(elapsed.as_secs_f64());
     let (mut resp, gateway) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -207,32 +209,40 @@ pub(super) async fn forward(
 }
 
 /// The request head is laid out before the gateway connection is known
-/// (and written to each one tried), so it needs a buffer of its own; one
-/// per thread, taken and given back around the exchange, saves allocating
-/// one per request. A request that finds it taken (another on the same
-/// thread is mid-exchange) allocates its own.
+/// (and written to each one tried), so it needs a buffer of its own, held
+/// until the gateway answers. Buffers are kept per thread for the next
+/// requests: a thread has as many exchanges in flight as it has busy
+/// connections, and with one spare buffer all but one of them allocated
+/// (and grew) their own.
 mod head_buffer {
-    use std::cell::Cell;
+    use std::cell::RefCell;
 
     /// Larger heads are rare: their buffer is not kept.
     const KEEP_UP_TO: usize = 16 * 1024;
+    /// Buffers kept per thread.
+    const KEEP: usize = 256;
 
     thread_local! {
-        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     }
 
     pub fn take() -> Vec<u8> {
-        let mut buf = SPARE.take();
-        if buf.capacity() == 0 {
-            buf.reserve(1024);
-        }
-        buf
+        SPARE
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Vec::with_capacity(1024))
     }
 
     pub fn give_back(mut buf: Vec<u8>) {
         if buf.capacity() <= KEEP_UP_TO {
             buf.clear();
-            SPARE.set(buf);
+            let _ = SPARE.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < KEEP {
+                    s.push(buf);
+                }
+            });
         }
     }
 }

@@ -10,12 +10,14 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode, Version};
 
 use crate::proxy::HeadFields;
 
 const REQUEST_ID: &[u8] = crate::request_id::HEADER.as_bytes();
+/// What a 101 gets in place of the gateway's `Connection`.
+const UPGRADE_LINE: &[u8] = b"connection: upgrade\r\n";
 
 /// Most header lines accepted in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -148,9 +150,8 @@ pub fn parse_response(
         content_length: length.filter(|_| !transfer_coded),
         ..HeadFields::default()
     };
-    let mut lines = BytesMut::with_capacity(len);
-    for h in parsed.headers.iter() {
-        let (name, raw) = (h.name.as_bytes(), h.value);
+    let passed = |h: &httparse::Header<'_>| {
+        let name = h.name.as_bytes();
         let hop = if switching && name.eq_ignore_ascii_case(b"upgrade") {
             false // a 101 names its protocol
         } else {
@@ -162,23 +163,35 @@ pub fn parse_response(
         // The request ID the client gets is this proxy's (the gateway
         // may echo the one it was sent: it would appear twice).
         let ours = name.len() == REQUEST_ID.len() && name.eq_ignore_ascii_case(REQUEST_ID);
-        if hop || ours || (lists_others && !switching && listed(parsed.headers, name)) {
-            continue;
-        }
+        !(hop || ours || (lists_others && !switching && listed(parsed.headers, name)))
+    };
+    // Sized exactly: a `Bytes` made from a full `Vec` keeps its allocation,
+    // one with spare room allocates a shared header besides.
+    let size: usize = parsed
+        .headers
+        .iter()
+        .filter(|h| passed(h))
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum::<usize>()
+        + if switching { UPGRADE_LINE.len() } else { 0 };
+    let mut lines = Vec::with_capacity(size);
+    for h in parsed.headers.iter().filter(|h| passed(h)) {
+        let (name, raw) = (h.name.as_bytes(), h.value);
         if name.eq_ignore_ascii_case(b"date") {
             fields.has_date = true;
         } else if name.eq_ignore_ascii_case(b"content-type") {
             fields.event_stream = raw.starts_with(b"text/event-stream");
         }
-        lines.put_slice(name);
-        lines.put_slice(b": ");
-        lines.put_slice(raw);
-        lines.put_slice(b"\r\n");
+        lines.extend_from_slice(name);
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(raw);
+        lines.extend_from_slice(b"\r\n");
     }
     if switching {
-        lines.put_slice(b"connection: upgrade\r\n");
+        lines.extend_from_slice(UPGRADE_LINE);
     }
-    fields.lines = lines.freeze();
+    debug_assert_eq!(lines.len(), lines.capacity());
+    fields.lines = lines.into();
     buf.advance(len);
 
     let framing = if switching {
