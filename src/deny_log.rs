@@ -6,8 +6,9 @@
 //! per 403, more than the rest of the refusal together, so a client
 //! hammering a wrong Origin made the deny path dearer than forwarding.
 //! Here the line is built by hand into one process-wide buffer, and a
-//! writer thread hands it to stderr every [`FLUSH_EVERY`] (sooner past
-//! [`FLUSH_AT`] bytes), in the shape `tracing` prints:
+//! writer thread hands it to stderr every [`FLUSH_BUSY`] while lines keep
+//! coming (every [`FLUSH_EVERY`] when they don't), in the shape `tracing`
+//! prints:
 //!
 //! ```text
 //! 2026-11-25T06:01:02.345678Z  INFO policy denial request_id="…" member="alice" path="/v1/x" decision="deny" reason="origin_not_allowed" diff={…}
@@ -17,26 +18,35 @@
 //! printed at the same moment. A stderr that stops draining never stalls a
 //! request: past [`MAX_PENDING`] bytes lines are dropped and the count is
 //! logged at the next flush that gets through.
+//!
+//! The writer is never woken by a request: waking it per batch was a
+//! futex call from the proxy's thread, and the writer, just woken, took
+//! the core from it at once (a `perf` profile of a bad-Origin flood put
+//! the switches at ≈5 % of its CPU). It wakes on its own clock and runs
+//! at a lower priority (nice 10), so it writes when the proxy's thread
+//! waits for the network, or in the share the scheduler gives it.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long a line may wait in the buffer.
+/// How long a line may wait in the buffer when lines are few.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// Wake the writer early once this much is pending.
-pub const FLUSH_AT: usize = 64 * 1024;
-/// The buffer's size: lines keep coming while the writer wakes (on the
-/// same core under load), and regrowing past `FLUSH_AT` copied it all.
-const PENDING_CAPACITY: usize = 2 * FLUSH_AT;
+/// ... and while they keep coming (the last look found some).
+pub const FLUSH_BUSY: Duration = Duration::from_millis(10);
+/// The buffers' starting size (they grow, and are kept, under a flood).
+const PENDING_CAPACITY: usize = 256 * 1024;
+/// The writer's nice value: below the proxy's threads.
+const WRITER_NICE: i32 = 10;
 /// Past this, new lines are dropped (stderr is not draining).
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
-    wake: Condvar,
+    /// The last batch's buffer, emptied, for the next swap.
+    spare: Mutex<Vec<u8>>,
     /// Serialises writers so lines from the thread and [`flush`] don't interleave.
     writing: Mutex<()>,
     dropped: AtomicU64,
@@ -47,20 +57,27 @@ fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         let s: &'static Shared = Box::leak(Box::new(Shared {
             pending: Mutex::new(Vec::with_capacity(PENDING_CAPACITY)),
-            wake: Condvar::new(),
+            spare: Mutex::new(Vec::with_capacity(PENDING_CAPACITY)),
             writing: Mutex::new(()),
             dropped: AtomicU64::new(0),
         }));
         let started = std::thread::Builder::new()
             .name("clawgate-deny-log".into())
-            .spawn(move || loop {
-                {
-                    let guard = s.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = s
-                        .wake
-                        .wait_timeout_while(guard, FLUSH_EVERY, |p| p.len() < FLUSH_AT);
+            .spawn(move || {
+                // Best effort: at the default priority it still works.
+                let _ = rustix::process::setpriority_process(
+                    Some(rustix::thread::gettid()),
+                    WRITER_NICE,
+                );
+                let mut wait = FLUSH_EVERY;
+                loop {
+                    std::thread::sleep(wait);
+                    wait = if write_out(s) {
+                        FLUSH_BUSY
+                    } else {
+                        FLUSH_EVERY
+                    };
                 }
-                write_out(s);
             });
         if let Err(e) = started {
             tracing::warn!(
@@ -102,13 +119,7 @@ pub fn write(d: &Denial<'_>) {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let before = pending.len();
         pending.extend_from_slice(line.as_bytes());
-        // Once per crossing: each notify is a futex call, and on a busy
-        // core the writer may not run for many lines after the first.
-        if before < FLUSH_AT && pending.len() >= FLUSH_AT {
-            s.wake.notify_one();
-        }
     });
 }
 
@@ -117,15 +128,18 @@ pub fn flush() {
     write_out(shared());
 }
 
-fn write_out(s: &Shared) {
+/// Write what is pending; whether there was anything.
+fn write_out(s: &Shared) -> bool {
     let _writing = s.writing.lock().unwrap_or_else(|e| e.into_inner());
-    let batch = {
+    let mut batch = s.spare.lock().unwrap_or_else(|e| e.into_inner());
+    {
         let mut pending = s.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.is_empty() {
-            return;
+            return false;
         }
-        std::mem::replace(&mut *pending, Vec::with_capacity(PENDING_CAPACITY))
-    };
+        batch.clear();
+        std::mem::swap(&mut *pending, &mut *batch);
+    }
     let mut err = std::io::stderr().lock();
     if err.write_all(&batch).is_ok() {
         let dropped = s.dropped.swap(0, Ordering::Relaxed);
@@ -138,6 +152,7 @@ fn write_out(s: &Shared) {
         }
     }
     let _ = err.flush();
+    true
 }
 
 /// `TIMESTAMP  INFO policy denial key="value" … diff={…}` plus a newline.
