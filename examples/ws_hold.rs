@@ -5,8 +5,9 @@
 //!    RSS per connection = the difference / connections.
 //! 2. With those held, measures message round trips (send one binary
 //!    message, wait for its echo) on one extra connection through the proxy
-//!    and one straight to the echo upstream (`--direct`), interleaved, and
-//!    prints p50/p90/p99 for both.
+//!    and one straight to the echo upstream (`--direct`), and with
+//!    `--reference` one through another proxy placed like it (nginx, on the
+//!    proxy's core), interleaved, and prints p50/p90/p99 for each.
 //! 3. Closes everything and reads RSS a last time.
 //!
 //! Every loop is bounded: at most 60,000 connections, 100,000 messages,
@@ -40,6 +41,10 @@ struct Args {
     /// The same echo upstream, directly.
     #[arg(long, default_value = "ws://127.0.0.1:19020/")]
     direct: String,
+    /// The same echo upstream through a reference proxy (sent the same
+    /// token, no Origin), timed too.
+    #[arg(long)]
+    reference: Option<String>,
     /// Idle WebSockets to hold through the proxy (at most 60,000).
     #[arg(long, default_value_t = 10_000)]
     conns: usize,
@@ -273,25 +278,39 @@ async fn run(mut args: Args) -> Result<(), String> {
     // 2. Round trips, through the proxy and direct, interleaved.
     let mut through = connect(&args.via, via, None, Some(&token), args.origin.as_deref()).await?;
     let mut straight = connect(&args.direct, direct, None, None, None).await?;
+    let mut reference = match &args.reference {
+        Some(url) => Some(connect(url, target(url)?, None, Some(&token), None).await?),
+        None => None,
+    };
     let payload = Bytes::from(vec![b'x'; args.msg_bytes]);
     let warm = (args.msgs / 10).clamp(1, 500);
     for _ in 0..warm {
         round_trip(&mut through, &payload).await?;
         round_trip(&mut straight, &payload).await?;
+        if let Some(r) = reference.as_mut() {
+            round_trip(r, &payload).await?;
+        }
     }
     let mut lat_via = Vec::with_capacity(args.msgs);
     let mut lat_direct = Vec::with_capacity(args.msgs);
+    let mut lat_ref = Vec::with_capacity(args.msgs);
     for i in 0..args.msgs {
-        if i % 2 == 0 {
-            lat_via.push(round_trip(&mut through, &payload).await?);
-            lat_direct.push(round_trip(&mut straight, &payload).await?);
-        } else {
-            lat_direct.push(round_trip(&mut straight, &payload).await?);
-            lat_via.push(round_trip(&mut through, &payload).await?);
+        // Each target goes first in turn.
+        for k in 0..3 {
+            match (i + k) % 3 {
+                0 => lat_via.push(round_trip(&mut through, &payload).await?),
+                1 => lat_direct.push(round_trip(&mut straight, &payload).await?),
+                _ => {
+                    if let Some(r) = reference.as_mut() {
+                        lat_ref.push(round_trip(r, &payload).await?);
+                    }
+                }
+            }
         }
     }
     lat_via.sort_unstable();
     lat_direct.sort_unstable();
+    lat_ref.sort_unstable();
     println!(
         "round trip ({} x {} B, {} idle held): via p50 {:.1} us p90 {:.1} p99 {:.1} | direct p50 {:.1} us p90 {:.1} p99 {:.1}",
         args.msgs,
@@ -304,10 +323,26 @@ async fn run(mut args: Args) -> Result<(), String> {
         pct(&lat_direct, 0.9),
         pct(&lat_direct, 0.99),
     );
+    if !lat_ref.is_empty() {
+        println!(
+            "round trip through the reference proxy: p50 {:.1} us p90 {:.1} p99 {:.1}",
+            pct(&lat_ref, 0.5),
+            pct(&lat_ref, 0.9),
+            pct(&lat_ref, 0.99),
+        );
+        println!(
+            "RESULT ref_p50_us={:.1} ref_p99_us={:.1}",
+            pct(&lat_ref, 0.5),
+            pct(&lat_ref, 0.99),
+        );
+    }
 
     // 3. Close everything (TCP close; the proxy tears its tunnels down).
     let _ = through.close(None).await;
     let _ = straight.close(None).await;
+    if let Some(mut r) = reference {
+        let _ = r.close(None).await;
+    }
     let n_held = held.len();
     drop(held);
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;

@@ -5,14 +5,24 @@
 #   upstream: examples/ws_echo.rs on 127.0.0.1:19030 (CPU LOAD_CPU)
 #   proxy:    clawgate via benches/load/clawgate-bench.sh on 127.0.0.1:19010
 #             (CPU PROXY_CPU, so one tokio worker, as in compare.sh)
+#   reference: nginx (if installed, unless --no-reference) on 127.0.0.1:19012
+#             (CPU PROXY_CPU, like clawgate): the same token check, request
+#             ID and Upgrade pass-through in front of the same echo server
 #   client:   examples/ws_hold.rs (CPU LOAD_CPU): reads VmRSS from
 #             /proc/PID/status before, opens N WebSockets (Authorization:
 #             Bearer, no Origin), reads it again while they are held, times
-#             --msgs round trips through clawgate and directly (interleaved,
-#             with the N connections still open), closes all, reads RSS again.
+#             --msgs round trips through clawgate, through nginx and
+#             directly (interleaved, with the N connections still open),
+#             closes all, reads RSS again.
+#
+# The direct pair share one core; through a proxy each message crosses to
+# the proxy's core and back twice, and on a VM waking an idle core can cost
+# more than the proxy's work, so the nginx round trip is the baseline that
+# tells the two apart.
 #
 # Usage: benches/load/ws_scale.sh [--conns N] [--msgs M] [--msg-bytes B]
 #                                 [--sources auto|IP,IP,...] [--no-build]
+#                                 [--no-reference]
 #   --conns     idle WebSockets to hold (default 10000, at most 60000)
 #   --msgs      timed round trips per target (default 5000, at most 100000)
 #   --sources   client source addresses; auto = 127.0.0.1 up to 20,000
@@ -29,8 +39,9 @@ root=$(cd "$here/../.." && pwd)
 : "${BENCH_TOKEN:=bench-token-6f1c2a9e4b7d40c8a3e5f0b1d2c3e4f5}"
 proxy_port=${CLAWGATE_PORT:-19010}
 echo_port=${WS_ECHO_PORT:-19030}
+ref_port=${WS_REFERENCE_PORT:-19012}
 
-conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1
+conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1
 while [ $# -gt 0 ]; do
   case $1 in
     --conns) conns=$2; shift 2 ;;
@@ -38,6 +49,7 @@ while [ $# -gt 0 ]; do
     --msg-bytes) msg_bytes=$2; shift 2 ;;
     --sources) sources=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --no-reference) reference=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "ws_scale.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -82,7 +94,11 @@ done
 if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
   log "WARNING: a cargo/rustc build is running; latency figures are disturbed"
 fi
-for p in "$proxy_port" "$echo_port"; do
+if [ "$reference" = 1 ] && ! command -v nginx >/dev/null; then
+  log "nginx not found: no reference round trip (apt-get install nginx-light)"
+  reference=0
+fi
+for p in "$proxy_port" "$echo_port" $([ "$reference" = 1 ] && echo "$ref_port"); do
   [ -z "$(ss -ltnH "sport = :$p")" ] || { log "port $p is busy"; exit 1; }
 done
 
@@ -123,12 +139,50 @@ CLAWGATE_BIN="$tdir/clawgate" \
   taskset -c "$PROXY_CPU" "$here/clawgate-bench.sh" >"$RUN/clawgate.log" 2>&1 </dev/null &
 cg_pid=$!; PIDS+=("$cg_pid")
 wait_port "$proxy_port" "$cg_pid" || { log "clawgate did not start: $(tail -5 "$RUN/clawgate.log")"; exit 1; }
+ref_args=()
+if [ "$reference" = 1 ]; then
+  mkdir -p "$RUN/nginx-tmp"
+  cat >"$RUN/nginx.conf" <<NGINX
+worker_processes 1;
+pid $RUN/nginx.pid;
+error_log $RUN/nginx.error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $RUN/nginx-tmp/body;
+    proxy_temp_path       $RUN/nginx-tmp/proxy;
+    fastcgi_temp_path     $RUN/nginx-tmp/fastcgi;
+    uwsgi_temp_path       $RUN/nginx-tmp/uwsgi;
+    scgi_temp_path        $RUN/nginx-tmp/scgi;
+    map_hash_bucket_size 256;
+    map \$http_authorization \$ws_auth_ok { default 0; "Bearer $BENCH_TOKEN" 1; }
+    map \$http_upgrade \$ws_connection { default upgrade; "" ""; }
+    server {
+        listen 127.0.0.1:$ref_port;
+        location / {
+            if (\$ws_auth_ok = 0) { return 403; }
+            proxy_pass http://127.0.0.1:$echo_port;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$ws_connection;
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_read_timeout 1h;
+        }
+    }
+}
+NGINX
+  taskset -c "$PROXY_CPU" nginx -p "$RUN" -c "$RUN/nginx.conf" -g 'daemon off;' \
+    >"$RUN/nginx.log" 2>&1 </dev/null &
+  ref_pid=$!; PIDS+=("$ref_pid")
+  wait_port "$ref_port" "$ref_pid" || { log "nginx did not start: $(tail -3 "$RUN/nginx.log")"; exit 1; }
+  ref_args=(--reference "ws://127.0.0.1:$ref_port/")
+fi
 sleep 0.5
 log "clawgate pid $cg_pid (CPU $PROXY_CPU), ws_echo pid $echo_pid (CPU $LOAD_CPU); $conns connections from $sources"
 
 set +e
 BENCH_TOKEN="$BENCH_TOKEN" timeout -k 5 330 taskset -c "$LOAD_CPU" "$tdir/examples/ws_hold" \
-  --via "ws://127.0.0.1:$proxy_port/" --direct "ws://127.0.0.1:$echo_port/" \
+  --via "ws://127.0.0.1:$proxy_port/" --direct "ws://127.0.0.1:$echo_port/" "${ref_args[@]}" \
   --conns "$conns" --msgs "$msgs" --msg-bytes "$msg_bytes" --pid "$cg_pid" \
   --sources "$sources" --timeout-secs 300 | tee "$RUN/hold.txt"
 rc=${PIPESTATUS[0]}
@@ -145,6 +199,7 @@ fi
 awk -v conns="$conns" '
   /^RESULT conns=/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT msgs=/  { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+  /^RESULT ref_/   { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   END {
     per = r["rss_per_conn_bytes"] / 1024
     printf "\n== ws_scale: %d idle WebSockets through clawgate ==\n", r["conns"]
@@ -152,4 +207,7 @@ awk -v conns="$conns" '
     printf "round trip p50: via %.1f us, direct %.1f us (%.2fx); p99: via %.1f us, direct %.1f us (%.2fx)\n",
       r["via_p50_us"], r["direct_p50_us"], r["via_p50_us"] / r["direct_p50_us"],
       r["via_p99_us"], r["direct_p99_us"], r["via_p99_us"] / r["direct_p99_us"]
+    if (r["ref_p50_us"] > 0)
+      printf "through nginx, placed alike: p50 %.1f us (clawgate %.2fx), p99 %.1f us (clawgate %.2fx)\n",
+        r["ref_p50_us"], r["via_p50_us"] / r["ref_p50_us"], r["ref_p99_us"], r["via_p99_us"] / r["ref_p99_us"]
   }' "$RUN/hold.txt"
