@@ -2,7 +2,10 @@
 //!
 //! 1. Reads the proxy's RSS (`VmRSS` of `--pid`), opens `--conns` WebSockets
 //!    through it (`--via`), keeps them all open and idle, reads RSS again:
-//!    RSS per connection = the difference / connections.
+//!    RSS per connection = the difference / connections. RSS is also read
+//!    after the first half: the second half's growth per connection is
+//!    the cost of one more, without the one-time growth the first ones
+//!    bring (allocator pages, tables).
 //! 2. With those held, measures message round trips (send one binary
 //!    message, wait for its echo) on one extra connection through the proxy
 //!    and one straight to the echo upstream (`--direct`), and with
@@ -205,46 +208,27 @@ async fn run(mut args: Args) -> Result<(), String> {
     let rss0 = rss_kib(args.pid);
     println!("proxy RSS before: {} KiB", show(rss0));
 
-    // 1. Open and hold.
+    // 1. Open and hold, in two halves with an RSS reading after each: the
+    //    first connections also pay one-time growth (allocator pages,
+    //    tables), so the second half's growth is the cost of one more.
     let t0 = Instant::now();
-    let sem = std::sync::Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for i in 0..args.conns {
-        let permit = sem
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let url = args.via.clone();
-        let token = token.clone();
-        let origin = args.origin.clone();
-        let src = args.sources[i % args.sources.len()];
-        let src = (src != IpAddr::from([127, 0, 0, 1])).then_some(src);
-        set.spawn(async move {
-            let r = tokio::time::timeout(
-                Duration::from_secs(10),
-                connect(&url, via, src, Some(&token), origin.as_deref()),
-            )
-            .await
-            .unwrap_or_else(|_| Err("handshake timed out".into()));
-            drop(permit);
-            r
-        });
-    }
+    let half = args.conns / 2;
     let mut held: Vec<Ws> = Vec::with_capacity(args.conns);
     let mut failed = 0usize;
     let mut first_error = None;
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(ws)) => held.push(ws),
-            Ok(Err(e)) => {
-                failed += 1;
-                first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                failed += 1;
-                first_error.get_or_insert(e.to_string());
-            }
+    let mut rss_half = None;
+    let mut held_half = 0usize;
+    for (batch, range) in [(0, 0..half), (1, half..args.conns)] {
+        let (ok, bad, err) = open_batch(&args, &token, via, range).await?;
+        held.extend(ok);
+        failed += bad;
+        if first_error.is_none() {
+            first_error = err;
+        }
+        if batch == 0 && half > 0 {
+            tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+            rss_half = rss_kib(args.pid);
+            held_half = held.len();
         }
     }
     let open_secs = t0.elapsed().as_secs_f64();
@@ -265,14 +249,25 @@ async fn run(mut args: Args) -> Result<(), String> {
         }
         _ => None,
     };
+    let marginal = match (rss_half, rss1) {
+        (Some(a), Some(b)) if held.len() > held_half => {
+            Some(b.saturating_sub(a) as f64 * 1024.0 / (held.len() - held_half) as f64)
+        }
+        _ => None,
+    };
+    let kib = |v: Option<f64>| v.map_or("?".into(), |b| format!("{:.2} KiB", b / 1024.0));
     println!(
         "proxy RSS holding {}: {} KiB -> {} bytes ({}) per connection",
         held.len(),
         show(rss1),
         per_conn.map(|b| format!("{b:.0}")).unwrap_or("?".into()),
-        per_conn
-            .map(|b| format!("{:.2} KiB", b / 1024.0))
-            .unwrap_or("?".into()),
+        kib(per_conn),
+    );
+    println!(
+        "proxy RSS holding {held_half}: {} KiB; the second {} connections added {} each",
+        show(rss_half),
+        held.len() - held_half,
+        kib(marginal),
     );
 
     // 2. Round trips, through the proxy and direct, interleaved.
@@ -350,12 +345,13 @@ async fn run(mut args: Args) -> Result<(), String> {
     println!("proxy RSS after closing: {} KiB", show(rss2));
 
     println!(
-        "RESULT conns={} failed={failed} open_secs={open_secs:.2} rss_before_kib={} rss_held_kib={} rss_after_close_kib={} rss_per_conn_bytes={}",
+        "RESULT conns={} failed={failed} open_secs={open_secs:.2} rss_before_kib={} rss_held_kib={} rss_after_close_kib={} rss_per_conn_bytes={} rss_marginal_per_conn_bytes={}",
         n_held,
         show(rss0),
         show(rss1),
         show(rss2),
         per_conn.map(|b| format!("{b:.0}")).unwrap_or("?".into()),
+        marginal.map(|b| format!("{b:.0}")).unwrap_or("?".into()),
     );
     println!(
         "RESULT msgs={} msg_bytes={} via_p50_us={:.1} via_p99_us={:.1} direct_p50_us={:.1} direct_p99_us={:.1}",
@@ -370,6 +366,58 @@ async fn run(mut args: Args) -> Result<(), String> {
         return Err(format!("{failed} connections failed"));
     }
     Ok(())
+}
+
+/// Opens the connections numbered `range` through the proxy (at most
+/// `--concurrency` handshakes in flight, each bounded by 10 s): the open
+/// ones, how many failed, and the first error.
+async fn open_batch(
+    args: &Args,
+    token: &str,
+    via: SocketAddr,
+    range: std::ops::Range<usize>,
+) -> Result<(Vec<Ws>, usize, Option<String>), String> {
+    let sem = std::sync::Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for i in range {
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = args.via.clone();
+        let token = token.to_string();
+        let origin = args.origin.clone();
+        let src = args.sources[i % args.sources.len()];
+        let src = (src != IpAddr::from([127, 0, 0, 1])).then_some(src);
+        set.spawn(async move {
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                connect(&url, via, src, Some(&token), origin.as_deref()),
+            )
+            .await
+            .unwrap_or_else(|_| Err("handshake timed out".into()));
+            drop(permit);
+            r
+        });
+    }
+    let mut held = Vec::new();
+    let mut failed = 0usize;
+    let mut first_error = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(ws)) => held.push(ws),
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    Ok((held, failed, first_error))
 }
 
 fn show(v: Option<u64>) -> String {

@@ -10,7 +10,8 @@
 #             ID and Upgrade pass-through in front of the same echo server
 #   client:   examples/ws_hold.rs (CPU LOAD_CPU): reads VmRSS from
 #             /proc/PID/status before, opens N WebSockets (Authorization:
-#             Bearer, no Origin), reads it again while they are held, times
+#             Bearer, no Origin), reads it again while they are held (and
+#             after the first half, for the cost of one more), times
 #             --msgs round trips through clawgate, through nginx and
 #             directly (interleaved, with the N connections still open),
 #             closes all, reads RSS again.
@@ -73,7 +74,7 @@ hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
   if ! ulimit -Hn "$want" 2>/dev/null; then
     # No CAP_SYS_RESOURCE (e.g. in a container): fit N to the hard limit
-    # rather than fail; the per-connection figure does not depend on N.
+    # rather than fail (the marginal per-connection figure hardly depends on N).
     fit=$(( (hard - 256) / 2 ))
     log "WARNING: cannot raise the descriptor limit to $want (hard limit $hard, no CAP_SYS_RESOURCE);" \
         "clawgate needs 2 per tunnel: holding $fit instead of $conns"
@@ -204,6 +205,9 @@ awk -v conns="$conns" '
     per = r["rss_per_conn_bytes"] / 1024
     printf "\n== ws_scale: %d idle WebSockets through clawgate ==\n", r["conns"]
     printf "RSS per connection: %.2f KiB (target <= 16 KiB: %s)\n", per, (per <= 16 ? "met" : "MISSED")
+    if (r["rss_marginal_per_conn_bytes"] > 0)
+      printf "  (the second half of the connections added %.2f KiB each; the rest of the average is one-time growth)\n",
+        r["rss_marginal_per_conn_bytes"] / 1024
     printf "round trip p50: via %.1f us, direct %.1f us (%.2fx); p99: via %.1f us, direct %.1f us (%.2fx)\n",
       r["via_p50_us"], r["direct_p50_us"], r["via_p50_us"] / r["direct_p50_us"],
       r["via_p99_us"], r["direct_p99_us"], r["via_p99_us"] / r["direct_p99_us"]
