@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use self::pooled::read_pooled;
 
 /// Follows WebSocket frame boundaries in one direction of a byte stream.
 #[derive(Debug, Default)]
@@ -129,8 +131,6 @@ pub enum End {
 /// Close reason when the gateway drops a WebSocket (close code 1011).
 pub const UPSTREAM_RESET: &str = "upstream_reset";
 
-/// Relay buffer per direction: small, since idle connections must stay cheap.
-const BUF: usize = 4096;
 /// How long to wait for a frame boundary before cutting the connection.
 const BOUNDARY_WAIT: Duration = Duration::from_secs(1);
 
@@ -162,23 +162,23 @@ where
     let stop_reason = std::sync::Mutex::new(None::<&'static str>);
 
     let client_to_upstream = async {
-        let mut buf = vec![0u8; BUF];
         let mut client_frames = FrameTracker::default();
         loop {
             tokio::select! {
-                r = cr.read(&mut buf) => match r {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
+                r = read_pooled(&mut cr) => match r {
+                    Err(_) => break,
+                    Ok(chunk) if chunk.is_empty() => break,
+                    Ok(chunk) => {
                         if websocket && !client_frames.saw_close() {
-                            client_frames.feed(&buf[..n]);
+                            client_frames.feed(&chunk);
                             if client_frames.saw_close() {
                                 client_closing.store(true, std::sync::atomic::Ordering::Relaxed);
                             }
                         }
-                        if uw.write_all(&buf[..n]).await.is_err() {
+                        if uw.write_all(&chunk).await.is_err() {
                             break;
                         }
-                        up_bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        up_bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                 },
                 _ = stop_upstream.notified() => {
@@ -198,16 +198,14 @@ where
     tokio::pin!(client_to_upstream);
     tokio::pin!(stop);
 
-    let mut buf = vec![0u8; BUF];
     let mut client_done = false;
     let end = loop {
         tokio::select! {
-            r = ur.read(&mut buf) => match r {
-                Ok(0) | Err(_)
-                    if websocket
-                        && !client_done
-                        && !tracker.saw_close()
-                        && !client_closing.load(std::sync::atomic::Ordering::Relaxed) =>
+            r = read_pooled(&mut ur) => match r.ok().filter(|chunk| !chunk.is_empty()) {
+                None if websocket
+                    && !client_done
+                    && !tracker.saw_close()
+                    && !client_closing.load(std::sync::atomic::Ordering::Relaxed) =>
                 {
                     if tracker.at_boundary() {
                         let (code, text) = close(UPSTREAM_RESET);
@@ -215,15 +213,15 @@ where
                     }
                     break End::UpstreamReset;
                 }
-                Ok(0) | Err(_) => break End::Closed,
-                Ok(n) => {
+                None => break End::Closed,
+                Some(chunk) => {
                     if websocket {
-                        tracker.feed(&buf[..n]);
+                        tracker.feed(&chunk);
                     }
-                    if cw.write_all(&buf[..n]).await.is_err() {
+                    if cw.write_all(&chunk).await.is_err() {
                         break End::Closed;
                     }
-                    down_bytes += n as u64;
+                    down_bytes += chunk.len() as u64;
                 }
             },
             _ = &mut client_to_upstream, if !client_done => {
@@ -234,13 +232,13 @@ where
                     let deadline = tokio::time::Instant::now() + BOUNDARY_WAIT;
                     // Let the frame in flight finish, then insert ours.
                     while !tracker.at_boundary() {
-                        match tokio::time::timeout_at(deadline, ur.read(&mut buf)).await {
-                            Ok(Ok(n)) if n > 0 => {
-                                tracker.feed(&buf[..n]);
-                                if cw.write_all(&buf[..n]).await.is_err() {
+                        match tokio::time::timeout_at(deadline, read_pooled(&mut ur)).await {
+                            Ok(Ok(chunk)) if !chunk.is_empty() => {
+                                tracker.feed(&chunk);
+                                if cw.write_all(&chunk).await.is_err() {
                                     break;
                                 }
-                                down_bytes += n as u64;
+                                down_bytes += chunk.len() as u64;
                             }
                             _ => break,
                         }
@@ -272,6 +270,99 @@ where
         up_bytes.load(std::sync::atomic::Ordering::Relaxed),
         down_bytes,
     )
+}
+
+/// Relay buffers lent per read. An idle tunnel holds none: a read takes a
+/// buffer from its thread's pool only while it is being polled and gives
+/// it back when the socket has nothing (`poll_read` never keeps the buffer
+/// across `Pending`), so only tunnels with bytes in flight hold one. With a
+/// buffer per direction held for the tunnel's life, two of them were 8 of
+/// the 11 KiB each idle WebSocket cost.
+mod pooled {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::io;
+    use std::ops::Deref;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    /// Bytes per read: small, as most WebSocket messages are.
+    const BUF: usize = 4096;
+    /// Buffers kept per thread: as many as reads completing at once.
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn take() -> Vec<u8> {
+        SPARE
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| vec![0; BUF])
+    }
+
+    fn give_back(buf: Vec<u8>) {
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEEP {
+                s.push(buf);
+            }
+        });
+    }
+
+    /// What one read returned (empty at end of stream), in a lent buffer
+    /// that goes back to the pool when dropped.
+    pub struct Chunk {
+        buf: Vec<u8>,
+        len: usize,
+    }
+
+    impl Deref for Chunk {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            &self.buf[..self.len]
+        }
+    }
+
+    impl Drop for Chunk {
+        fn drop(&mut self) {
+            give_back(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// One read, with a buffer held only while bytes are ready.
+    /// Cancel-safe like `AsyncReadExt::read`: nothing is read unless it
+    /// completes.
+    pub fn read_pooled<R: AsyncRead + Unpin>(
+        r: &mut R,
+    ) -> impl Future<Output = io::Result<Chunk>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut buf = take();
+            let mut rb = ReadBuf::new(&mut buf);
+            let polled = Pin::new(&mut *r).poll_read(cx, &mut rb);
+            let len = rb.filled().len();
+            match polled {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Chunk { buf, len })),
+                Poll::Ready(Err(e)) => {
+                    give_back(buf);
+                    Poll::Ready(Err(e))
+                }
+                Poll::Pending => {
+                    give_back(buf);
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    #[cfg(test)]
+    pub fn spare() -> usize {
+        SPARE.with(|s| s.borrow().len())
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +448,34 @@ mod tests {
             .map(|(i, b)| b ^ key[i % 4])
             .collect();
         assert_eq!(unmasked, plain[2..]);
+    }
+
+    #[tokio::test]
+    async fn a_pending_read_holds_no_buffer_and_a_chunk_gives_its_back() {
+        use std::future::Future;
+        use tokio::io::AsyncWriteExt;
+
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let spare = pooled::spare();
+        {
+            let read = read_pooled(&mut b);
+            tokio::pin!(read);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(read.as_mut().poll(&mut cx).is_pending());
+            // Nothing to read: the buffer went back while the read waits.
+            assert_eq!(pooled::spare(), spare.max(1));
+        }
+        a.write_all(b"hello").await.unwrap();
+        let chunk = read_pooled(&mut b).await.unwrap();
+        assert_eq!(&*chunk, b"hello");
+        assert_eq!(pooled::spare(), spare.max(1) - 1, "the chunk holds one");
+        drop(chunk);
+        assert_eq!(pooled::spare(), spare.max(1));
+        drop(a);
+        assert!(
+            read_pooled(&mut b).await.unwrap().is_empty(),
+            "end of stream"
+        );
     }
 
     #[test]
