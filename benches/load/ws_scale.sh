@@ -14,7 +14,9 @@
 #             after the first half, for the cost of one more), times
 #             --msgs round trips through clawgate, through nginx and
 #             directly (interleaved, with the N connections still open),
-#             closes all, reads RSS again.
+#             closes all, reads RSS again. Then (with the reference) N
+#             (fewer if the descriptor limit is tight) are held through
+#             nginx for its worker's RSS per connection.
 #
 # The direct pair share one core; through a proxy each message crosses to
 # the proxy's core and back twice, and on a VM waking an idle core can cost
@@ -145,9 +147,10 @@ if [ "$reference" = 1 ]; then
   mkdir -p "$RUN/nginx-tmp"
   cat >"$RUN/nginx.conf" <<NGINX
 worker_processes 1;
+worker_rlimit_nofile $want;
 pid $RUN/nginx.pid;
 error_log $RUN/nginx.error.log warn;
-events { worker_connections 1024; }
+events { worker_connections $((want - 64)); }
 http {
     access_log off;
     client_body_temp_path $RUN/nginx-tmp/body;
@@ -196,8 +199,36 @@ if [ "$rc" != 0 ]; then
   exit "$rc"
 fi
 
+# The same N held through nginx, for its RSS per idle WebSocket (its
+# worker's, as clawgate's is its process's), after clawgate's are closed.
+ngx_per=0 ngx_marg=0
+if [ "$reference" = 1 ]; then
+  ngx_worker=$(ps --ppid "$ref_pid" -o pid= | head -n1 | tr -d ' ')
+  # nginx counts both of a tunnel's descriptors against worker_connections
+  # and needs slack beyond them (with 2N + 64 it began reusing connections
+  # near 9,350 of 9,872), so it holds fewer when the limit is tight.
+  ngx_conns=$(( conns < (want - 2048) / 2 ? conns : (want - 2048) / 2 ))
+  if [ -n "$ngx_worker" ]; then
+    log "holding $ngx_conns through nginx (worker pid $ngx_worker) for its RSS per connection"
+    set +e
+    BENCH_TOKEN="$BENCH_TOKEN" timeout -k 5 330 taskset -c "$LOAD_CPU" "$tdir/examples/ws_hold" \
+      --via "ws://127.0.0.1:$ref_port/" --direct "ws://127.0.0.1:$echo_port/" \
+      --conns "$ngx_conns" --msgs 100 --msg-bytes "$msg_bytes" --pid "$ngx_worker" \
+      --sources "$sources" --timeout-secs 300 >"$RUN/hold-nginx.txt" 2>&1
+    ngx_rc=$?
+    set -e
+    grep -E '^(proxy RSS|opened)' "$RUN/hold-nginx.txt" | sed 's/^/  nginx: /' >&2
+    if [ "$ngx_rc" = 0 ]; then
+      ngx_per=$(sed -n 's/^RESULT conns=.* rss_per_conn_bytes=\([0-9]*\).*/\1/p' "$RUN/hold-nginx.txt")
+      ngx_marg=$(sed -n 's/^RESULT conns=.* rss_marginal_per_conn_bytes=\([0-9]*\).*/\1/p' "$RUN/hold-nginx.txt")
+    else
+      log "holding through nginx failed (exit $ngx_rc): $(grep -m1 "first error" "$RUN/hold-nginx.txt"); nginx: $(sort "$RUN/nginx.error.log" | cut -c21- | sed "s/, client.*//" | uniq -c | sort -rn | head -3)"
+    fi
+  fi
+fi
+
 # summary against the targets
-awk -v conns="$conns" '
+awk -v conns="$conns" -v ngx_per="${ngx_per:-0}" -v ngx_marg="${ngx_marg:-0}" -v ngx_conns="${ngx_conns:-0}" '
   /^RESULT conns=/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT msgs=/  { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT ref_/   { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
@@ -208,6 +239,10 @@ awk -v conns="$conns" '
     if (r["rss_marginal_per_conn_bytes"] > 0)
       printf "  (the second half of the connections added %.2f KiB each; the rest of the average is one-time growth)\n",
         r["rss_marginal_per_conn_bytes"] / 1024
+    if (ngx_per > 0)
+      printf "nginx, %d held: %.2f KiB per connection (clawgate %.2fx); second half %.2f KiB each (clawgate %.2fx)\n",
+        ngx_conns, ngx_per / 1024, r["rss_per_conn_bytes"] / ngx_per, ngx_marg / 1024,
+        (ngx_marg > 0 ? r["rss_marginal_per_conn_bytes"] / ngx_marg : 0)
     printf "round trip p50: via %.1f us, direct %.1f us (%.2fx); p99: via %.1f us, direct %.1f us (%.2fx)\n",
       r["via_p50_us"], r["direct_p50_us"], r["via_p50_us"] / r["direct_p50_us"],
       r["via_p99_us"], r["direct_p99_us"], r["via_p99_us"] / r["direct_p99_us"]
