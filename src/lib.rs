@@ -36,6 +36,7 @@ pub mod request_id;
 pub mod server;
 pub mod session;
 pub mod slots;
+pub mod spare;
 pub mod state;
 pub mod suggest;
 pub mod tls;

@@ -57,15 +57,26 @@ impl RawTcp {
 /// One `recv` of up to `want` bytes into `into` through `try_io`.
 fn recv_short_clears(stream: &TcpStream, into: &mut [u8], want: usize) -> io::Result<usize> {
     let into = &mut into[..want];
+    try_io_short_clears(stream, Interest::READABLE, want, || recv(stream, into))
+}
+
+/// `op` (a `recv` or `send` of up to `want` bytes) through `try_io`. Fewer
+/// bytes than asked for means the socket is drained (or its send buffer
+/// full): answering WouldBlock to `try_io` clears the readiness now, as
+/// tokio's own reads and writes do after a short one, so the next call
+/// waits for the reactor instead of costing a system call that fails with
+/// EAGAIN (one per request, measured with strace). The bytes moved are
+/// still returned.
+fn try_io_short_clears(
+    stream: &TcpStream,
+    interest: Interest,
+    want: usize,
+    mut op: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
     let mut short = None;
-    let r = stream.try_io(Interest::READABLE, || {
-        let n = recv(stream, into)?;
+    let r = stream.try_io(interest, || {
+        let n = op()?;
         if n > 0 && n < want {
-            // Fewer bytes than asked for: the socket is drained. Answering
-            // WouldBlock makes `try_io` clear the readiness now, as tokio's
-            // own reads do after a short read, so the next read waits for
-            // the reactor instead of costing a system call that fails with
-            // EAGAIN (one per request, measured with strace).
             short = Some(n);
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -136,21 +147,10 @@ impl AsyncWrite for RawTcp {
         let stream = &self.get_mut().stream;
         loop {
             ready!(stream.poll_write_ready(cx))?;
-            let mut short = None;
-            let sent = stream.try_io(Interest::WRITABLE, || {
+            let sent = try_io_short_clears(stream, Interest::WRITABLE, buf.len(), || {
                 // No SIGPIPE for a peer that closed: an EPIPE error instead.
-                let n = rustix::net::send(stream.as_fd(), buf, SendFlags::NOSIGNAL)?;
-                if n > 0 && n < buf.len() {
-                    // The send buffer is full: readiness cleared now, as
-                    // for a short read.
-                    short = Some(n);
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
+                Ok(rustix::net::send(stream.as_fd(), buf, SendFlags::NOSIGNAL)?)
             });
-            if let Some(n) = short {
-                return Poll::Ready(Ok(n));
-            }
             match sent {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -13,10 +13,10 @@
 //! The bytes are what httparse or hyper accepted: names are tokens,
 //! values have no control characters but tab.
 
-use std::cell::RefCell;
-
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
+
+use crate::spare::{self, Spares};
 
 /// Where one field sits in the buffer: name, then value, as byte ranges.
 #[derive(Clone, Copy, Debug)]
@@ -30,15 +30,11 @@ struct Span {
 const SPARE_LISTS: usize = 256;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Vec<Span>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: Spares<Vec<Span>> = const { Spares::new(SPARE_LISTS) };
 }
 
 fn span_list() -> Vec<Span> {
-    SPARE
-        .try_with(|s| s.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| Vec::with_capacity(16))
+    spare::take(&SPARE).unwrap_or_else(|| Vec::with_capacity(16))
 }
 
 pub struct Fields {
@@ -67,12 +63,7 @@ impl Drop for Fields {
         }
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
-        let _ = SPARE.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < SPARE_LISTS {
-                s.push(spans);
-            }
-        });
+        spare::give_back(&SPARE, spans);
     }
 }
 

@@ -215,34 +215,23 @@ pub(super) async fn forward(
 /// connections, and with one spare buffer all but one of them allocated
 /// (and grew) their own.
 mod head_buffer {
-    use std::cell::RefCell;
+    use crate::spare::{self, Spares};
 
     /// Larger heads are rare: their buffer is not kept.
     const KEEP_UP_TO: usize = 16 * 1024;
-    /// Buffers kept per thread.
-    const KEEP: usize = 256;
 
     thread_local! {
-        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+        static SPARE: Spares<Vec<u8>> = const { Spares::new(256) };
     }
 
     pub fn take() -> Vec<u8> {
-        SPARE
-            .try_with(|s| s.borrow_mut().pop())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| Vec::with_capacity(1024))
+        spare::take(&SPARE).unwrap_or_else(|| Vec::with_capacity(1024))
     }
 
     pub fn give_back(mut buf: Vec<u8>) {
         if buf.capacity() <= KEEP_UP_TO {
             buf.clear();
-            let _ = SPARE.try_with(|s| {
-                let mut s = s.borrow_mut();
-                if s.len() < KEEP {
-                    s.push(buf);
-                }
-            });
+            spare::give_back(&SPARE, buf);
         }
     }
 }

@@ -279,7 +279,6 @@ where
 /// buffer per direction held for the tunnel's life, two of them were 8 of
 /// the 11 KiB each idle WebSocket cost.
 mod pooled {
-    use std::cell::RefCell;
     use std::future::Future;
     use std::io;
     use std::ops::Deref;
@@ -288,30 +287,23 @@ mod pooled {
 
     use tokio::io::{AsyncRead, ReadBuf};
 
+    use crate::spare::{self, Spares};
+
     /// Bytes per read: small, as most WebSocket messages are.
     const BUF: usize = 4096;
-    /// Buffers kept per thread: as many as reads completing at once.
-    const KEEP: usize = 64;
 
     thread_local! {
-        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+        /// As many as reads completing at once. Kept at their full length
+        /// (initialised), so a read can hand them to the kernel directly.
+        static SPARE: Spares<Vec<u8>> = const { Spares::new(64) };
     }
 
     fn take() -> Vec<u8> {
-        SPARE
-            .try_with(|s| s.borrow_mut().pop())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| vec![0; BUF])
+        spare::take(&SPARE).unwrap_or_else(|| vec![0; BUF])
     }
 
     fn give_back(buf: Vec<u8>) {
-        let _ = SPARE.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < KEEP {
-                s.push(buf);
-            }
-        });
+        spare::give_back(&SPARE, buf);
     }
 
     /// What one read returned (empty at end of stream), in a lent buffer
@@ -361,7 +353,7 @@ mod pooled {
 
     #[cfg(test)]
     pub fn spare() -> usize {
-        SPARE.with(|s| s.borrow().len())
+        spare::kept(&SPARE)
     }
 }
 

@@ -21,6 +21,8 @@ const UPGRADE_LINE: &[u8] = b"connection: upgrade\r\n";
 
 /// Most header lines accepted in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
+// `parse_response` keeps a bit per line in a `u128`.
+const _: () = assert!(MAX_HEADERS <= 128);
 /// Largest response head accepted; past it the response is refused.
 pub const MAX_HEAD_BYTES: usize = u16::MAX as usize;
 
@@ -166,16 +168,21 @@ pub fn parse_response(
         !(hop || ours || (lists_others && !switching && listed(parsed.headers, name)))
     };
     // Sized exactly: a `Bytes` made from a full `Vec` keeps its allocation,
-    // one with spare room allocates a shared header besides.
-    let size: usize = parsed
-        .headers
-        .iter()
-        .filter(|h| passed(h))
-        .map(|h| h.name.len() + h.value.len() + 4)
-        .sum::<usize>()
-        + if switching { UPGRADE_LINE.len() } else { 0 };
+    // one with spare room allocates a shared header besides. Each line is
+    // judged once; a bit per line remembers the verdict for the copy.
+    let mut keep: u128 = 0;
+    let mut size = if switching { UPGRADE_LINE.len() } else { 0 };
+    for (i, h) in parsed.headers.iter().enumerate() {
+        if passed(h) {
+            keep |= 1 << i;
+            size += h.name.len() + h.value.len() + 4;
+        }
+    }
     let mut lines = Vec::with_capacity(size);
-    for h in parsed.headers.iter().filter(|h| passed(h)) {
+    for (i, h) in parsed.headers.iter().enumerate() {
+        if keep & (1 << i) == 0 {
+            continue;
+        }
         let (name, raw) = (h.name.as_bytes(), h.value);
         if name.eq_ignore_ascii_case(b"date") {
             fields.has_date = true;
