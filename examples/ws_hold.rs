@@ -13,6 +13,9 @@
 //!    proxy's core), interleaved, and prints p50/p90/p99 for each.
 //! 3. Closes everything and reads RSS a last time.
 //!
+//! `wss://` targets are reached over TLS (rustls, trusting `--ca`), so the
+//! held connections then carry a TLS session each on the proxy's side too.
+//!
 //! Every loop is bounded: at most 60,000 connections, 100,000 messages,
 //! and `--timeout-secs` for the whole run. Loopback addresses only. Output
 //! ends with `RESULT key=value ...` lines for the script.
@@ -20,12 +23,16 @@
 //!     cargo run --release --example ws_hold -- --pid PID --token T --conns 10000
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -38,7 +45,7 @@ const MAX_MSGS: usize = 100_000;
 
 #[derive(Parser)]
 struct Args {
-    /// WebSocket URL through the proxy.
+    /// WebSocket URL through the proxy (ws:// or wss://).
     #[arg(long, default_value = "ws://127.0.0.1:19010/")]
     via: String,
     /// The same echo upstream, directly.
@@ -79,9 +86,24 @@ struct Args {
     /// Upper bound for the whole run.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// PEM CA certificate that signed the wss:// targets' certificates.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
 }
 
-type Ws = WebSocketStream<TcpStream>;
+/// A plain or TLS byte stream: one WebSocket type for ws:// and wss://.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Where a URL points, and how to get there.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    /// For wss:// URLs: the client config trusting `--ca`.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
 
 fn main() {
     let args = Args::parse();
@@ -114,10 +136,12 @@ fn rss_kib(pid: Option<u32>) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn target(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs"))?;
+fn target(url: &str, ca: Option<&std::path::Path>) -> Result<Target, String> {
+    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(format!("{url}: only ws:// and wss:// URLs")),
+    };
     let hostport = rest.split('/').next().unwrap_or(rest);
     let addr: SocketAddr = hostport
         .parse()
@@ -125,26 +149,62 @@ fn target(url: &str) -> Result<SocketAddr, String> {
     if !addr.ip().is_loopback() {
         return Err(format!("{url}: loopback only"));
     }
-    Ok(addr)
+    let tls = if secure {
+        let ca = ca.ok_or_else(|| format!("{url}: wss:// needs --ca"))?;
+        Some(client_config(ca)?)
+    } else {
+        None
+    };
+    Ok(Target { addr, tls })
+}
+
+/// A rustls client config that trusts the certificates in `ca` only.
+fn client_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 async fn connect(
     url: &str,
-    addr: SocketAddr,
+    to: &Target,
     source: Option<IpAddr>,
     token: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Ws, String> {
+    let addr = to.addr;
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if let Some(src) = source {
         sock.bind(SocketAddr::new(src, 0))
             .map_err(|e| format!("bind {src}: {e}"))?;
     }
-    let stream = sock
+    let tcp = sock
         .connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = match &to.tls {
+        Some(cfg) => {
+            let name = ServerName::IpAddress(addr.ip().into());
+            let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
     let mut req = url
         .into_client_request()
         .map_err(|e| format!("{url}: {e}"))?;
@@ -197,8 +257,8 @@ async fn run(mut args: Args) -> Result<(), String> {
         .token
         .clone()
         .ok_or("--token or BENCH_TOKEN is required")?;
-    let via = target(&args.via)?;
-    let direct = target(&args.direct)?;
+    let via = target(&args.via, args.ca.as_deref())?;
+    let direct = target(&args.direct, args.ca.as_deref())?;
     for s in &args.sources {
         if !s.is_loopback() {
             return Err(format!("source {s}: loopback only"));
@@ -219,7 +279,7 @@ async fn run(mut args: Args) -> Result<(), String> {
     let mut rss_half = None;
     let mut held_half = 0usize;
     for (batch, range) in [(0, 0..half), (1, half..args.conns)] {
-        let (ok, bad, err) = open_batch(&args, &token, via, range).await?;
+        let (ok, bad, err) = open_batch(&args, &token, &via, range).await?;
         held.extend(ok);
         failed += bad;
         if first_error.is_none() {
@@ -271,10 +331,13 @@ async fn run(mut args: Args) -> Result<(), String> {
     );
 
     // 2. Round trips, through the proxy and direct, interleaved.
-    let mut through = connect(&args.via, via, None, Some(&token), args.origin.as_deref()).await?;
-    let mut straight = connect(&args.direct, direct, None, None, None).await?;
+    let mut through = connect(&args.via, &via, None, Some(&token), args.origin.as_deref()).await?;
+    let mut straight = connect(&args.direct, &direct, None, None, None).await?;
     let mut reference = match &args.reference {
-        Some(url) => Some(connect(url, target(url)?, None, Some(&token), None).await?),
+        Some(url) => {
+            let to = target(url, args.ca.as_deref())?;
+            Some(connect(url, &to, None, Some(&token), None).await?)
+        }
         None => None,
     };
     let payload = Bytes::from(vec![b'x'; args.msg_bytes]);
@@ -374,7 +437,7 @@ async fn run(mut args: Args) -> Result<(), String> {
 async fn open_batch(
     args: &Args,
     token: &str,
-    via: SocketAddr,
+    via: &Target,
     range: std::ops::Range<usize>,
 ) -> Result<(Vec<Ws>, usize, Option<String>), String> {
     let sem = std::sync::Arc::new(Semaphore::new(args.concurrency.max(1)));
@@ -390,10 +453,11 @@ async fn open_batch(
         let origin = args.origin.clone();
         let src = args.sources[i % args.sources.len()];
         let src = (src != IpAddr::from([127, 0, 0, 1])).then_some(src);
+        let via = via.clone();
         set.spawn(async move {
             let r = tokio::time::timeout(
                 Duration::from_secs(10),
-                connect(&url, via, src, Some(&token), origin.as_deref()),
+                connect(&url, &via, src, Some(&token), origin.as_deref()),
             )
             .await
             .unwrap_or_else(|_| Err("handshake timed out".into()));

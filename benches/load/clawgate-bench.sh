@@ -22,6 +22,9 @@
 #                                 clawgate's, 60: a wrong-token flood from one
 #                                 address gets 401 60 times, then 429 with
 #                                 Retry-After; set it high to time the 401)
+#   CLAWGATE_BENCH_TLS_CERT, CLAWGATE_BENCH_TLS_KEY
+#                                 PEM files: the listener speaks TLS with them
+#                                 ([listen] tls_cert, tls_key; absolute paths)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,10 +51,20 @@ token_sha=$(printf '%s' "$BENCH_TOKEN" | sha256sum | cut -c1-64)
 origins="$(printf '%s' "$BENCH_ALLOWED_ORIGINS" | tr ',' ' ') none"
 cidrs=$(printf '%s' "$BENCH_ALLOWED_CIDRS" | tr ',' ' ')
 
+tls_lines=""
+if [ -n "${CLAWGATE_BENCH_TLS_CERT:-}${CLAWGATE_BENCH_TLS_KEY:-}" ]; then
+  for f in "${CLAWGATE_BENCH_TLS_CERT:-}" "${CLAWGATE_BENCH_TLS_KEY:-}"; do
+    case $f in /*) [ -r "$f" ] || { echo "clawgate-bench: cannot read $f" >&2; exit 1; } ;;
+      *) echo "clawgate-bench: CLAWGATE_BENCH_TLS_CERT and _KEY must both be absolute paths" >&2; exit 1 ;; esac
+  done
+  tls_lines=$(printf 'tls_cert = "%s"\ntls_key = "%s"' "$CLAWGATE_BENCH_TLS_CERT" "$CLAWGATE_BENCH_TLS_KEY")
+fi
+
 cat >"$dir/clawgate.toml" <<TOML
 # written by benches/load/clawgate-bench.sh for the bench harness
 [listen]
 addr = "$BENCH_LISTEN"
+$tls_lines
 
 [admin]
 addr = "${CLAWGATE_BENCH_ADMIN:-127.0.0.1:$((port + 100))}"

@@ -23,9 +23,15 @@
 # more than the proxy's work, so the nginx round trip is the baseline that
 # tells the two apart.
 #
+# With --tls, clients reach clawgate (and nginx) over TLS (wss://): a CA
+# and a certificate for 127.0.0.1 are made with openssl for the run, both
+# proxies terminate TLS with them, and each held WebSocket carries a TLS
+# session on the proxy's side (what members' browsers bring). The echo
+# upstream and the direct round trip stay plain.
+#
 # Usage: benches/load/ws_scale.sh [--conns N] [--msgs M] [--msg-bytes B]
 #                                 [--sources auto|IP,IP,...] [--no-build]
-#                                 [--no-reference]
+#                                 [--no-reference] [--tls]
 #   --conns     idle WebSockets to hold (default 10000, at most 60000)
 #   --msgs      timed round trips per target (default 5000, at most 100000)
 #   --sources   client source addresses; auto = 127.0.0.1 up to 20,000
@@ -44,7 +50,7 @@ proxy_port=${CLAWGATE_PORT:-19010}
 echo_port=${WS_ECHO_PORT:-19030}
 ref_port=${WS_REFERENCE_PORT:-19012}
 
-conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1
+conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1 tls=0
 while [ $# -gt 0 ]; do
   case $1 in
     --conns) conns=$2; shift 2 ;;
@@ -53,6 +59,7 @@ while [ $# -gt 0 ]; do
     --sources) sources=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-reference) reference=0; shift ;;
+    --tls) tls=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "ws_scale.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -130,6 +137,25 @@ wait_port() {
   return 1
 }
 
+# --tls: a throwaway CA and a server certificate for 127.0.0.1 signed by it
+# (rustls refuses a CA certificate as the server's own).
+scheme=ws ca_args=() ngx_listen="" ngx_tls=""
+if [ "$tls" = 1 ]; then
+  command -v openssl >/dev/null || { log "--tls needs openssl (apt-get install openssl)"; exit 1; }
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=ws-scale-ca -keyout "$RUN/ca.key" -out "$RUN/ca.pem" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj /CN=127.0.0.1 -keyout "$RUN/server.key" -out "$RUN/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$RUN/server.ext"
+  openssl x509 -req -in "$RUN/server.csr" -CA "$RUN/ca.pem" -CAkey "$RUN/ca.key" -CAcreateserial \
+    -days 2 -extfile "$RUN/server.ext" -out "$RUN/server.pem" 2>/dev/null
+  scheme=wss
+  export CLAWGATE_BENCH_TLS_CERT="$RUN/server.pem" CLAWGATE_BENCH_TLS_KEY="$RUN/server.key"
+  ca_args=(--ca "$RUN/ca.pem")
+  ngx_listen=" ssl"
+  ngx_tls="ssl_certificate $RUN/server.pem; ssl_certificate_key $RUN/server.key;"
+fi
+
 taskset -c "$LOAD_CPU" "$tdir/examples/ws_echo" --listen "127.0.0.1:$echo_port" --lifetime-secs 900 \
   >"$RUN/echo.log" 2>&1 </dev/null &
 echo_pid=$!; PIDS+=("$echo_pid")
@@ -162,7 +188,8 @@ http {
     map \$http_authorization \$ws_auth_ok { default 0; "Bearer $BENCH_TOKEN" 1; }
     map \$http_upgrade \$ws_connection { default upgrade; "" ""; }
     server {
-        listen 127.0.0.1:$ref_port;
+        listen 127.0.0.1:$ref_port$ngx_listen;
+        $ngx_tls
         location / {
             if (\$ws_auth_ok = 0) { return 403; }
             proxy_pass http://127.0.0.1:$echo_port;
@@ -179,14 +206,15 @@ NGINX
     >"$RUN/nginx.log" 2>&1 </dev/null &
   ref_pid=$!; PIDS+=("$ref_pid")
   wait_port "$ref_port" "$ref_pid" || { log "nginx did not start: $(tail -3 "$RUN/nginx.log")"; exit 1; }
-  ref_args=(--reference "ws://127.0.0.1:$ref_port/")
+  ref_args=(--reference "$scheme://127.0.0.1:$ref_port/")
 fi
 sleep 0.5
-log "clawgate pid $cg_pid (CPU $PROXY_CPU), ws_echo pid $echo_pid (CPU $LOAD_CPU); $conns connections from $sources"
+log "clawgate pid $cg_pid (CPU $PROXY_CPU), ws_echo pid $echo_pid (CPU $LOAD_CPU); $conns connections ($scheme://) from $sources"
 
 set +e
 BENCH_TOKEN="$BENCH_TOKEN" timeout -k 5 330 taskset -c "$LOAD_CPU" "$tdir/examples/ws_hold" \
-  --via "ws://127.0.0.1:$proxy_port/" --direct "ws://127.0.0.1:$echo_port/" "${ref_args[@]}" \
+  --via "$scheme://127.0.0.1:$proxy_port/" --direct "ws://127.0.0.1:$echo_port/" ${ref_args[@]+"${ref_args[@]}"} \
+  ${ca_args[@]+"${ca_args[@]}"} \
   --conns "$conns" --msgs "$msgs" --msg-bytes "$msg_bytes" --pid "$cg_pid" \
   --sources "$sources" --timeout-secs 300 | tee "$RUN/hold.txt"
 rc=${PIPESTATUS[0]}
@@ -212,7 +240,8 @@ if [ "$reference" = 1 ]; then
     log "holding $ngx_conns through nginx (worker pid $ngx_worker) for its RSS per connection"
     set +e
     BENCH_TOKEN="$BENCH_TOKEN" timeout -k 5 330 taskset -c "$LOAD_CPU" "$tdir/examples/ws_hold" \
-      --via "ws://127.0.0.1:$ref_port/" --direct "ws://127.0.0.1:$echo_port/" \
+      --via "$scheme://127.0.0.1:$ref_port/" --direct "ws://127.0.0.1:$echo_port/" \
+      ${ca_args[@]+"${ca_args[@]}"} \
       --conns "$ngx_conns" --msgs 100 --msg-bytes "$msg_bytes" --pid "$ngx_worker" \
       --sources "$sources" --timeout-secs 300 >"$RUN/hold-nginx.txt" 2>&1
     ngx_rc=$?
@@ -228,13 +257,13 @@ if [ "$reference" = 1 ]; then
 fi
 
 # summary against the targets
-awk -v conns="$conns" -v ngx_per="${ngx_per:-0}" -v ngx_marg="${ngx_marg:-0}" -v ngx_conns="${ngx_conns:-0}" '
+awk -v conns="$conns" -v scheme="$scheme" -v ngx_per="${ngx_per:-0}" -v ngx_marg="${ngx_marg:-0}" -v ngx_conns="${ngx_conns:-0}" '
   /^RESULT conns=/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT msgs=/  { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT ref_/   { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   END {
     per = r["rss_per_conn_bytes"] / 1024
-    printf "\n== ws_scale: %d idle WebSockets through clawgate ==\n", r["conns"]
+    printf "\n== ws_scale: %d idle WebSockets (%s://) through clawgate ==\n", r["conns"], scheme
     printf "RSS per connection: %.2f KiB (target <= 16 KiB: %s)\n", per, (per <= 16 ? "met" : "MISSED")
     if (r["rss_marginal_per_conn_bytes"] > 0)
       printf "  (the second half of the connections added %.2f KiB each; the rest of the average is one-time growth)\n",
