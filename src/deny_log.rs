@@ -40,6 +40,8 @@ pub const FLUSH_BUSY: Duration = Duration::from_millis(10);
 const PENDING_CAPACITY: usize = 256 * 1024;
 /// The writer's nice value: below the proxy's threads.
 const WRITER_NICE: i32 = 10;
+/// The most handed to one `write(2)`: see [`write_out`].
+const WRITE_CHUNK: usize = 16 * 1024;
 /// Past this, new lines are dropped (stderr is not draining).
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;
 
@@ -141,7 +143,16 @@ fn write_out(s: &Shared) -> bool {
         std::mem::swap(&mut *pending, &mut *batch);
     }
     let mut err = std::io::stderr().lock();
-    if err.write_all(&batch).is_ok() {
+    let mut written = true;
+    for chunk in whole_lines(&batch, WRITE_CHUNK) {
+        if err.write_all(chunk).is_err() {
+            written = false;
+            break;
+        }
+        // Let the proxy's thread have the core back between chunks.
+        std::thread::yield_now();
+    }
+    if written {
         let dropped = s.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             let _ = writeln!(
@@ -153,6 +164,37 @@ fn write_out(s: &Shared) -> bool {
     }
     let _ = err.flush();
     true
+}
+
+/// `batch` cut into pieces of about `size` bytes, each ending with a
+/// whole line (a line longer than `size` is a piece of its own).
+///
+/// One `write(2)` of a whole batch (a flood's 10 ms can be a megabyte)
+/// is a stretch of kernel time the proxy's thread, on the same core,
+/// cannot interrupt on a kernel without preemption: it showed as the bad-
+/// Origin flood's p99. Pieces with a yield between keep each stretch short;
+/// whole lines keep a reader of the stream from seeing half a line.
+fn whole_lines(batch: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= size {
+            rest.len()
+        } else {
+            match rest[..size].iter().rposition(|&b| b == b'\n') {
+                Some(nl) => nl + 1,
+                None => rest[size..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |nl| size + nl + 1),
+            }
+        };
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
 }
 
 /// `TIMESTAMP  INFO policy denial key="value" … diff={…}` plus a newline.
@@ -235,6 +277,31 @@ mod tests {
             timestamp(&mut ours, Duration::from_micros(micros));
             assert_eq!(ours, humantime::format_rfc3339_micros(at).to_string());
         }
+    }
+
+    #[test]
+    fn pieces_end_with_whole_lines_and_lose_nothing() {
+        let lines: Vec<String> = (0..50)
+            .map(|i| format!("{}\n", "x".repeat(i * 7)))
+            .collect();
+        let mut batch: Vec<u8> = lines.concat().into_bytes();
+        // A line longer than a piece, and a last line without its newline.
+        batch.extend_from_slice(&[b'y'; 300]);
+        batch.extend_from_slice(b"\nz");
+        for size in [1, 16, 64, 100, 299, 4096] {
+            let pieces: Vec<&[u8]> = whole_lines(&batch, size).collect();
+            assert_eq!(pieces.concat(), batch, "size {size}");
+            for p in &pieces[..pieces.len() - 1] {
+                assert_eq!(p.last(), Some(&b'\n'), "size {size}");
+                // Over `size` only when it is one line.
+                assert!(
+                    p.len() <= size || p.iter().filter(|&&b| b == b'\n').count() == 1,
+                    "size {size}: {} bytes",
+                    p.len()
+                );
+            }
+        }
+        assert_eq!(whole_lines(b"", 16).count(), 0);
     }
 
     #[test]

@@ -450,3 +450,60 @@ async fn policy_denials_are_logged_with_the_access_log_off() {
         );
     }
 }
+
+/// A flood of refusals with long lines: the writer hands stderr its
+/// batches in pieces (`deny_log`), and every line still arrives once and
+/// whole, none cut or run into another.
+#[tokio::test]
+async fn a_flood_of_denials_reaches_stderr_as_whole_lines_each_once() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start().await;
+    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    cfg.base = cfg
+        .base
+        .replace("access = \"access.log\"", "access = \"off\"");
+    cfg.write_base("");
+    let p = Proc::start(&cfg);
+    let mut sender = keep_alive(p.addr).await;
+    // ≈1.2 KiB per line, 400 lines: well over the writer's 16 KiB pieces.
+    let path = format!("/v1/{}", "p".repeat(1000));
+    let mut ids = std::collections::HashSet::new();
+    let mut last = String::new();
+    for _ in 0..400 {
+        sender.ready().await.unwrap();
+        let req = member_request(&path, ALICE, Some("https://evil.example.com"));
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 403);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        last = body["request_id"].as_str().unwrap().to_string();
+        assert!(ids.insert(last.clone()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&last) {
+        let line = p
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("every denial line within 10 s");
+        if !line.contains("policy denial") {
+            continue;
+        }
+        assert!(
+            line.starts_with("20") && line.ends_with("}}"),
+            "a whole line: {}…",
+            &line[..line.len().min(120)]
+        );
+        assert_eq!(line.matches("policy denial").count(), 1, "one line each");
+        assert!(line.contains(&format!("path=\"{path}\"")));
+        let id = line
+            .split("request_id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_string();
+        assert!(ids.contains(&id), "an ID this test was given: {id}");
+        assert!(seen.insert(id), "each line once");
+    }
+    assert_eq!(seen, ids, "every refusal logged");
+}
