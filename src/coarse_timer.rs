@@ -115,6 +115,12 @@ impl Wheel {
     }
 }
 
+/// Milliseconds since the timer started, as of the last tick: a clock
+/// without a clock read, for ages measured in seconds.
+pub fn now_ms() -> u64 {
+    wheel().now_ms()
+}
+
 /// A reusable deadline (see the module's doc): [`Deadline::arm`] before a
 /// wait, [`Deadline::poll_expired`] while waiting, [`Deadline::disarm`]
 /// after. One owner at a time polls it.

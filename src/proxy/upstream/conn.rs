@@ -4,7 +4,15 @@
 //! The pool is LIFO (the warmest connection first) and holds connections
 //! only between exchanges: a connection is out of the pool for exactly as
 //! long as a request or its response body uses it.
+//!
+//! It keeps every connection handed back, up to [`MAX_IDLE`], and lets
+//! surplus ones go by age instead ([`IDLE_LIMIT_MS`], or when the gateway
+//! closes them). A small cap made a burst's extra connections be closed
+//! on return and opened again by the next burst: at 1,000 concurrent
+//! clients a cap of 256 meant a new gateway connection for one request
+//! in seven, and ≈15,000 sockets in TIME_WAIT.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -13,12 +21,21 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use crate::coarse_timer::{Deadline, Elapsed};
+use crate::coarse_timer::{self, Deadline, Elapsed};
 use crate::prefixed::Prefixed;
 use crate::raw_tcp::RawTcp;
 
-/// Idle connections kept per upstream; more are closed when returned.
-const MAX_IDLE: usize = 256;
+/// Idle connections kept per upstream at most; more are closed when
+/// returned. Well above any concurrency seen in practice: the pool holds
+/// what the peak needed, and [`IDLE_LIMIT_MS`] trims it afterwards.
+const MAX_IDLE: usize = 4096;
+/// An idle connection unused this long is closed when the pool is next
+/// touched (the gateway usually closes it sooner: Node's keep-alive
+/// timeout is 5 s).
+const IDLE_LIMIT_MS: u64 = 60_000;
+/// Idle connections looked at from the old end per return, so a return
+/// costs the same however large the pool has grown.
+const TRIM_PER_PUT: usize = 2;
 /// Read buffer: allocated once per connection, topped up to this when low.
 const READ_CHUNK: usize = 16 * 1024;
 const READ_LOW: usize = 2 * 1024;
@@ -34,6 +51,8 @@ pub struct Connection {
     pub write: Vec<u8>,
     /// Taken from the pool (it served an earlier exchange).
     pub reused: bool,
+    /// When it last went back to the pool ([`coarse_timer::now_ms`]).
+    idle_since_ms: u64,
     /// The exchange's write and response timeouts, armed as it goes.
     pub deadline: Deadline,
 }
@@ -45,6 +64,7 @@ impl Connection {
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
             reused: false,
+            idle_since_ms: 0,
             deadline: Deadline::new(),
         })
     }
@@ -77,20 +97,20 @@ impl Connection {
     }
 }
 
-/// Idle connections to one upstream authority.
+/// Idle connections to one upstream authority: the newest at the back.
 #[derive(Default)]
 pub struct Pool {
     // Boxes, not connections: taking one out and putting it back must not
     // box it again.
     #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<Connection>>>,
+    idle: Mutex<VecDeque<Box<Connection>>>,
 }
 
 impl Pool {
     /// The most recently used connection that is still open.
     pub fn take(&self) -> Option<Box<Connection>> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(mut c) = idle.pop() {
+        while let Some(mut c) = idle.pop_back() {
             if c.idle_and_open() {
                 c.reused = true;
                 return Some(c);
@@ -101,20 +121,37 @@ impl Pool {
 
     /// Back after a complete exchange. A connection with unread bytes is
     /// out of step with the gateway and is closed instead.
-    pub fn put(&self, c: Box<Connection>) {
+    pub fn put(&self, mut c: Box<Connection>) {
         if !c.read.is_empty() {
             return;
         }
+        let now = coarse_timer::now_ms();
+        c.idle_since_ms = now;
         if let Ok(mut idle) = self.idle.lock() {
-            // The oldest idle connection is the likeliest to have been
-            // closed by the gateway: checked on every return, so a closed
-            // one does not sit in CLOSE_WAIT until LIFO order reaches it.
-            if idle.first().is_some_and(|oldest| !oldest.idle_and_open()) {
-                idle.remove(0);
-            }
+            trim(&mut idle, now);
             if idle.len() < MAX_IDLE {
-                idle.push(c);
+                idle.push_back(c);
             }
+        }
+    }
+}
+
+/// Close up to [`TRIM_PER_PUT`] of the oldest idle connections that the
+/// gateway closed or that sat unused past [`IDLE_LIMIT_MS`]. The old end
+/// is where both are likeliest (LIFO reuse keeps the new end warm), and
+/// looking there on every return means a closed one does not sit in
+/// CLOSE_WAIT until LIFO order reaches it.
+#[allow(clippy::vec_box)]
+fn trim(idle: &mut VecDeque<Box<Connection>>, now: u64) {
+    for _ in 0..TRIM_PER_PUT {
+        match idle.front() {
+            Some(oldest)
+                if now.saturating_sub(oldest.idle_since_ms) > IDLE_LIMIT_MS
+                    || !oldest.idle_and_open() =>
+            {
+                idle.pop_front();
+            }
+            _ => break,
         }
     }
 }
@@ -193,6 +230,47 @@ mod tests {
             got.stream.get_ref().local_addr().unwrap().port(),
             fresh_port
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_returns_is_kept_whole_not_cut_to_a_few_hundred() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::default();
+        let mut peers = Vec::new();
+        let mut conns = Vec::new();
+        for _ in 0..300 {
+            let (c, peer) = pair(&l).await;
+            conns.push(c);
+            peers.push(peer);
+        }
+        for c in conns {
+            pool.put(c);
+        }
+        let mut back = 0;
+        while pool.take().is_some() {
+            back += 1;
+        }
+        assert_eq!(back, 300, "every connection of the burst is reused");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_limit_are_closed_from_the_old_end() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut idle = VecDeque::new();
+        let mut peers = Vec::new();
+        for since in [0, 10, 20_000] {
+            let (mut c, peer) = pair(&l).await;
+            c.idle_since_ms = since;
+            idle.push_back(c);
+            peers.push(peer);
+        }
+        trim(&mut idle, IDLE_LIMIT_MS);
+        assert_eq!(idle.len(), 3, "none past the limit yet");
+        trim(&mut idle, IDLE_LIMIT_MS + 15);
+        assert_eq!(idle.len(), 1, "the two older ones closed");
+        assert_eq!(idle[0].idle_since_ms, 20_000, "the newest stays");
+        trim(&mut idle, IDLE_LIMIT_MS + 15);
+        assert_eq!(idle.len(), 1);
     }
 
     #[tokio::test]
