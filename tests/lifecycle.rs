@@ -405,6 +405,17 @@ async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
     assert_eq!(resp.status(), 200, "the same connection, now allowed");
 }
 
+/// clawgate with alice routed to `up` and the access log off.
+fn start_with_access_log_off(up: &Upstream) -> (ConfigDir, Proc) {
+    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    cfg.base = cfg
+        .base
+        .replace("access = \"access.log\"", "access = \"off\"");
+    cfg.write_base("");
+    let p = Proc::start(&cfg);
+    (cfg, p)
+}
+
 /// With the access log off, every 403 that has a diff is still logged on
 /// stderr (batched off the request path), one line per refusal, repeats on
 /// one connection included, and the token never appears in it.
@@ -412,12 +423,7 @@ async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
 async fn policy_denials_are_logged_with_the_access_log_off() {
     use http_body_util::BodyExt;
     let up = Upstream::start().await;
-    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
-    cfg.base = cfg
-        .base
-        .replace("access = \"access.log\"", "access = \"off\"");
-    cfg.write_base("");
-    let p = Proc::start(&cfg);
+    let (cfg, p) = start_with_access_log_off(&up);
     let mut sender = keep_alive(p.addr).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -458,12 +464,7 @@ async fn policy_denials_are_logged_with_the_access_log_off() {
 async fn a_flood_of_denials_reaches_stderr_as_whole_lines_each_once() {
     use http_body_util::BodyExt;
     let up = Upstream::start().await;
-    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
-    cfg.base = cfg
-        .base
-        .replace("access = \"access.log\"", "access = \"off\"");
-    cfg.write_base("");
-    let p = Proc::start(&cfg);
+    let (_cfg, p) = start_with_access_log_off(&up);
     let mut sender = keep_alive(p.addr).await;
     // ≈1.2 KiB per line, 400 lines: well over the writer's 16 KiB pieces.
     let path = format!("/v1/{}", "p".repeat(1000));
