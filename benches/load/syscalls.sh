@@ -34,6 +34,13 @@
 #     deny    wrong token -> 401/403 from the proxy
 #     origin  valid token + an Origin not on the list -> 403 (clawgate's
 #             carries the origins diff; nginx's and HAProxy's are bare)
+#   --tls: clients speak HTTPS to the proxies (wrk over TLS, keep-alive, so
+#     one handshake per connection). A throwaway CA and an ECDSA P-256
+#     certificate for 127.0.0.1 are made with openssl; nginx (`listen ...
+#     ssl`), HAProxy (`bind ... ssl crt`) and clawgate (`tls_cert`,
+#     `tls_key`) serve it, with the harness's job otherwise unchanged. The
+#     upstream stays plain. Issue #8's targets are for plain HTTP: with
+#     --tls the block at the end compares the same ratios over TLS.
 # Needs perf (Debian: linux-perf) and a release build (cargo build --release).
 set -euo pipefail
 
@@ -41,7 +48,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${CLAWGATE_SHARED_BENCH:-$root/../shared/bench}
 
-rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1
+rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -50,6 +57,7 @@ while [ $# -gt 0 ]; do
     --modes) modes=${2//,/ }; shift 2 ;;
     --only) only=${2//,/ }; shift 2 ;;
     --no-perf) use_perf=0; shift ;;
+    --tls) tls=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "syscalls.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -68,12 +76,41 @@ done
 source "$shared/lib/common.sh"
 bench_init
 start_upstream
-start_nginx_proxy
-start_haproxy_proxy
+scheme=http
+if [ "$tls" = 1 ]; then
+  # The harness's own proxy configs, with TLS on the listening side only.
+  command -v openssl >/dev/null || die "--tls needs openssl"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=syscalls-ca -keyout "$RUN/ca.key" -out "$RUN/ca.pem" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj /CN=127.0.0.1 -keyout "$RUN/server.key" -out "$RUN/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$RUN/server.ext"
+  openssl x509 -req -in "$RUN/server.csr" -CA "$RUN/ca.pem" -CAkey "$RUN/ca.key" -CAcreateserial \
+    -days 2 -extfile "$RUN/server.ext" -out "$RUN/server.pem" 2>/dev/null
+  cat "$RUN/server.pem" "$RUN/server.key" >"$RUN/server-full.pem"
+  render "$BENCH_DIR/conf/nginx-proxy.conf.tmpl" "$RUN/nginx-proxy.conf" "$NGINX_PORT"
+  sed -i "s|listen 127.0.0.1:$NGINX_PORT backlog=4096;|listen 127.0.0.1:$NGINX_PORT ssl backlog=4096; ssl_certificate $RUN/server.pem; ssl_certificate_key $RUN/server.key;|" \
+    "$RUN/nginx-proxy.conf"
+  grep -q "ssl_certificate " "$RUN/nginx-proxy.conf" || die "--tls: the nginx template's listen line changed"
+  nginx -t -q -p "$RUN" -c "$RUN/nginx-proxy.conf" -g 'daemon off;' || die "nginx TLS config test failed"
+  bench_start nginx "$PROXY_CPU" nginx -p "$RUN" -c "$RUN/nginx-proxy.conf" -g 'daemon off;'
+  wait_port "$NGINX_PORT" 10 "$PID_nginx" || die "nginx did not start: $(tail -5 "$RUN/nginx.log")"
+  render "$BENCH_DIR/conf/haproxy-proxy.cfg.tmpl" "$RUN/haproxy-proxy.cfg" "$HAPROXY_PORT"
+  sed -i "s|^\( *bind 127.0.0.1:$HAPROXY_PORT\)\$|\1 ssl crt $RUN/server-full.pem alpn http/1.1|" "$RUN/haproxy-proxy.cfg"
+  grep -q "ssl crt" "$RUN/haproxy-proxy.cfg" || die "--tls: the HAProxy template's bind line changed"
+  haproxy -c -q -f "$RUN/haproxy-proxy.cfg" || die "haproxy TLS config check failed"
+  bench_start haproxy "$PROXY_CPU" haproxy -db -f "$RUN/haproxy-proxy.cfg"
+  wait_port "$HAPROXY_PORT" 10 "$PID_haproxy" || die "haproxy did not start: $(tail -5 "$RUN/haproxy.log")"
+  export CLAWGATE_BENCH_TLS_CERT="$RUN/server.pem" CLAWGATE_BENCH_TLS_KEY="$RUN/server.key"
+  scheme=https
+else
+  start_nginx_proxy
+  start_haproxy_proxy
+fi
 start_extra_cmd clawgate http://127.0.0.1:19010/ "$here/clawgate-bench.sh"
 
-declare -A URL=([nginx]="http://127.0.0.1:$NGINX_PORT/" [haproxy]="http://127.0.0.1:$HAPROXY_PORT/"
-                [clawgate]=http://127.0.0.1:19010/)
+declare -A URL=([nginx]="$scheme://127.0.0.1:$NGINX_PORT/" [haproxy]="$scheme://127.0.0.1:$HAPROXY_PORT/"
+                [clawgate]=$scheme://127.0.0.1:19010/)
 # nginx's master only waits: its (one) worker does the work.
 declare -A PID=([nginx]=$(ps --ppid "$PID_nginx" -o pid= | head -n1 | tr -d ' ')
                 [haproxy]=$PID_haproxy [clawgate]=$PID_x_clawgate)
@@ -162,7 +199,11 @@ echo "(rps/allow: this mode's median req/s over the allow mode's, same target; l
 
 # Issue #8's targets, each ratio taken within a round, median over rounds.
 echo
-echo "== issue #8 targets in this run: ratio per round, median [lowest-highest] over $rounds rounds =="
+if [ "$tls" = 1 ]; then
+  echo "== over HTTPS (--tls): issue #8's ratios, which it sets for plain HTTP, per round, median [lowest-highest] over $rounds rounds =="
+else
+  echo "== issue #8 targets in this run: ratio per round, median [lowest-highest] over $rounds rounds =="
+fi
 awk -v perf="$use_perf" '
   { rps[$1, $2, $3] = $4; cpu[$1, $2, $3] = $7; p99[$1, $2, $3] = $11; if ($3 > last) last = $3 }
   function verdict(name, a, am, b, bm, col, want, cmp,    r, n, i, j, x, v, lo, hi, med) {
