@@ -35,12 +35,12 @@
 #     origin  valid token + an Origin not on the list -> 403 (clawgate's
 #             carries the origins diff; nginx's and HAProxy's are bare)
 #   --tls: clients speak HTTPS to the proxies (wrk over TLS, keep-alive, so
-#     one handshake per connection). A throwaway CA and an ECDSA P-256
-#     certificate for 127.0.0.1 are made with openssl; nginx (`listen ...
-#     ssl`), HAProxy (`bind ... ssl crt`) and clawgate (`tls_cert`,
-#     `tls_key`) serve it, with the harness's job otherwise unchanged. The
-#     upstream stays plain. Issue #8's targets are for plain HTTP: with
-#     --tls the block at the end compares the same ratios over TLS.
+#     one handshake per connection). make-cert.sh makes a throwaway CA and
+#     an ECDSA P-256 certificate for 127.0.0.1; nginx (`listen ... ssl`),
+#     HAProxy (`bind ... ssl crt`) and clawgate (`tls_cert`, `tls_key`)
+#     serve it, with the harness's job otherwise unchanged. The upstream
+#     stays plain. Issue #8's targets are for plain HTTP: with --tls the
+#     block at the end compares the same ratios over TLS.
 # Needs perf (Debian: linux-perf) and a release build (cargo build --release).
 set -euo pipefail
 
@@ -79,15 +79,7 @@ start_upstream
 scheme=http
 if [ "$tls" = 1 ]; then
   # The harness's own proxy configs, with TLS on the listening side only.
-  command -v openssl >/dev/null || die "--tls needs openssl"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=syscalls-ca -keyout "$RUN/ca.key" -out "$RUN/ca.pem" 2>/dev/null
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -subj /CN=127.0.0.1 -keyout "$RUN/server.key" -out "$RUN/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$RUN/server.ext"
-  openssl x509 -req -in "$RUN/server.csr" -CA "$RUN/ca.pem" -CAkey "$RUN/ca.key" -CAcreateserial \
-    -days 2 -extfile "$RUN/server.ext" -out "$RUN/server.pem" 2>/dev/null
-  cat "$RUN/server.pem" "$RUN/server.key" >"$RUN/server-full.pem"
+  "$here/make-cert.sh" "$RUN" || die "--tls: making the certificate failed"
   render "$BENCH_DIR/conf/nginx-proxy.conf.tmpl" "$RUN/nginx-proxy.conf" "$NGINX_PORT"
   sed -i "s|listen 127.0.0.1:$NGINX_PORT backlog=4096;|listen 127.0.0.1:$NGINX_PORT ssl backlog=4096; ssl_certificate $RUN/server.pem; ssl_certificate_key $RUN/server.key;|" \
     "$RUN/nginx-proxy.conf"

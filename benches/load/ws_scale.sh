@@ -24,7 +24,7 @@
 # tells the two apart.
 #
 # With --tls, clients reach clawgate (and nginx) over TLS (wss://): a CA
-# and a certificate for 127.0.0.1 are made with openssl for the run, both
+# and a certificate for 127.0.0.1 are made for the run (make-cert.sh), both
 # proxies terminate TLS with them, and each held WebSocket carries a TLS
 # session on the proxy's side (what members' browsers bring). The echo
 # upstream and the direct round trip stay plain.
@@ -137,18 +137,10 @@ wait_port() {
   return 1
 }
 
-# --tls: a throwaway CA and a server certificate for 127.0.0.1 signed by it
-# (rustls refuses a CA certificate as the server's own).
+# --tls: a throwaway CA and a server certificate for 127.0.0.1 (make-cert.sh).
 scheme=ws ca_args=() ngx_listen="" ngx_tls=""
 if [ "$tls" = 1 ]; then
-  command -v openssl >/dev/null || { log "--tls needs openssl (apt-get install openssl)"; exit 1; }
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=ws-scale-ca -keyout "$RUN/ca.key" -out "$RUN/ca.pem" 2>/dev/null
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -subj /CN=127.0.0.1 -keyout "$RUN/server.key" -out "$RUN/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$RUN/server.ext"
-  openssl x509 -req -in "$RUN/server.csr" -CA "$RUN/ca.pem" -CAkey "$RUN/ca.key" -CAcreateserial \
-    -days 2 -extfile "$RUN/server.ext" -out "$RUN/server.pem" 2>/dev/null
+  "$here/make-cert.sh" "$RUN" || { log "--tls: making the certificate failed"; exit 1; }
   scheme=wss
   export CLAWGATE_BENCH_TLS_CERT="$RUN/server.pem" CLAWGATE_BENCH_TLS_KEY="$RUN/server.key"
   ca_args=(--ca "$RUN/ca.pem")
@@ -269,9 +261,11 @@ awk -v conns="$conns" -v scheme="$scheme" -v ngx_per="${ngx_per:-0}" -v ngx_marg
       printf "  (the second half of the connections added %.2f KiB each; the rest of the average is one-time growth)\n",
         r["rss_marginal_per_conn_bytes"] / 1024
     if (ngx_per > 0)
-      printf "nginx, %d held: %.2f KiB per connection (clawgate %.2fx); second half %.2f KiB each (clawgate %.2fx)\n",
+      printf "nginx, %d held: %.2f KiB per connection (clawgate %.2fx); second half %.2f KiB each (clawgate %s)\n",
         ngx_conns, ngx_per / 1024, r["rss_per_conn_bytes"] / ngx_per, ngx_marg / 1024,
-        (ngx_marg > 0 ? r["rss_marginal_per_conn_bytes"] / ngx_marg : 0)
+        (ngx_marg > 0 && r["rss_marginal_per_conn_bytes"] > 0 \
+          ? sprintf("%.2fx", r["rss_marginal_per_conn_bytes"] / ngx_marg) \
+          : "no growth to compare: too few connections")
     printf "round trip p50: via %.1f us, direct %.1f us (%.2fx); p99: via %.1f us, direct %.1f us (%.2fx)\n",
       r["via_p50_us"], r["direct_p50_us"], r["via_p50_us"] / r["direct_p50_us"],
       r["via_p99_us"], r["direct_p99_us"], r["via_p99_us"] / r["direct_p99_us"]
