@@ -97,9 +97,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Ws = WebSocketStream<Box<dyn Io>>;
 
-/// Where a URL points, and how to get there.
+/// A URL, where it points, and how to get there.
 #[derive(Clone)]
 struct Target {
+    url: String,
     addr: SocketAddr,
     /// For wss:// URLs: the client config trusting `--ca`.
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -155,7 +156,11 @@ fn target(url: &str, ca: Option<&std::path::Path>) -> Result<Target, String> {
     } else {
         None
     };
-    Ok(Target { addr, tls })
+    Ok(Target {
+        url: url.to_string(),
+        addr,
+        tls,
+    })
 }
 
 /// A rustls client config that trusts the certificates in `ca` only.
@@ -177,13 +182,12 @@ fn client_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Stri
 }
 
 async fn connect(
-    url: &str,
     to: &Target,
     source: Option<IpAddr>,
     token: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Ws, String> {
-    let addr = to.addr;
+    let (url, addr) = (to.url.as_str(), to.addr);
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if let Some(src) = source {
         sock.bind(SocketAddr::new(src, 0))
@@ -331,12 +335,12 @@ async fn run(mut args: Args) -> Result<(), String> {
     );
 
     // 2. Round trips, through the proxy and direct, interleaved.
-    let mut through = connect(&args.via, &via, None, Some(&token), args.origin.as_deref()).await?;
-    let mut straight = connect(&args.direct, &direct, None, None, None).await?;
+    let mut through = connect(&via, None, Some(&token), args.origin.as_deref()).await?;
+    let mut straight = connect(&direct, None, None, None).await?;
     let mut reference = match &args.reference {
         Some(url) => {
             let to = target(url, args.ca.as_deref())?;
-            Some(connect(url, &to, None, Some(&token), None).await?)
+            Some(connect(&to, None, Some(&token), None).await?)
         }
         None => None,
     };
@@ -448,7 +452,6 @@ async fn open_batch(
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let url = args.via.clone();
         let token = token.to_string();
         let origin = args.origin.clone();
         let src = args.sources[i % args.sources.len()];
@@ -457,7 +460,7 @@ async fn open_batch(
         set.spawn(async move {
             let r = tokio::time::timeout(
                 Duration::from_secs(10),
-                connect(&url, &via, src, Some(&token), origin.as_deref()),
+                connect(&via, src, Some(&token), origin.as_deref()),
             )
             .await
             .unwrap_or_else(|_| Err("handshake timed out".into()));

@@ -143,15 +143,12 @@ fn write_out(s: &Shared) -> bool {
         std::mem::swap(&mut *pending, &mut *batch);
     }
     let mut err = std::io::stderr().lock();
-    let mut written = true;
-    for chunk in whole_lines(&batch, WRITE_CHUNK) {
-        if err.write_all(chunk).is_err() {
-            written = false;
-            break;
-        }
-        // Let the proxy's thread have the core back between chunks.
+    let written = whole_lines(&batch, WRITE_CHUNK).all(|piece| {
+        let ok = err.write_all(piece).is_ok();
+        // Let the proxy's thread have the core back between pieces.
         std::thread::yield_now();
-    }
+        ok
+    });
     if written {
         let dropped = s.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {

@@ -102,7 +102,6 @@ impl Connection {
 pub struct Pool {
     // Boxes, not connections: taking one out and putting it back must not
     // box it again.
-    #[allow(clippy::vec_box)]
     idle: Mutex<VecDeque<Box<Connection>>>,
 }
 
@@ -141,7 +140,6 @@ impl Pool {
 /// is where both are likeliest (LIFO reuse keeps the new end warm), and
 /// looking there on every return means a closed one does not sit in
 /// CLOSE_WAIT until LIFO order reaches it.
-#[allow(clippy::vec_box)]
 fn trim(idle: &mut VecDeque<Box<Connection>>, now: u64) {
     for _ in 0..TRIM_PER_PUT {
         match idle.front() {
