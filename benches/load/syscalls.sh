@@ -16,6 +16,9 @@
 # modes is what makes "refusals per second / allowed requests per second"
 # a ratio taken at one time on this VM, whose speed drifts by minutes.
 # Each round starts with a different target, so none always runs first.
+# Every row also shows the steal time of both cores (/proc/stat): on this
+# VM a round that ran at a third of the usual speed is one where the
+# hypervisor took a third of a core, which the row then says.
 #
 # At the end, issue #8's targets as this run measured them: each ratio
 # is taken within one round (clawgate against nginx run seconds apart, a
@@ -108,15 +111,20 @@ declare -A PID=([nginx]=$(ps --ppid "$PID_nginx" -o pid= | head -n1 | tr -d ' ')
                 [haproxy]=$PID_haproxy [clawgate]=$PID_x_clawgate)
 # ticks PID -> "utime stime" (clock ticks, all threads)
 ticks() { local s; s=$(cat "/proc/$1/stat"); s=${s##*) }; set -- $s; echo "${12} ${13}"; }
+# steal N -> ticks the hypervisor gave CPU N's time to someone else (/proc/stat's
+# 8th value). This VM's slow rounds are the ones where it is high, so each row
+# shows it: a round that ran at a third of the usual speed says why.
+steal() { awk -v c="cpu$1" '$1 == c { print $9; exit }' /proc/stat; }
 
 # one TARGET MODE ROUND: a wrk run, one table row
 one() {
   local t=$1 m=$2 r=$3 pid=${PID[$1]} auth="Bearer $BENCH_TOKEN" origin=$BENCH_ORIGIN_OK
-  local u0 s0 u1 s1 perf_pid="" out n sc=0 cs=0 p50 p99 w0 w1 up0 up1 lc0 lc1
+  local u0 s0 u1 s1 perf_pid="" out n sc=0 cs=0 p50 p99 w0 w1 up0 up1 lc0 lc1 sp0 sl0 sp1 sl1 t0 t1
   [ "$m" = deny ] && auth="Bearer wrong-$BENCH_TOKEN"
   [ "$m" = origin ] && origin=https://evil.example.net
   read -r u0 s0 < <(ticks "$pid")
   w0=$(self_child_ticks); up0=$(tree_ticks "$PID_upstream"); lc0=$(cpu_busy "$LOAD_CPU")
+  sp0=$(steal "$PROXY_CPU"); sl0=$(steal "$LOAD_CPU"); t0=$(date +%s%N)
   if [ "$use_perf" = 1 ]; then
     perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$RUN/perf.$t" \
       -- sleep "$((duration + 1))" &
@@ -127,6 +135,7 @@ one() {
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${duration}s" --timeout 5s \
         -s "$shared/lib/wrk-report.lua" "${URL[$t]}" 2>&1 | grep '^RESULT ' || true)
   lc1=$(cpu_busy "$LOAD_CPU"); up1=$(tree_ticks "$PID_upstream"); w1=$(self_child_ticks)
+  sp1=$(steal "$PROXY_CPU"); sl1=$(steal "$LOAD_CPU"); t1=$(date +%s%N)
   [ -z "$perf_pid" ] || wait "$perf_pid"
   read -r u1 s1 < <(ticks "$pid")
   n=$(printf '%s' "$out" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
@@ -139,9 +148,11 @@ one() {
   fi
   awk -v t="$t" -v m="$m" -v r="$r" -v n="$n" -v d="$duration" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
       -v hz="$CLK_TCK" -v sc="$sc" -v cs="$cs" -v p50="${p50:-0}" -v p99="${p99:-0}" \
-      -v w=$((w1 - w0)) -v up=$((up1 - up0)) -v lc=$((lc1 - lc0)) 'BEGIN {
+      -v w=$((w1 - w0)) -v up=$((up1 - up0)) -v lc=$((lc1 - lc0)) \
+      -v sp=$((sp1 - sp0)) -v sl=$((sl1 - sl0)) -v wall=$((t1 - t0)) 'BEGIN {
     us = 1e6 / hz / n
-    printf "%-9s %-7s %5d %9.0f %8.2f %8.2f %8.2f %9.2f %9.3f %7d %7d %7.2f %7.2f %7.2f\n", t, m, r, n / d, u * us, s * us, (u + s) * us, sc / n, cs / n, p50, p99, w * us, up * us, lc * us
+    pct = 100 * 1e9 / hz / wall
+    printf "%-9s %-7s %5d %9.0f %8.2f %8.2f %8.2f %9.2f %9.3f %7d %7d %7.2f %7.2f %7.2f %6.1f %6.1f\n", t, m, r, n / d, u * us, s * us, (u + s) * us, sc / n, cs / n, p50, p99, w * us, up * us, lc * us, sp * pct, sl * pct
   }' | tee -a "$RUN/rows" >&2
 }
 
@@ -158,28 +169,29 @@ done
 echo
 echo "== $conns conns, $rounds rounds x ${duration}s, modes interleaved; medians per request =="
 echo "   (user/kernel CPU-µs of the proxy from /proc/PID/stat; system calls and context switches from perf stat;"
-echo "    the load core's side: wrk's CPU-µs (this shell's reaped children), the upstream's, and CPU $LOAD_CPU's busy µs)"
-printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %9s\n' target mode req/s user_us sys_us cpu_us syscalls ctxsw p50_us p99_us wrk_us up_us load_us rps/allow
+echo "    the load core's side: wrk's CPU-µs (this shell's reaped children), the upstream's, and CPU $LOAD_CPU's busy µs;"
+echo "    st_px% / st_ld%: the share of the run's wall time the hypervisor took from the proxy's / the load core)"
+printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %6s %6s %9s\n' target mode req/s user_us sys_us cpu_us syscalls ctxsw p50_us p99_us wrk_us up_us load_us st_px% st_ld% rps/allow
 for t in $only; do
   allow_rps=""
   for m in $modes; do
     row=$(awk -v t="$t" -v m="$m" '$1 == t && $2 == m' "$RUN/rows" | awk '
-      { for (c = 4; c <= 14; c++) v[c, NR] = $c }
+      { for (c = 4; c <= 16; c++) v[c, NR] = $c }
       END {
         if (NR == 0) exit
-        for (c = 4; c <= 14; c++) {
+        for (c = 4; c <= 16; c++) {
           n = 0; for (i = 1; i <= NR; i++) a[++n] = v[c, i]
           for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
           med[c] = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
-        printf "%.0f %.2f %.2f %.2f %.2f %.3f %.0f %.0f %.2f %.2f %.2f", med[4], med[5], med[6], med[7], med[8], med[9], med[10], med[11], med[12], med[13], med[14]
+        printf "%.0f %.2f %.2f %.2f %.2f %.3f %.0f %.0f %.2f %.2f %.2f %.1f %.1f", med[4], med[5], med[6], med[7], med[8], med[9], med[10], med[11], med[12], med[13], med[14], med[15], med[16]
       }')
     [ -n "$row" ] || continue
     set -- $row
     [ "$m" = allow ] && allow_rps=$1
     ratio=-
     [ -n "$allow_rps" ] && ratio=$(awk -v a="$1" -v b="$allow_rps" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %9s\n' "$t" "$m" "$@" "$ratio"
+    printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %6s %6s %9s\n' "$t" "$m" "$@" "$ratio"
   done
 done
 if [ "$use_perf" = 1 ]; then
