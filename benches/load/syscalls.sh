@@ -171,27 +171,33 @@ echo "== $conns conns, $rounds rounds x ${duration}s, modes interleaved; medians
 echo "   (user/kernel CPU-µs of the proxy from /proc/PID/stat; system calls and context switches from perf stat;"
 echo "    the load core's side: wrk's CPU-µs (this shell's reaped children), the upstream's, and CPU $LOAD_CPU's busy µs;"
 echo "    st_px% / st_ld%: the share of the run's wall time the hypervisor took from the proxy's / the load core)"
-printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %6s %6s %9s\n' target mode req/s user_us sys_us cpu_us syscalls ctxsw p50_us p99_us wrk_us up_us load_us st_px% st_ld% rps/allow
+# the medians table's columns, for its header and its rows alike
+row_fmt='%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %6s %6s %9s\n'
+# shellcheck disable=SC2059
+printf "$row_fmt" target mode req/s user_us sys_us cpu_us syscalls ctxsw p50_us p99_us wrk_us up_us load_us st_px% st_ld% rps/allow
 for t in $only; do
   allow_rps=""
   for m in $modes; do
     row=$(awk -v t="$t" -v m="$m" '$1 == t && $2 == m' "$RUN/rows" | awk '
-      { for (c = 4; c <= 16; c++) v[c, NR] = $c }
+      # one format per measured column of a row (4: req/s ... 16: st_ld%)
+      BEGIN { nf = split("%.0f %.2f %.2f %.2f %.2f %.3f %.0f %.0f %.2f %.2f %.2f %.1f %.1f", f, " ") }
+      { for (c = 1; c <= nf; c++) v[c, NR] = $(c + 3) }
       END {
         if (NR == 0) exit
-        for (c = 4; c <= 16; c++) {
+        for (c = 1; c <= nf; c++) {
           n = 0; for (i = 1; i <= NR; i++) a[++n] = v[c, i]
           for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
-          med[c] = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+          fmt = (c > 1 ? " " : "") f[c]
+          printf fmt, (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
-        printf "%.0f %.2f %.2f %.2f %.2f %.3f %.0f %.0f %.2f %.2f %.2f %.1f %.1f", med[4], med[5], med[6], med[7], med[8], med[9], med[10], med[11], med[12], med[13], med[14], med[15], med[16]
       }')
     [ -n "$row" ] || continue
     set -- $row
     [ "$m" = allow ] && allow_rps=$1
     ratio=-
     [ -n "$allow_rps" ] && ratio=$(awk -v a="$1" -v b="$allow_rps" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-9s %-7s %9s %8s %8s %8s %9s %9s %7s %7s %7s %7s %7s %6s %6s %9s\n' "$t" "$m" "$@" "$ratio"
+    # shellcheck disable=SC2059
+    printf "$row_fmt" "$t" "$m" "$@" "$ratio"
   done
 done
 if [ "$use_perf" = 1 ]; then
