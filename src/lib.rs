@@ -23,6 +23,7 @@ pub mod drain;
 pub mod identity;
 pub mod limits;
 pub mod listener;
+pub mod log_writer;
 pub mod member;
 pub mod metrics;
 pub mod origin;

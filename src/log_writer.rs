@@ -1,0 +1,350 @@
+//! Log lines written off the request path, for clawgate's two hand-made
+//! logs (the access log, the policy-denial line on stderr), and the
+//! timestamps they carry.
+//!
+//! A request appends its finished line to a [`LineBatch`]: a lock and a
+//! copy into one buffer, no allocation once the buffer has grown to a
+//! batch, no system call. A writer thread hands the batch to its sink
+//! every [`FLUSH_BUSY`] while lines keep coming (every [`FLUSH_EVERY`]
+//! when they don't), so a line reaches the file at most [`FLUSH_EVERY`]
+//! after its request ended. A sink that stops draining never stalls a
+//! request: past the batch's bound, lines are dropped and counted.
+//!
+//! The writer is never woken by a request: waking it per line or per batch
+//! was a futex call from the proxy's thread, and the writer, just woken,
+//! took the core from it at once (a `perf` profile of a bad-Origin flood
+//! put the switches at ≈5 % of its CPU). It wakes on its own clock and
+//! runs at a lower priority (nice 10), so it writes when the proxy's
+//! thread waits for the network, or in the share the scheduler gives it.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a line may wait in the buffer when lines are few.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// ... and while they keep coming (the last look found some).
+pub const FLUSH_BUSY: Duration = Duration::from_millis(10);
+/// The buffers' starting size (they grow, and are kept, under a flood).
+const PENDING_CAPACITY: usize = 256 * 1024;
+/// The writer's nice value: below the proxy's threads.
+const WRITER_NICE: i32 = 10;
+/// The most handed to one `write(2)`: see [`whole_lines`].
+const WRITE_CHUNK: usize = 16 * 1024;
+
+/// What a batch does after a write got through, when lines were dropped
+/// since the last one: the denial log says so in its own stream, the
+/// access log leaves it to its metric.
+pub type DropNotice = fn(&mut dyn Write, u64);
+
+/// Lines waiting for their sink.
+pub struct LineBatch {
+    pending: Mutex<Vec<u8>>,
+    /// The sink, with the last batch's buffer (emptied, for the next
+    /// swap). One lock, so lines from the writer thread and from
+    /// [`LineBatch::write_out`] at shutdown never interleave.
+    sink: Mutex<Sink>,
+    /// Past this many pending bytes, new lines are dropped.
+    max_pending: usize,
+    dropped: AtomicU64,
+    notice: Option<DropNotice>,
+}
+
+struct Sink {
+    out: Box<dyn Write + Send>,
+    spare: Vec<u8>,
+    /// `dropped` when the last notice was written.
+    noticed: u64,
+}
+
+impl LineBatch {
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        max_pending: usize,
+        notice: Option<DropNotice>,
+    ) -> LineBatch {
+        LineBatch {
+            pending: Mutex::new(Vec::with_capacity(PENDING_CAPACITY)),
+            sink: Mutex::new(Sink {
+                out,
+                spare: Vec::with_capacity(PENDING_CAPACITY),
+                noticed: 0,
+            }),
+            max_pending,
+            dropped: AtomicU64::new(0),
+            notice,
+        }
+    }
+
+    /// Queue one whole line (ending with `\n`); `false` if it was dropped
+    /// because the sink is not draining.
+    pub fn push(&self, line: &[u8]) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() + line.len() > self.max_pending {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        pending.extend_from_slice(line);
+        true
+    }
+
+    /// Lines dropped since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Write what is pending now; whether there was anything.
+    pub fn write_out(&self) -> bool {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let Sink {
+            out,
+            spare,
+            noticed,
+        } = &mut *sink;
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.is_empty() {
+                return false;
+            }
+            spare.clear();
+            std::mem::swap(&mut *pending, spare);
+        }
+        let written = whole_lines(spare, WRITE_CHUNK).all(|piece| {
+            let ok = out.write_all(piece).is_ok();
+            // Let the proxy's thread have the core back between pieces.
+            std::thread::yield_now();
+            ok
+        });
+        if written {
+            let dropped = self.dropped();
+            if let Some(notice) = self.notice.filter(|_| dropped > *noticed) {
+                notice(out.as_mut(), dropped - *noticed);
+            }
+            *noticed = dropped;
+        }
+        let _ = out.flush();
+        true
+    }
+}
+
+/// Start the thread that writes `batch` out on its clock. It ends at its
+/// next look after the last other holder of `batch` let go of it.
+pub fn spawn_writer(
+    batch: &Arc<LineBatch>,
+    name: &str,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let batch: Weak<LineBatch> = Arc::downgrade(batch);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            // Best effort: at the default priority it still works.
+            let _ =
+                rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE);
+            let mut wait = FLUSH_EVERY;
+            loop {
+                std::thread::sleep(wait);
+                let Some(batch) = batch.upgrade() else { return };
+                wait = if batch.write_out() {
+                    FLUSH_BUSY
+                } else {
+                    FLUSH_EVERY
+                };
+            }
+        })
+}
+
+/// `batch` cut into pieces of about `size` bytes, each ending with a
+/// whole line (a line longer than `size` is a piece of its own).
+///
+/// One `write(2)` of a whole batch (a flood's 10 ms can be a megabyte)
+/// is a stretch of kernel time the proxy's thread, on the same core,
+/// cannot interrupt on a kernel without preemption: it showed as the bad-
+/// Origin flood's p99. Pieces with a yield between keep each stretch short;
+/// whole lines keep a reader of the stream from seeing half a line.
+fn whole_lines(batch: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= size {
+            rest.len()
+        } else {
+            match rest[..size].iter().rposition(|&b| b == b'\n') {
+                Some(nl) => nl + 1,
+                None => rest[size..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |nl| size + nl + 1),
+            }
+        };
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// An RFC 3339 UTC timestamp with `DIGITS` (3 or 6) fractional digits,
+/// as `humantime` prints it, written without allocating: the part up to
+/// the second is formatted once a second per thread (humantime's whole
+/// formatter cost ≈600 instructions per line).
+#[derive(Clone, Copy, Debug)]
+pub struct Timestamp<const DIGITS: u32>(pub Duration);
+
+impl<const DIGITS: u32> Timestamp<DIGITS> {
+    pub fn now() -> Self {
+        Timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl<const DIGITS: u32> fmt::Display for Timestamp<DIGITS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const { assert!(DIGITS == 3 || DIGITS == 6) };
+        thread_local! {
+            static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        }
+        let since = self.0;
+        SECOND.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != since.as_secs() {
+                let whole = UNIX_EPOCH + Duration::from_secs(since.as_secs());
+                let s = humantime::format_rfc3339_seconds(whole).to_string();
+                // `…T06:01:02Z`: keep it without the `Z`.
+                *c = (since.as_secs(), s.trim_end_matches('Z').to_string());
+            }
+            f.write_str(&c.1)
+        })?;
+        let mut digits = [b'0'; 6];
+        let mut n = since.subsec_micros() / 10u32.pow(6 - DIGITS);
+        for d in digits[..DIGITS as usize].iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        f.write_str(".")?;
+        f.write_str(std::str::from_utf8(&digits[..DIGITS as usize]).unwrap_or("000000"))?;
+        f.write_str("Z")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_match_humantime_across_seconds_and_small_fractions() {
+        for micros in [
+            0u64,
+            7,
+            999,
+            1_000,
+            999_999,
+            1_000_000,
+            1_764_050_462_000_042,
+            1_764_050_462_045_999,
+            1_764_050_463_500_000,
+        ] {
+            let since = Duration::from_micros(micros);
+            let at = UNIX_EPOCH + since;
+            assert_eq!(
+                Timestamp::<6>(since).to_string(),
+                humantime::format_rfc3339_micros(at).to_string()
+            );
+            assert_eq!(
+                Timestamp::<3>(since).to_string(),
+                humantime::format_rfc3339_millis(at).to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn pieces_end_with_whole_lines_and_lose_nothing() {
+        let lines: Vec<String> = (0..50)
+            .map(|i| format!("{}\n", "x".repeat(i * 7)))
+            .collect();
+        let mut batch: Vec<u8> = lines.concat().into_bytes();
+        // A line longer than a piece, and a last line without its newline.
+        batch.extend_from_slice(&[b'y'; 300]);
+        batch.extend_from_slice(b"\nz");
+        for size in [1, 16, 64, 100, 299, 4096] {
+            let pieces: Vec<&[u8]> = whole_lines(&batch, size).collect();
+            assert_eq!(pieces.concat(), batch, "size {size}");
+            for p in &pieces[..pieces.len() - 1] {
+                assert_eq!(p.last(), Some(&b'\n'), "size {size}");
+                // Over `size` only when it is one line.
+                assert!(
+                    p.len() <= size || p.iter().filter(|&&b| b == b'\n').count() == 1,
+                    "size {size}: {} bytes",
+                    p.len()
+                );
+            }
+        }
+        assert_eq!(whole_lines(b"", 16).count(), 0);
+    }
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn notice(out: &mut dyn Write, n: u64) {
+        let _ = writeln!(out, "dropped {n}");
+    }
+
+    #[test]
+    fn past_its_bound_a_batch_drops_lines_and_says_so_after_the_next_write() {
+        let sink = Shared::default();
+        let batch = LineBatch::new(Box::new(sink.clone()), 10, Some(notice));
+        assert!(batch.push(b"abcd\n"));
+        assert!(batch.push(b"efgh\n"));
+        assert!(!batch.push(b"i\n"), "11 bytes pending would pass the bound");
+        assert_eq!(batch.dropped(), 1);
+        assert!(batch.write_out());
+        assert!(!batch.write_out(), "nothing left");
+        assert!(batch.push(b"j\n"), "room again once written");
+        assert!(batch.write_out());
+        assert_eq!(
+            String::from_utf8(sink.0.lock().unwrap().clone()).unwrap(),
+            "abcd\nefgh\ndropped 1\nj\n",
+            "the notice follows the batch it was dropped from, once"
+        );
+    }
+
+    #[test]
+    fn the_writer_thread_writes_on_its_clock_and_ends_with_the_batch() {
+        let sink = Shared::default();
+        let batch = Arc::new(LineBatch::new(Box::new(sink.clone()), 1 << 20, None));
+        let writer = spawn_writer(&batch, "test-log-writer").unwrap();
+        batch.push(b"one\n");
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * 20;
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(&sink.0.lock().unwrap()[..], b"one\n");
+        assert!(!writer.is_finished());
+        drop(batch);
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * 20;
+        while !writer.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer outlived its batch"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
