@@ -1,36 +1,52 @@
 //! The access log: one JSON line per request (and per WebSocket at close).
 //!
-//! Lines are built on the request's task and handed to a writer thread over
-//! a bounded channel, so a slow disk or a blocked stdout never stalls
-//! proxying; if the writer falls behind, lines are dropped and counted.
+//! A line is serialised on the request's task into a buffer its thread
+//! keeps and queued in a [`LineBatch`], whose writer thread hands it to
+//! the file or stdout (see [`log_writer`]): no allocation, no system call
+//! and no wake-up per request, so a slow disk or a blocked stdout never
+//! stalls proxying; if the writer falls behind, lines are dropped and
+//! counted. A line is in the file at most [`log_writer::FLUSH_EVERY`]
+//! after its request ended, and every pending line at shutdown.
 //! Nothing secret goes in: token IDs instead of tokens, paths without query
 //! strings (OpenClaw still accepts `?token=` on legacy links).
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
+use crate::client_ip::IpSource;
 use crate::config;
+use crate::log_writer::{self, LineBatch};
 use crate::policy::Diff;
 
-const QUEUE: usize = 65_536;
+/// Past this many bytes waiting for the writer, lines are dropped: at
+/// ≈350 bytes a line, some 48,000 lines, a few seconds of a busy proxy.
+const MAX_PENDING: usize = 16 * 1024 * 1024;
 
-/// One access-log record. Borrowed fields keep the hot path allocation-light.
+/// When a line was written: RFC 3339, milliseconds.
+pub type Timestamp = log_writer::Timestamp<3>;
+
+/// One access-log record. Borrowed and `Copy` fields keep the hot path
+/// free of allocations.
 #[derive(Serialize)]
 pub struct Record<'a> {
-    pub ts: String,
+    #[serde(serialize_with = "display")]
+    pub ts: Timestamp,
     pub kind: &'static str,
     pub request_id: &'a str,
     pub member: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<&'a str>,
-    pub client_ip: String,
-    pub ip_source: String,
+    /// `-` when there is none (the request was refused before it was known).
+    #[serde(serialize_with = "ip_or_dash")]
+    pub client_ip: Option<IpAddr>,
+    #[serde(serialize_with = "source_or_dash")]
+    pub ip_source: Option<IpSource>,
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
@@ -50,74 +66,80 @@ pub struct Record<'a> {
     pub diff: Option<&'a Diff>,
 }
 
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+// serde_json writes `collect_str` straight into its output, escaped,
+// where `to_string` would allocate.
+fn display<S: Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn ip_or_dash<S: Serializer>(ip: &Option<IpAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match ip {
+        Some(ip) => s.collect_str(ip),
+        None => s.serialize_str("-"),
+    }
+}
+
+fn source_or_dash<S: Serializer>(src: &Option<IpSource>, s: S) -> Result<S::Ok, S::Error> {
+    match src {
+        Some(src) => s.collect_str(src),
+        None => s.serialize_str("-"),
+    }
 }
 
 pub struct AccessLog {
-    tx: Option<SyncSender<String>>,
-    dropped: AtomicU64,
+    batch: Option<Arc<LineBatch>>,
 }
 
 impl AccessLog {
-    /// Start the writer thread for the configured destination.
+    /// Open the configured destination and start its writer thread.
     pub fn start(cfg: &config::Log) -> io::Result<Self> {
         let sink: Box<dyn Write + Send> = match &cfg.access {
-            config::AccessLog::Off => {
-                return Ok(AccessLog {
-                    tx: None,
-                    dropped: AtomicU64::new(0),
-                })
-            }
+            config::AccessLog::Off => return Ok(AccessLog { batch: None }),
             config::AccessLog::Stdout => Box::new(io::stdout()),
             config::AccessLog::File(p) => {
                 Box::new(RotatingFile::open(p.clone(), cfg.max_bytes, cfg.keep)?)
             }
         };
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("clawgate-access-log".into())
-            .spawn(move || writer(rx, sink))?;
-        Ok(AccessLog {
-            tx: Some(tx),
-            dropped: AtomicU64::new(0),
-        })
+        let batch = Arc::new(LineBatch::new(sink, MAX_PENDING, None));
+        log_writer::spawn_writer(&batch, "clawgate-access-log")?;
+        Ok(AccessLog { batch: Some(batch) })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.batch.is_some()
     }
 
     pub fn write(&self, rec: &Record<'_>) {
-        let Some(tx) = &self.tx else { return };
-        let Ok(line) = serde_json::to_string(rec) else {
-            return;
-        };
-        match tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let Some(batch) = &self.batch else { return };
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            if serde_json::to_writer(&mut *line, rec).is_ok() {
+                line.push(b'\n');
+                batch.push(&line);
+            }
+        });
     }
 
+    /// Lines dropped because the writer fell behind.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.batch.as_ref().map_or(0, |b| b.dropped())
+    }
+
+    /// Write every pending line now (at shutdown).
+    pub fn flush(&self) {
+        if let Some(batch) = &self.batch {
+            batch.write_out();
+        }
     }
 }
 
-fn writer(rx: Receiver<String>, sink: Box<dyn Write + Send>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.write_all(b"\n");
-        // Drain what is queued, then flush once: batches under load,
-        // prompt lines when idle.
-        while let Ok(line) = rx.try_recv() {
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.write_all(b"\n");
-        }
-        let _ = out.flush();
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -21,11 +21,12 @@ pub enum IpSource {
     },
 }
 
-impl IpSource {
-    pub fn describe(&self) -> String {
+/// As the access log names it: `socket`, or `xff-N`.
+impl std::fmt::Display for IpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IpSource::Socket => "socket".into(),
-            IpSource::ForwardedFor { hop_from_right } => format!("xff-{hop_from_right}"),
+            IpSource::Socket => f.write_str("socket"),
+            IpSource::ForwardedFor { hop_from_right } => write!(f, "xff-{hop_from_right}"),
         }
     }
 }

@@ -148,6 +148,7 @@ impl Server {
             .is_ok();
         let _ = self.admin_stop.send(true);
         crate::deny_log::flush();
+        self.state.access_log.flush();
         clean
     }
 

@@ -6,7 +6,7 @@
 # BENCH_TOKEN, BENCH_ALLOWED_ORIGINS (comma-separated) and BENCH_ALLOWED_CIDRS
 # in the environment. This script turns them into a clawgate config dir:
 #   clawgate.toml          listen, admin (another loopback port), one upstream,
-#                          access log off
+#                          access log off (unless CLAWGATE_BENCH_ACCESS_LOG)
 #   members/bench.env      mode 0600: TOKEN_SHA256 = sha256(BENCH_TOKEN),
 #                          ORIGINS = the allowed origins + none (CLIs send no
 #                          Origin), EGRESS_CIDRS = the allowed CIDRs
@@ -22,6 +22,10 @@
 #                                 clawgate's, 60: a wrong-token flood from one
 #                                 address gets 401 60 times, then 429 with
 #                                 Retry-After; set it high to time the 401)
+#   CLAWGATE_BENCH_ACCESS_LOG     [log] access (default off, as the harness's
+#                                 nginx has access_log off; "stdout" or a
+#                                 file name, relative to the config dir, to
+#                                 time the access log too)
 #   CLAWGATE_BENCH_TLS_CERT, CLAWGATE_BENCH_TLS_KEY
 #                                 PEM files: the listener speaks TLS with them
 #                                 ([listen] tls_cert, tls_key; absolute paths)
@@ -40,6 +44,7 @@ bin=${CLAWGATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/clawgate}
 [ -x "$bin" ] || { echo "clawgate-bench: $bin not found; run cargo build --release" >&2; exit 1; }
 case $BENCH_LISTEN in 127.*:*) ;; *) echo "clawgate-bench: BENCH_LISTEN must be 127.x.x.x:PORT" >&2; exit 1 ;; esac
 port=${BENCH_LISTEN##*:}
+case ${CLAWGATE_BENCH_ACCESS_LOG:-off} in *'"'*|*'\\'*|/*|*..*) echo "clawgate-bench: CLAWGATE_BENCH_ACCESS_LOG must be off, stdout or a file name in the config dir" >&2; exit 1 ;; esac
 
 dir=${CLAWGATE_BENCH_DIR:-/tmp/clawgate-bench-$port}
 case $dir in /tmp/*) ;; *) echo "clawgate-bench: CLAWGATE_BENCH_DIR must be under /tmp" >&2; exit 1 ;; esac
@@ -73,7 +78,7 @@ addr = "${CLAWGATE_BENCH_ADMIN:-127.0.0.1:$((port + 100))}"
 url = "$BENCH_UPSTREAM"
 
 [log]
-access = "off"
+access = "${CLAWGATE_BENCH_ACCESS_LOG:-off}"
 
 [limits]
 max_connections = ${CLAWGATE_BENCH_MAX_CONNECTIONS:-20000}

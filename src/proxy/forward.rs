@@ -179,8 +179,8 @@ pub(super) async fn forward(
             request_id: ex.request_id.to_string(),
             member: member_label(snap, ex).to_string(),
             credential: ex.credential.clone(),
-            client_ip: client.ip.to_string(),
-            ip_source: client.source.describe(),
+            client_ip: client.ip,
+            ip_source: client.source,
             path: ex
                 .path
                 .as_ref()

@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 use http_body_util::Either;
 
 use super::{local_body, member_label, Body, Conn, Decision, Exchange, Refusal, SESSION_COOKIE};
-use crate::access_log::{now_rfc3339, Record};
+use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
 use crate::deny::{self, Reason};
 use crate::metrics::NO_UPSTREAM;
@@ -170,22 +170,14 @@ pub(super) fn record(
     let rid = || ex.request_id.as_str();
     let path = || ex.path.as_ref().map(|p| p.path()).unwrap_or("-");
     if state.access_log.enabled() {
-        let client_ip = ex
-            .client
-            .map(|c| c.ip.to_string())
-            .unwrap_or_else(|| "-".into());
-        let ip_source = ex
-            .client
-            .map(|c| c.source.describe())
-            .unwrap_or_else(|| "-".into());
         state.access_log.write(&Record {
-            ts: now_rfc3339(),
+            ts: Timestamp::now(),
             kind: "http",
             request_id: rid(),
             member,
             credential: ex.credential.as_deref(),
-            client_ip,
-            ip_source,
+            client_ip: ex.client.map(|c| c.ip),
+            ip_source: ex.client.map(|c| c.source),
             method: ex.method.as_str(),
             path: path(),
             status: status.as_u16(),

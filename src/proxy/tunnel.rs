@@ -15,7 +15,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use crate::access_log::{now_rfc3339, Record};
+use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
 use crate::identity::{PeerCert, Presented, Via};
 use crate::metrics::NO_MEMBER;
@@ -250,8 +250,8 @@ pub struct LogInfo {
     pub request_id: String,
     pub member: String,
     pub credential: Option<crate::identity::CredentialId>,
-    pub client_ip: String,
-    pub ip_source: String,
+    pub client_ip: std::net::IpAddr,
+    pub ip_source: crate::client_ip::IpSource,
     pub path: String,
     pub upstream: String,
     /// The upgrade is a WebSocket (close frames may be sent).
@@ -340,13 +340,13 @@ pub fn spawn(
             tracing::info!(request_id = %info.request_id, member = %member_label, reason, "closed open WebSocket");
         }
         state.access_log.write(&Record {
-            ts: now_rfc3339(),
+            ts: Timestamp::now(),
             kind: "websocket",
             request_id: &info.request_id,
             member: &info.member,
             credential: info.credential.as_deref(),
-            client_ip: info.client_ip.clone(),
-            ip_source: info.ip_source.clone(),
+            client_ip: Some(info.client_ip),
+            ip_source: Some(info.ip_source),
             method: "GET",
             path: &info.path,
             status: 101,
