@@ -207,7 +207,9 @@ where
         &info,
         close,
     );
-    drop(parts);
+    // The lines are a piece of an arena (`upstream::wire`): let it go
+    // before a long body streams.
+    drop((parts, fields));
     if framing == Framing::None {
         io.write_all(out).await?;
         io.flush().await?;

@@ -37,16 +37,7 @@ pub struct HeadFields {
 impl HeadFields {
     /// The lines as `(name, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.lines
-            .split(|&b| b == b'\n')
-            .filter_map(|l| l.strip_suffix(b"\r"))
-            .filter_map(|l| {
-                let colon = l.iter().position(|&b| b == b':')?;
-                Some((
-                    &l[..colon],
-                    l[colon + 1..].strip_prefix(b" ").unwrap_or(&l[colon + 1..]),
-                ))
-            })
+        pairs(&self.lines)
     }
 
     /// Put `name: value` before the lines: a refusal's own field (a 429's
@@ -77,11 +68,17 @@ impl HeadFields {
     /// Append them to `map` (for hyper, which takes a `HeaderMap`). The
     /// lines passed httparse, so no field is refused in practice; one that
     /// `http` would not take is dropped rather than failing the response.
+    ///
+    /// The values share one copy of the lines, not the lines themselves:
+    /// a gateway's lines are a piece of their thread's arena
+    /// (`upstream::wire`), which a `HeaderMap` kept for a long response
+    /// would hold whole.
     pub fn append_to(&self, map: &mut HeaderMap) {
         map.reserve(self.lines.len() / 24);
-        for (name, value) in self.iter() {
+        let lines = Bytes::copy_from_slice(&self.lines);
+        for (name, value) in pairs(&lines) {
             let name = HeaderName::from_bytes(name);
-            let value = HeaderValue::from_maybe_shared(self.lines.slice_ref(value));
+            let value = HeaderValue::from_maybe_shared(lines.slice_ref(value));
             if let (Ok(n), Ok(v)) = (name, value) {
                 map.append(n, v);
             }
@@ -90,4 +87,18 @@ impl HeadFields {
             map.insert(X_REQUEST_ID, id.to_header_value());
         }
     }
+}
+
+/// `name: value\r\n` lines as `(name, value)` pairs.
+fn pairs(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    lines
+        .split(|&b| b == b'\n')
+        .filter_map(|l| l.strip_suffix(b"\r"))
+        .filter_map(|l| {
+            let colon = l.iter().position(|&b| b == b':')?;
+            Some((
+                &l[..colon],
+                l[colon + 1..].strip_prefix(b" ").unwrap_or(&l[colon + 1..]),
+            ))
+        })
 }

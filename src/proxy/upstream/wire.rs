@@ -25,6 +25,22 @@ const MAX_HEADERS: usize = 100;
 const _: () = assert!(MAX_HEADERS <= 128);
 /// Largest response head accepted; past it the response is refused.
 pub const MAX_HEAD_BYTES: usize = u16::MAX as usize;
+/// The size of a thread's [`LINES_ARENA`]: room for dozens of heads.
+const ARENA_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a response's lines are copied to, each head's split off as
+    /// a `Bytes` of its own: that is a reference count on the arena,
+    /// where a buffer per head was the allow path's one allocation. Once
+    /// the arena is used up, `reserve` takes it back whole if no head
+    /// still holds a piece (the usual case: a head is written to the
+    /// client, and dropped, before the next one is parsed), and starts a
+    /// new one of [`ARENA_BYTES`] otherwise. A holder that keeps its
+    /// piece for long keeps the whole arena it came from, so the
+    /// response writers drop theirs once the head is written.
+    static LINES_ARENA: std::cell::RefCell<BytesMut> =
+        std::cell::RefCell::new(BytesMut::with_capacity(ARENA_BYTES));
+}
 
 /// Why a response head was refused. All of them are the gateway's fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +183,9 @@ pub fn parse_response(
         let ours = name.len() == REQUEST_ID.len() && name.eq_ignore_ascii_case(REQUEST_ID);
         !(hop || ours || (lists_others && !switching && listed(parsed.headers, name)))
     };
-    // Sized exactly: a `Bytes` made from a full `Vec` keeps its allocation,
-    // one with spare room allocates a shared header besides. Each line is
-    // judged once; a bit per line remembers the verdict for the copy.
+    // Each line is judged once; a bit per line remembers the verdict for
+    // the copy. The copy goes into this thread's arena (see
+    // [`LINES_ARENA`]), not a buffer of its own.
     let mut keep: u128 = 0;
     let mut size = if switching { UPGRADE_LINE.len() } else { 0 };
     for (i, h) in parsed.headers.iter().enumerate() {
@@ -178,27 +194,28 @@ pub fn parse_response(
             size += h.name.len() + h.value.len() + 4;
         }
     }
-    let mut lines = Vec::with_capacity(size);
-    for (i, h) in parsed.headers.iter().enumerate() {
-        if keep & (1 << i) == 0 {
-            continue;
+    fields.lines = LINES_ARENA.with_borrow_mut(|lines| {
+        lines.reserve(size);
+        for (i, h) in parsed.headers.iter().enumerate() {
+            if keep & (1 << i) == 0 {
+                continue;
+            }
+            let (name, raw) = (h.name.as_bytes(), h.value);
+            if name.eq_ignore_ascii_case(b"date") {
+                fields.has_date = true;
+            } else if name.eq_ignore_ascii_case(b"content-type") {
+                fields.event_stream = raw.starts_with(b"text/event-stream");
+            }
+            lines.extend_from_slice(name);
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(raw);
+            lines.extend_from_slice(b"\r\n");
         }
-        let (name, raw) = (h.name.as_bytes(), h.value);
-        if name.eq_ignore_ascii_case(b"date") {
-            fields.has_date = true;
-        } else if name.eq_ignore_ascii_case(b"content-type") {
-            fields.event_stream = raw.starts_with(b"text/event-stream");
+        if switching {
+            lines.extend_from_slice(UPGRADE_LINE);
         }
-        lines.extend_from_slice(name);
-        lines.extend_from_slice(b": ");
-        lines.extend_from_slice(raw);
-        lines.extend_from_slice(b"\r\n");
-    }
-    if switching {
-        lines.extend_from_slice(UPGRADE_LINE);
-    }
-    debug_assert_eq!(lines.len(), lines.capacity());
-    fields.lines = lines.into();
+        lines.split().freeze()
+    });
     buf.advance(len);
 
     let framing = if switching {
