@@ -153,14 +153,17 @@ struct RotatingFile {
 }
 
 impl RotatingFile {
+    /// Only a regular file rotates: `access = "/dev/null"` or a FIFO a
+    /// log shipper reads must never be renamed (as root, rotating
+    /// `/dev/null` would move the device node and leave a plain file).
     fn open(path: PathBuf, max_bytes: u64, keep: u32) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let written = file.metadata()?.len();
+        let meta = file.metadata()?;
         Ok(RotatingFile {
             path,
             file,
-            written,
-            max_bytes,
+            written: meta.len(),
+            max_bytes: if meta.is_file() { max_bytes } else { u64::MAX },
             keep,
         })
     }
@@ -220,5 +223,15 @@ mod tests {
         assert!(path.with_extension("log.1").exists());
         assert!(path.with_extension("log.2").exists());
         assert!(!path.with_extension("log.3").exists(), "keep = 2");
+    }
+
+    #[test]
+    fn only_a_regular_file_rotates() {
+        let d = tempfile::tempdir().unwrap();
+        let f = RotatingFile::open(d.path().join("access.log"), 100, 2).unwrap();
+        assert_eq!(f.max_bytes, 100);
+        // Opened, not written: nothing past the limit is ever renamed.
+        let null = RotatingFile::open(PathBuf::from("/dev/null"), 100, 2).unwrap();
+        assert_eq!(null.max_bytes, u64::MAX, "a device never rotates");
     }
 }
