@@ -25,7 +25,8 @@
 #   CLAWGATE_BENCH_ACCESS_LOG     [log] access (default off, as the harness's
 #                                 nginx has access_log off; "stdout" or a
 #                                 file name, relative to the config dir, to
-#                                 time the access log too)
+#                                 time the access log too; /dev/null to
+#                                 time it without the file system)
 #   CLAWGATE_BENCH_TLS_CERT, CLAWGATE_BENCH_TLS_KEY
 #                                 PEM files: the listener speaks TLS with them
 #                                 ([listen] tls_cert, tls_key; absolute paths)
@@ -44,7 +45,7 @@ bin=${CLAWGATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/clawgate}
 [ -x "$bin" ] || { echo "clawgate-bench: $bin not found; run cargo build --release" >&2; exit 1; }
 case $BENCH_LISTEN in 127.*:*) ;; *) echo "clawgate-bench: BENCH_LISTEN must be 127.x.x.x:PORT" >&2; exit 1 ;; esac
 port=${BENCH_LISTEN##*:}
-case ${CLAWGATE_BENCH_ACCESS_LOG:-off} in *'"'*|*'\\'*|/*|*..*) echo "clawgate-bench: CLAWGATE_BENCH_ACCESS_LOG must be off, stdout or a file name in the config dir" >&2; exit 1 ;; esac
+case ${CLAWGATE_BENCH_ACCESS_LOG:-off} in /dev/null) ;; *'"'*|*'\\'*|/*|*..*) echo "clawgate-bench: CLAWGATE_BENCH_ACCESS_LOG must be off, stdout, /dev/null or a file name in the config dir" >&2; exit 1 ;; esac
 
 dir=${CLAWGATE_BENCH_DIR:-/tmp/clawgate-bench-$port}
 case $dir in /tmp/*) ;; *) echo "clawgate-bench: CLAWGATE_BENCH_DIR must be under /tmp" >&2; exit 1 ;; esac
