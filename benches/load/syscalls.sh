@@ -28,6 +28,7 @@
 # Usage:
 #   benches/load/syscalls.sh [--rounds N] [--duration S] [--conns C]
 #                            [--modes LIST] [--only LIST] [--no-perf]
+#                            [--access-log] [--tls]
 #   --no-perf: no perf stat attached. perf's system-call tracepoint sends
 #     every system call of the proxy through the kernel's slow path, which
 #     adds kernel time per call (more to a proxy making more calls); use
@@ -37,6 +38,13 @@
 #     deny    wrong token -> 401/403 from the proxy
 #     origin  valid token + an Origin not on the list -> 403 (clawgate's
 #             carries the origins diff; nginx's and HAProxy's are bare)
+#   --access-log: every proxy logs every request, as each would in
+#     production (the harness's job has logging off): nginx
+#     `access_log ... combined buffer=64k flush=100ms` to a file (batched,
+#     like clawgate's), HAProxy `option httplog` to its stdout (it logs
+#     through a socket or a stream, one write a line), clawgate its JSON
+#     access log to a file in its config dir (`access.log`, rotating).
+#     The ratios at the end are then the same ratios with logs on.
 #   --tls: clients speak HTTPS to the proxies (wrk over TLS, keep-alive, so
 #     one handshake per connection). make-cert.sh makes a throwaway CA and
 #     an ECDSA P-256 certificate for 127.0.0.1; nginx (`listen ... ssl`),
@@ -51,7 +59,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${CLAWGATE_SHARED_BENCH:-$root/../shared/bench}
 
-rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0
+rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0 access_log=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -61,6 +69,7 @@ while [ $# -gt 0 ]; do
     --only) only=${2//,/ }; shift 2 ;;
     --no-perf) use_perf=0; shift ;;
     --tls) tls=1; shift ;;
+    --access-log) access_log=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "syscalls.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -80,24 +89,35 @@ source "$shared/lib/common.sh"
 bench_init
 start_upstream
 scheme=http
-if [ "$tls" = 1 ]; then
-  # The harness's own proxy configs, with TLS on the listening side only.
-  "$here/make-cert.sh" "$RUN" || die "--tls: making the certificate failed"
+if [ "$tls" = 1 ] || [ "$access_log" = 1 ]; then
+  # The harness's own proxy configs, edited: TLS on the listening side
+  # only, and/or logging on.
   render "$BENCH_DIR/conf/nginx-proxy.conf.tmpl" "$RUN/nginx-proxy.conf" "$NGINX_PORT"
-  sed -i "s|listen 127.0.0.1:$NGINX_PORT backlog=4096;|listen 127.0.0.1:$NGINX_PORT ssl backlog=4096; ssl_certificate $RUN/server.pem; ssl_certificate_key $RUN/server.key;|" \
-    "$RUN/nginx-proxy.conf"
-  grep -q "ssl_certificate " "$RUN/nginx-proxy.conf" || die "--tls: the nginx template's listen line changed"
-  nginx -t -q -p "$RUN" -c "$RUN/nginx-proxy.conf" -g 'daemon off;' || die "nginx TLS config test failed"
+  render "$BENCH_DIR/conf/haproxy-proxy.cfg.tmpl" "$RUN/haproxy-proxy.cfg" "$HAPROXY_PORT"
+  if [ "$tls" = 1 ]; then
+    "$here/make-cert.sh" "$RUN" || die "--tls: making the certificate failed"
+    sed -i "s|listen 127.0.0.1:$NGINX_PORT backlog=4096;|listen 127.0.0.1:$NGINX_PORT ssl backlog=4096; ssl_certificate $RUN/server.pem; ssl_certificate_key $RUN/server.key;|" \
+      "$RUN/nginx-proxy.conf"
+    grep -q "ssl_certificate " "$RUN/nginx-proxy.conf" || die "--tls: the nginx template's listen line changed"
+    sed -i "s|^\( *bind 127.0.0.1:$HAPROXY_PORT\)\$|\1 ssl crt $RUN/server-full.pem alpn http/1.1|" "$RUN/haproxy-proxy.cfg"
+    grep -q "ssl crt" "$RUN/haproxy-proxy.cfg" || die "--tls: the HAProxy template's bind line changed"
+    export CLAWGATE_BENCH_TLS_CERT="$RUN/server.pem" CLAWGATE_BENCH_TLS_KEY="$RUN/server.key"
+    scheme=https
+  fi
+  if [ "$access_log" = 1 ]; then
+    sed -i "s|^\( *\)access_log off;|\1access_log $RUN/nginx-access.log combined buffer=64k flush=100ms;|" "$RUN/nginx-proxy.conf"
+    grep -q "nginx-access.log" "$RUN/nginx-proxy.conf" || die "--access-log: the nginx template's access_log line changed"
+    sed -i -e "s|^global\$|global\\n    log stdout format raw local0|" \
+      -e "s|^defaults\$|defaults\\n    log global\\n    option httplog|" "$RUN/haproxy-proxy.cfg"
+    grep -q "option httplog" "$RUN/haproxy-proxy.cfg" || die "--access-log: the HAProxy template's sections changed"
+    export CLAWGATE_BENCH_ACCESS_LOG=access.log
+  fi
+  nginx -t -q -p "$RUN" -c "$RUN/nginx-proxy.conf" -g 'daemon off;' || die "nginx's edited config failed its test"
   bench_start nginx "$PROXY_CPU" nginx -p "$RUN" -c "$RUN/nginx-proxy.conf" -g 'daemon off;'
   wait_port "$NGINX_PORT" 10 "$PID_nginx" || die "nginx did not start: $(tail -5 "$RUN/nginx.log")"
-  render "$BENCH_DIR/conf/haproxy-proxy.cfg.tmpl" "$RUN/haproxy-proxy.cfg" "$HAPROXY_PORT"
-  sed -i "s|^\( *bind 127.0.0.1:$HAPROXY_PORT\)\$|\1 ssl crt $RUN/server-full.pem alpn http/1.1|" "$RUN/haproxy-proxy.cfg"
-  grep -q "ssl crt" "$RUN/haproxy-proxy.cfg" || die "--tls: the HAProxy template's bind line changed"
-  haproxy -c -q -f "$RUN/haproxy-proxy.cfg" || die "haproxy TLS config check failed"
+  haproxy -c -q -f "$RUN/haproxy-proxy.cfg" || die "HAProxy's edited config failed its check"
   bench_start haproxy "$PROXY_CPU" haproxy -db -f "$RUN/haproxy-proxy.cfg"
   wait_port "$HAPROXY_PORT" 10 "$PID_haproxy" || die "haproxy did not start: $(tail -5 "$RUN/haproxy.log")"
-  export CLAWGATE_BENCH_TLS_CERT="$RUN/server.pem" CLAWGATE_BENCH_TLS_KEY="$RUN/server.key"
-  scheme=https
 else
   start_nginx_proxy
   start_haproxy_proxy
@@ -209,8 +229,9 @@ echo "(rps/allow: this mode's median req/s over the allow mode's, same target; l
 
 # Issue #8's targets, each ratio taken within a round, median over rounds.
 echo
-if [ "$tls" = 1 ]; then
-  echo "== over HTTPS (--tls): issue #8's ratios, which it sets for plain HTTP, per round, median [lowest-highest] over $rounds rounds =="
+if [ "$tls" = 1 ] || [ "$access_log" = 1 ]; then
+  [ "$tls" = 1 ] && echo "== over HTTPS (--tls): issue #8's ratios, which it sets for plain HTTP, per round, median [lowest-highest] over $rounds rounds =="
+  [ "$access_log" = 1 ] && echo "== every proxy logging every request (--access-log): issue #8's ratios, which it sets for the harness's job (no logs), per round, median [lowest-highest] over $rounds rounds =="
 else
   echo "== issue #8 targets in this run: ratio per round, median [lowest-highest] over $rounds rounds =="
 fi

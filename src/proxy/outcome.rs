@@ -190,7 +190,7 @@ pub(super) fn record(
                 .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0),
             bytes_in: ex.bytes_in,
             bytes_out,
-            diff: ex.diff.as_deref().map(|e| &e.diff),
+            diff: ex.diff.as_deref(),
         });
     } else if let Some(explained) = &ex.diff {
         // The diff is always logged, even with the access log off.
