@@ -260,3 +260,9 @@ awk -v perf="$use_perf" '
     verdict("bad Origin: throughput / own allow", "clawgate", "origin", "clawgate", "allow", "rps", 2.0, "ge")
     if (perf) print "(perf was attached: its tracepoint adds kernel time per system call; --no-perf for the CPU verdict)"
   }' "$RUN/rows"
+if [ "$access_log" = 1 ]; then
+  # A log that kept up is part of the result: clawgate drops lines (and
+  # counts them) rather than stall a request when its writer falls behind.
+  dropped=$(curl -s --max-time 5 "http://127.0.0.1:19110/metrics" | awk '$1 == "clawgate_access_log_dropped_lines" { print $2 }')
+  echo "clawgate access-log lines dropped in the whole run: ${dropped:-unknown}"
+fi
