@@ -138,14 +138,22 @@ impl LineBatch {
         // A slice of writing at a time is ≈60 MB/s, and holds the proxy's
         // thread up for no longer than that slice and one piece.
         let mut since_yield = Instant::now();
-        let written = whole_lines(spare, WRITE_CHUNK).all(|piece| {
-            let ok = out.write_all(piece).is_ok();
+        let mut done = 0;
+        for piece in whole_lines(spare, WRITE_CHUNK) {
+            if out.write_all(piece).is_err() {
+                break;
+            }
+            done += piece.len();
             if since_yield.elapsed() >= WRITE_SLICE {
                 std::thread::yield_now();
                 since_yield = Instant::now();
             }
-            ok
-        });
+        }
+        // A sink that fails (a full disk) loses the rest of the batch:
+        // counted like lines the batch had no room for.
+        let lost = spare[done..].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.dropped.fetch_add(lost, Ordering::Relaxed);
+        let written = lost == 0;
         if written {
             let dropped = self.dropped();
             if let Some(notice) = self.notice.filter(|_| dropped > *noticed) {
@@ -354,6 +362,34 @@ mod tests {
             "abcd\nefgh\ndropped 1\nj\n",
             "the notice follows the batch it was dropped from, once"
         );
+    }
+
+    /// A sink that takes `room` bytes, then fails (a full disk).
+    struct Full(usize);
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_a_failing_sink_did_not_take_are_counted_as_dropped() {
+        let batch = LineBatch::new(Box::new(Full(WRITE_CHUNK)), 1 << 20, None);
+        let line = [b"x".repeat(99), b"\n".to_vec()].concat();
+        for _ in 0..400 {
+            assert!(batch.push(&line));
+        }
+        batch.write_out();
+        // The first piece (163 whole lines, 16,300 bytes) went through.
+        assert_eq!(batch.dropped(), 400 - (WRITE_CHUNK / 100) as u64);
     }
 
     #[test]
