@@ -207,7 +207,7 @@ where
         &info,
         close,
     );
-    // The lines are a piece of an arena (`upstream::wire`): let it go
+    // The lines are a piece of an arena (`upstream::response_head`): let it go
     // before a long body streams.
     drop((parts, fields));
     if framing == Framing::None {

@@ -1,5 +1,5 @@
 //! A response's header fields prewritten as lines, carried with its body:
-//! the gateway's (parsed and filtered by `upstream::wire`) or the fixed
+//! the gateway's (parsed and filtered by `upstream::response_head`) or the fixed
 //! ones of clawgate's own JSON answers (`deny`, `local_body`). The lean
 //! HTTP/1.1 loop writes them as they are; hyper's side (h2, upgrades)
 //! builds a `HeaderMap` from them.
@@ -71,7 +71,7 @@ impl HeadFields {
     ///
     /// The values share one copy of the lines, not the lines themselves:
     /// a gateway's lines are a piece of their thread's arena
-    /// (`upstream::wire`), which a `HeaderMap` kept for a long response
+    /// (`upstream::response_head`), which a `HeaderMap` kept for a long response
     /// would hold whole.
     pub fn append_to(&self, map: &mut HeaderMap) {
         map.reserve(self.lines.len() / 24);

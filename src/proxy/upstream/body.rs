@@ -16,7 +16,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::chunked::{Chunked, Step};
 use super::conn::{upgraded, Connection, Pool, Upgraded};
-use super::wire::Framing;
+use super::response_head::Framing;
 
 enum State {
     Length(u64),

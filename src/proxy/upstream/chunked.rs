@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::wire::HeadError;
+use super::response_head::HeadError;
 
 /// The chunked transfer coding of a response body (RFC 9112 §7.1), one
 /// step at a time over whatever bytes have arrived.

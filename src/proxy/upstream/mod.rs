@@ -19,6 +19,7 @@
 mod body;
 mod chunked;
 mod conn;
+mod response_head;
 pub mod wire;
 
 pub use body::UpstreamBody;
@@ -41,7 +42,7 @@ use crate::coarse_timer::Elapsed;
 use crate::proxy::HeadFields;
 use crate::request_id::RequestId;
 use conn::{Connection, Pool};
-use wire::{Framing, ResponseHead};
+use response_head::{Framing, ResponseHead};
 
 /// The body sent upstream: the client's body, capped at `max_body_bytes`.
 pub type OutBody = Limited<crate::proxy::RequestBody>;
@@ -305,7 +306,7 @@ async fn write_buffered(
 async fn read_head(conn: &mut Connection, method: &Method) -> Result<ResponseHead, Failure> {
     let mut answered = false;
     loop {
-        match wire::parse_response(&mut conn.read, method) {
+        match response_head::parse_response(&mut conn.read, method) {
             Ok(Some(head))
                 if head.status.is_informational() && head.framing != Framing::Upgrade =>
             {
