@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::wire::is_hop_by_hop;
+use super::wire::token_eq;
 use crate::proxy::HeadFields;
 
 const REQUEST_ID: &[u8] = crate::request_id::HEADER.as_bytes();
@@ -111,30 +111,38 @@ pub fn parse_response(
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
 
     // First the facts that decide framing and what is dropped...
+    let headers = &*parsed.headers;
+    let mut kinds = [Kind::Other; MAX_HEADERS];
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_coded = false;
     let mut close = version == Version::HTTP_10;
     let mut lists_others = false;
-    for h in parsed.headers.iter() {
-        let (name, raw) = (h.name.as_bytes(), h.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_length(raw).ok_or(HeadError::BadLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::BadLength);
+    for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
+        *kind = Kind::of(h.name.as_bytes());
+        let raw = h.value;
+        match *kind {
+            Kind::ContentLength => {
+                let n = parse_length(raw).ok_or(HeadError::BadLength)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::BadLength);
+                }
+                length = Some(n);
             }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_coded = true;
-            // Only a final `chunked` delimits the body (§6.3 items 4 and 5).
-            chunked = last_token_is(raw, b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            let (has_close, has_keep_alive, only_plain) = connection_tokens(raw);
-            close |= has_close;
-            if has_keep_alive && version == Version::HTTP_10 {
-                close = false;
+            Kind::TransferEncoding => {
+                transfer_coded = true;
+                // Only a final `chunked` delimits the body (§6.3 items 4 and 5).
+                chunked = last_token_is(raw, b"chunked");
             }
-            lists_others |= !only_plain;
+            Kind::Connection => {
+                let (has_close, has_keep_alive, only_plain) = connection_tokens(raw);
+                close |= has_close;
+                if has_keep_alive && version == Version::HTTP_10 {
+                    close = false;
+                }
+                lists_others |= !only_plain;
+            }
+            _ => {}
         }
     }
     // ...then the lines the client gets.
@@ -142,43 +150,42 @@ pub fn parse_response(
         content_length: length.filter(|_| !transfer_coded),
         ..HeadFields::default()
     };
-    let passed = |h: &httparse::Header<'_>| {
-        let name = h.name.as_bytes();
-        let hop = if switching && name.eq_ignore_ascii_case(b"upgrade") {
+    let passed = |h: &httparse::Header<'_>, kind: Kind| {
+        let hop = if switching && kind == Kind::Upgrade {
             false // a 101 names its protocol
         } else {
-            is_hop_by_hop(name)
+            kind.is_hop_by_hop()
             // Transfer-Encoding overrides Content-Length (§6.3 item 3): the
             // length must not reach the client.
-            || (transfer_coded && name.eq_ignore_ascii_case(b"content-length"))
+            || (transfer_coded && kind == Kind::ContentLength)
         };
         // The request ID the client gets is this proxy's (the gateway
         // may echo the one it was sent: it would appear twice).
-        let ours = name.len() == REQUEST_ID.len() && name.eq_ignore_ascii_case(REQUEST_ID);
-        !(hop || ours || (lists_others && !switching && listed(parsed.headers, name)))
+        let ours = kind == Kind::RequestId;
+        !(hop || ours || (lists_others && !switching && listed(headers, h.name.as_bytes())))
     };
     // Each line is judged once; a bit per line remembers the verdict for
     // the copy. The copy goes into this thread's arena (see
     // [`LINES_ARENA`]), not a buffer of its own.
     let mut keep: u128 = 0;
     let mut size = if switching { UPGRADE_LINE.len() } else { 0 };
-    for (i, h) in parsed.headers.iter().enumerate() {
-        if passed(h) {
+    for (i, (h, kind)) in headers.iter().zip(kinds).enumerate() {
+        if passed(h, kind) {
             keep |= 1 << i;
             size += h.name.len() + h.value.len() + 4;
         }
     }
     fields.lines = LINES_ARENA.with_borrow_mut(|lines| {
         lines.reserve(size);
-        for (i, h) in parsed.headers.iter().enumerate() {
+        for (i, (h, kind)) in headers.iter().zip(kinds).enumerate() {
             if keep & (1 << i) == 0 {
                 continue;
             }
             let (name, raw) = (h.name.as_bytes(), h.value);
-            if name.eq_ignore_ascii_case(b"date") {
-                fields.has_date = true;
-            } else if name.eq_ignore_ascii_case(b"content-type") {
-                fields.event_stream = raw.starts_with(b"text/event-stream");
+            match kind {
+                Kind::Date => fields.has_date = true,
+                Kind::ContentType => fields.event_stream = raw.starts_with(b"text/event-stream"),
+                _ => {}
             }
             lines.extend_from_slice(name);
             lines.extend_from_slice(b": ");
@@ -218,6 +225,55 @@ pub fn parse_response(
         framing,
         keep_alive,
     }))
+}
+
+/// What the parser needs to know of a response field's name, judged once
+/// per line: each `eq_ignore_ascii_case` against a name of the same
+/// length lowers both a byte at a time, and every line met a dozen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Other,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    /// Hop-by-hop, and nothing else to know: `TE`, `Trailer`,
+    /// `Keep-Alive`, `Proxy-Connection`.
+    OtherHopByHop,
+    RequestId,
+    Date,
+    ContentType,
+}
+
+impl Kind {
+    /// By length first: most names are none of these, and have a length
+    /// none of these has.
+    fn of(name: &[u8]) -> Kind {
+        let is = |known: &[u8]| token_eq(name, known);
+        match name.len() {
+            2 if is(b"te") => Kind::OtherHopByHop,
+            4 if is(b"date") => Kind::Date,
+            7 if is(b"upgrade") => Kind::Upgrade,
+            7 if is(b"trailer") => Kind::OtherHopByHop,
+            10 if is(b"connection") => Kind::Connection,
+            10 if is(b"keep-alive") => Kind::OtherHopByHop,
+            12 if is(b"content-type") => Kind::ContentType,
+            12 if is(REQUEST_ID) => Kind::RequestId,
+            14 if is(b"content-length") => Kind::ContentLength,
+            16 if is(b"proxy-connection") => Kind::OtherHopByHop,
+            17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+            _ => Kind::Other,
+        }
+    }
+
+    /// The same set as [`super::wire::is_hop_by_hop`] (a test holds them
+    /// to it).
+    fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Kind::Connection | Kind::Upgrade | Kind::TransferEncoding | Kind::OtherHopByHop
+        )
+    }
 }
 
 /// Whether a `Connection` header names `name` (hop-by-hop by declaration;
@@ -278,6 +334,59 @@ mod tests {
     fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(raw);
         parse_response(&mut buf, &method)
+    }
+
+    #[test]
+    fn a_name_kind_is_what_eq_ignore_ascii_case_says() {
+        let names = [
+            "TE",
+            "te",
+            "Date",
+            "DATE",
+            "Upgrade",
+            "Trailer",
+            "Connection",
+            "Keep-Alive",
+            "Content-Type",
+            "X-Request-Id",
+            "x-request-iD",
+            "Content-Length",
+            "Proxy-Connection",
+            "Transfer-Encoding",
+            "Server",
+            "Content-Lengti",
+            "X-Request-Ie",
+            "Datf",
+            "Set-Cookie",
+            "Upgradf",
+            "Connectioo",
+            "",
+        ];
+        for n in names {
+            let kind = Kind::of(n.as_bytes());
+            assert_eq!(
+                kind.is_hop_by_hop(),
+                super::super::wire::is_hop_by_hop(n.as_bytes()),
+                "{n}"
+            );
+            let expect = [
+                ("content-length", Kind::ContentLength),
+                ("transfer-encoding", Kind::TransferEncoding),
+                ("connection", Kind::Connection),
+                ("upgrade", Kind::Upgrade),
+                ("te", Kind::OtherHopByHop),
+                ("trailer", Kind::OtherHopByHop),
+                ("keep-alive", Kind::OtherHopByHop),
+                ("proxy-connection", Kind::OtherHopByHop),
+                ("x-request-id", Kind::RequestId),
+                ("date", Kind::Date),
+                ("content-type", Kind::ContentType),
+            ]
+            .into_iter()
+            .find(|(k, _)| n.eq_ignore_ascii_case(k))
+            .map_or(Kind::Other, |(_, kind)| kind);
+            assert_eq!(kind, expect, "{n}");
+        }
     }
 
     #[test]
