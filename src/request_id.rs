@@ -129,21 +129,40 @@ pub fn generate_at(since_epoch: std::time::Duration) -> RequestId {
     RequestId(Repr::Minted(Hex(hyphenated(id))))
 }
 
-/// The 8-4-4-4-12 lowercase hex form, a byte at a time (the `uuid`
-/// crate's formatter cost ≈670 instructions per request here, this ≈100).
+/// The 8-4-4-4-12 lowercase hex form. The `uuid` crate's formatter cost
+/// ≈670 instructions per request here. With a table lookup per digit,
+/// [`generate_at`] took ≈375 in all; with [`hex16`], ≈180.
 fn hyphenated(id: u128) -> [u8; 36] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (hi, lo) = (hex16((id >> 64) as u64), hex16(id as u64));
     let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in id.to_be_bytes().into_iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1; // past a hyphen
-        }
-        out[at] = HEX[usize::from(b >> 4)];
-        out[at + 1] = HEX[usize::from(b & 0xf)];
-        at += 2;
-    }
+    out[0..8].copy_from_slice(&hi[0..8]);
+    out[9..13].copy_from_slice(&hi[8..12]);
+    out[14..18].copy_from_slice(&hi[12..16]);
+    out[19..23].copy_from_slice(&lo[0..4]);
+    out[24..36].copy_from_slice(&lo[4..16]);
     out
+}
+
+/// The 16 lowercase hex digits of `x`, most significant first, all at
+/// once: each nibble is spread to a byte of a `u128` of its own (the
+/// high nibble of each byte of `x` to the byte before its low one, in
+/// the big-endian order the digits are read in), then every byte is
+/// turned to its digit with the same few additions.
+fn hex16(x: u64) -> [u8; 16] {
+    const ONES: u128 = u128::from_ne_bytes([1; 16]);
+    const NIBBLES: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+    // Byte `j` of `v` (from the least significant) to byte `2j` of the result.
+    let spread = |v: u64| {
+        let mut s = u128::from(v);
+        s = (s | (s << 32)) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+        s = (s | (s << 16)) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+        (s | (s << 8)) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff
+    };
+    let digits = spread(x & NIBBLES) | (spread((x >> 4) & NIBBLES) << 8);
+    // Per byte n (0..=15): '0' + n, and 39 more from 10 up ('a' - '0' - 10);
+    // n + 6 reaches bit 4 exactly from 10 up. No byte carries into the next.
+    let from_ten = ((digits + 6 * ONES) >> 4) & ONES;
+    (digits + u128::from(b'0') * ONES + from_ten * 39).to_be_bytes()
 }
 
 /// Keep a trusted proxy's ID (`incoming`, the request's `X-Request-Id`)
@@ -191,7 +210,15 @@ mod tests {
 
     #[test]
     fn the_hyphenated_form_matches_the_uuid_crate() {
-        for id in [0u128, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
+        let fixed = [0u128, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210];
+        // Every nibble value in every position, and a run of mixed values.
+        let nibbles = (0..32).flat_map(|at| (0..16u128).map(move |n| n << (4 * at)));
+        let mut x = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834u128;
+        let mixed = std::iter::repeat_with(move || {
+            x = x.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(1);
+            x
+        });
+        for id in fixed.into_iter().chain(nibbles).chain(mixed.take(10_000)) {
             let ours = String::from_utf8(hyphenated(id).to_vec()).unwrap();
             assert_eq!(ours, uuid::Uuid::from_u128(id).hyphenated().to_string());
         }
