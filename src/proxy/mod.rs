@@ -32,6 +32,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header;
 use http::uri::PathAndQuery;
 use http::{Method, Response, Version};
@@ -40,7 +41,7 @@ use http_body_util::Either;
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
 use crate::deny::Reason;
-use crate::identity::{self, CredentialId, IdentifyError, Via};
+use crate::identity::{self, CredentialId, IdentifyError, Identity, Via};
 use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
 use crate::origin::OriginDiff;
@@ -168,7 +169,33 @@ pub async fn serve(
         clock: Clock::now(),
         started: state.access_log.enabled().then(Instant::now),
     };
-    let mut resp = match handle(state, &snap, conn, req, &mut ex).await {
+    // The decision is synchronous and the one await is here, not a layer
+    // down: every async layer moves its callee's whole future into its
+    // own, per request. forward's is 1.7 KB; an async `handle` between
+    // the two made the moves 8.7 KB a request instead of 5.5, and `perf`
+    // had `memmove` at 2.3 % of the allow path's CPU.
+    let answered = match decide(state, &snap, conn, &req, &mut ex) {
+        Err(refusal) => Err(refusal),
+        Ok(Next::Login) => login::handle(&snap, req, &mut ex).await,
+        Ok(Next::Public {
+            prefix,
+            upstream,
+            host,
+        }) => {
+            let caller = Caller::Public { prefix };
+            forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
+        }
+        Ok(Next::Member { id, host }) => {
+            let member = &snap.members[id.member];
+            let caller = Caller::Member {
+                member,
+                via: &id.via,
+            };
+            let upstream = member.upstream;
+            forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
+        }
+    };
+    let mut resp = match answered {
         Ok(r) => r,
         Err(refusal) => respond(&snap, &mut ex, refusal),
     };
@@ -203,13 +230,29 @@ impl Drop for Ended<'_> {
     }
 }
 
-async fn handle(
+/// Where an admitted request goes next (see [`decide`]).
+enum Next<'s> {
+    /// `/_clawgate/login` and its session paths.
+    Login,
+    /// A `[[public]]` route.
+    Public {
+        prefix: &'s str,
+        upstream: usize,
+        host: Option<Bytes>,
+    },
+    /// An identified member whose policy admits the request.
+    Member { id: Identity, host: Option<Bytes> },
+}
+
+/// Everything about a request that is decided before it is sent on:
+/// its form, client address, request ID, host, identity and policy.
+fn decide<'s>(
     state: &Arc<State>,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     conn: &Conn,
-    req: ClientRequest,
+    req: &ClientRequest,
     ex: &mut Exchange,
-) -> Result<Response<Body>, Refusal> {
+) -> Result<Next<'s>, Refusal> {
     // Not an open proxy: origin-form (or h2 :path) only.
     if req.method == Method::CONNECT {
         ex.request_id = request_id::generate_at(ex.clock.since_epoch);
@@ -242,13 +285,13 @@ async fn handle(
         client.peer_trusted,
         ex.clock.since_epoch,
     );
-    let host = headers::request_host(&req)?;
+    let host = headers::request_host(req)?;
     if req.fields.repeated("origin") {
         return Err(Refusal::BadRequest("duplicate_origin"));
     }
 
     if login::is_session_path(req.path()) {
-        return login::handle(snap, req, ex).await;
+        return Ok(Next::Login);
     }
 
     // Public routes: no member, CIDR check only, the caller's own
@@ -270,20 +313,11 @@ async fn handle(
             return Err(Refusal::Denied(Reason::CidrNotAllowed));
         }
         ex.decision = Decision::Public;
-        let route_upstream = route.upstream;
-        return forward(
-            state,
-            snap,
-            conn,
-            req,
-            ex,
-            Caller::Public {
-                prefix: &route.path_prefix,
-            },
-            route_upstream,
+        return Ok(Next::Public {
+            prefix: &route.path_prefix,
+            upstream: route.upstream,
             host,
-        )
-        .await;
+        });
     }
 
     // Identify.
@@ -327,7 +361,7 @@ async fn handle(
     };
     let id = match identified {
         Ok(id) => id,
-        Err(IdentifyError::NoCredentials) => login::session_identity(snap, &req, now)?,
+        Err(IdentifyError::NoCredentials) => login::session_identity(snap, req, now)?,
         Err(e) => {
             let limits = &snap.limits.per_ip;
             if let Some(left) = state.limiter.failed(client.ip, limits) {
@@ -375,20 +409,7 @@ async fn handle(
         }
     }
 
-    forward(
-        state,
-        snap,
-        conn,
-        req,
-        ex,
-        Caller::Member {
-            member,
-            via: &id.via,
-        },
-        member.upstream,
-        host,
-    )
-    .await
+    Ok(Next::Member { id, host })
 }
 
 fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
