@@ -2,6 +2,7 @@
 //! the exchange, and what the response becomes on its way back (a
 //! WebSocket tunnel, a watched event stream, or a plain body).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,192 +21,189 @@ use crate::client_ip;
 use crate::config::Snapshot;
 use crate::state::State;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn forward(
-    state: &Arc<State>,
-    snap: &Snapshot,
-    conn: &Conn,
-    req: ClientRequest,
-    ex: &mut Exchange,
-    caller: Caller<'_>,
+/// An async block, not an `async fn`: an `async fn`'s future keeps its
+/// arguments twice (as captured, then as locals), and the request (240
+/// bytes) is moved with every future that holds this one, once a request.
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+pub(super) fn forward<'a>(
+    state: &'a Arc<State>,
+    snap: &'a Snapshot,
+    conn: &'a Conn,
+    mut req: ClientRequest,
+    ex: &'a mut Exchange,
+    caller: Caller<'a>,
     upstream_idx: usize,
     host: Option<Bytes>,
-) -> Result<Response<Body>, Refusal> {
-    let up = &snap.upstreams[upstream_idx];
-    ex.upstream = Some(upstream_idx);
-    let limit = snap.limits.max_body_bytes;
-    let ClientRequest {
-        method,
-        uri,
-        version,
-        fields,
-        body,
-        upgrade: mut client_upgrade,
-    } = req;
-    let content_length = fields.get("content-length");
-    if let Some(len) = content_length {
-        match super::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
-            Some(n) if n > limit => return Err(Refusal::PayloadTooLarge),
-            Some(_) => {}
-            None => return Err(Refusal::BadRequest("bad_content_length")),
+) -> impl Future<Output = Result<Response<Body>, Refusal>> + 'a {
+    async move {
+        let up = &snap.upstreams[upstream_idx];
+        ex.upstream = Some(upstream_idx);
+        let limit = snap.limits.max_body_bytes;
+        let content_length = req.fields.get("content-length");
+        if let Some(len) = content_length {
+            match super::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
+                Some(n) if n > limit => return Err(Refusal::PayloadTooLarge),
+                Some(_) => {}
+                None => return Err(Refusal::BadRequest("bad_content_length")),
+            }
         }
-    }
-    // Only WebSocket is tunnelled. Any other Upgrade (h2c) is ignored, as
-    // RFC 9110 §7.8 allows: the gateway must never switch to a protocol
-    // whose requests would bypass clawgate.
-    let upgrade = if version == Version::HTTP_11 {
-        headers::upgrade_requested(&fields).filter(|u| u.eq_ignore_ascii_case(b"websocket"))
-    } else {
-        None
-    };
-    if upgrade.is_none() {
-        client_upgrade = None;
-    }
-    // Kept for the grant of a tunnel or event stream.
-    let origin = fields.get("origin");
+        // Only WebSocket is tunnelled. Any other Upgrade (h2c) is ignored, as
+        // RFC 9110 §7.8 allows: the gateway must never switch to a protocol
+        // whose requests would bypass clawgate.
+        let upgrade = if req.version == Version::HTTP_11 {
+            headers::upgrade_requested(&req.fields).filter(|u| u.eq_ignore_ascii_case(b"websocket"))
+        } else {
+            None
+        };
+        if upgrade.is_none() {
+            req.upgrade = None;
+        }
+        // Kept for the grant of a tunnel or event stream.
+        let origin = req.fields.get("origin");
 
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let client = ex.client.expect("client ip resolved before forwarding");
-    let client_ip = match client.source {
-        client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
-        _ => HeaderValue::from_str(&client.ip.to_string())
-            .map_err(|_| Refusal::BadRequest("bad_client_ip"))?,
-    };
-    let body = Limited::new(body, limit as usize);
-    // A body of unknown length (HTTP/1.1 chunked, or h2 without
-    // content-length) goes to the gateway chunked.
-    let chunked = !body.is_end_stream() && content_length.is_none();
-    let mut head = head_buffer::take();
-    headers::write_request_head(
-        &mut head,
-        &method,
-        target,
-        &fields,
-        up,
-        &caller,
-        &Forwarding {
-            client_ip,
-            proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-            host: host.as_deref(),
-            request_id: &ex.request_id,
-            peer_trusted: client.peer_trusted,
-            upgrade,
-            session_cookie: SESSION_COOKIE,
-        },
-        chunked,
-    );
-    let out = upstream::Outgoing {
-        method: &method,
-        head: &head,
-        body,
-        chunked,
-    };
-
-    let t0 = Instant::now();
-    let result = state
-        .upstream
-        .send(
-            &up.authority,
-            out,
-            upstream::Timeouts {
-                connect: snap.timeouts.upstream_connect,
-                response: snap.timeouts.upstream_response,
-                body_idle: snap.timeouts.header_read,
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let client = ex.client.expect("client ip resolved before forwarding");
+        let client_ip = match client.source {
+            client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
+            _ => HeaderValue::from_str(&client.ip.to_string())
+                .map_err(|_| Refusal::BadRequest("bad_client_ip"))?,
+        };
+        let body = Limited::new(req.body, limit as usize);
+        // A body of unknown length (HTTP/1.1 chunked, or h2 without
+        // content-length) goes to the gateway chunked.
+        let chunked = !body.is_end_stream() && content_length.is_none();
+        let mut head = head_buffer::take();
+        headers::write_request_head(
+            &mut head,
+            &req.method,
+            target,
+            &req.fields,
+            up,
+            &caller,
+            &Forwarding {
+                client_ip,
+                proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+                host: host.as_deref(),
+                request_id: &ex.request_id,
+                peer_trusted: client.peer_trusted,
+                upgrade,
+                session_cookie: SESSION_COOKIE,
             },
-        )
-        .await;
-    head_buffer::give_back(head);
-    let elapsed = t0.elapsed();
-    ex.upstream_elapsed = Some(elapsed);
-    let reset = {
-        let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
-        let (duration, reset) = conn::cached(
-            &mut handles.upstream,
-            (snap.generation, upstream_idx),
-            || {
-                let m = &state.metrics;
-                (
-                    m.upstream_duration.with_label_values(&[&up.name]),
-                    m.upstream_errors
-                        .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
-                )
-            },
+            chunked,
         );
-        duration.observe(elapsed.as_secs_f64());
-        // The body reports a reset mid-way with it, long after this lock.
-        reset.clone()
-    };
-    let (mut resp, gateway) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            if e.is_upstream_fault() {
+        let out = upstream::Outgoing {
+            method: &req.method,
+            head: &head,
+            body,
+            chunked,
+        };
+
+        let t0 = Instant::now();
+        let result = state
+            .upstream
+            .send(
+                &up.authority,
+                out,
+                upstream::Timeouts {
+                    connect: snap.timeouts.upstream_connect,
+                    response: snap.timeouts.upstream_response,
+                    body_idle: snap.timeouts.header_read,
+                },
+            )
+            .await;
+        head_buffer::give_back(head);
+        let elapsed = t0.elapsed();
+        ex.upstream_elapsed = Some(elapsed);
+        let reset = {
+            let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
+            let (duration, reset) = conn::cached(
+                &mut handles.upstream,
+                (snap.generation, upstream_idx),
+                || {
+                    let m = &state.metrics;
+                    (
+                        m.upstream_duration.with_label_values(&[&up.name]),
+                        m.upstream_errors
+                            .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
+                    )
+                },
+            );
+            duration.observe(elapsed.as_secs_f64());
+            // The body reports a reset mid-way with it, long after this lock.
+            reset.clone()
+        };
+        let (mut resp, gateway) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.is_upstream_fault() {
+                    state
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&up.name, e.kind()])
+                        .inc();
+                }
+                // The client's body outgrew the limit while streaming: the same
+                // refusal (and reason code) as an oversized Content-Length.
+                if e == UpstreamError::BodyTooLarge {
+                    return Err(Refusal::PayloadTooLarge);
+                }
+                // The client's body broke (bad chunk, cut short): its fault.
+                if e == UpstreamError::ClientBody {
+                    return Err(Refusal::BadRequest("bad_request_body"));
+                }
+                if e == UpstreamError::ClientBodyTimeout {
+                    return Err(Refusal::BodyTimeout);
+                }
+                return Err(Refusal::Upstream(e));
+            }
+        };
+        state.mark_upstream_seen();
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            let Some(client_upgrade) = req.upgrade else {
                 state
                     .metrics
                     .upstream_errors
-                    .with_label_values(&[&up.name, e.kind()])
+                    .with_label_values(&[&up.name, "unrequested_upgrade"])
                     .inc();
-            }
-            // The client's body outgrew the limit while streaming: the same
-            // refusal (and reason code) as an oversized Content-Length.
-            if e == UpstreamError::BodyTooLarge {
-                return Err(Refusal::PayloadTooLarge);
-            }
-            // The client's body broke (bad chunk, cut short): its fault.
-            if e == UpstreamError::ClientBody {
-                return Err(Refusal::BadRequest("bad_request_body"));
-            }
-            if e == UpstreamError::ClientBodyTimeout {
-                return Err(Refusal::BodyTimeout);
-            }
-            return Err(Refusal::Upstream(e));
+                return Err(Refusal::Upstream(UpstreamError::Reset));
+            };
+            let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
+                return Err(Refusal::Upstream(UpstreamError::Reset));
+            };
+            let info = tunnel::LogInfo {
+                request_id: ex.request_id.to_string(),
+                member: member_label(snap, ex).to_string(),
+                credential: ex.credential.clone(),
+                client_ip: client.ip,
+                ip_source: client.source,
+                path: ex
+                    .path
+                    .as_ref()
+                    .map(|p| p.path().to_string())
+                    .unwrap_or_default(),
+                upstream: up.name.clone(),
+                websocket: upgrade.is_some_and(|u| u.eq_ignore_ascii_case(b"websocket")),
+            };
+            let origin = origin.map(<[u8]>::to_vec);
+            let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+            tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
         }
-    };
-    state.mark_upstream_seen();
-
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
-        let Some(client_upgrade) = client_upgrade else {
-            state
-                .metrics
-                .upstream_errors
-                .with_label_values(&[&up.name, "unrequested_upgrade"])
-                .inc();
-            return Err(Refusal::Upstream(UpstreamError::Reset));
-        };
-        let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
-            return Err(Refusal::Upstream(UpstreamError::Reset));
-        };
-        let info = tunnel::LogInfo {
-            request_id: ex.request_id.to_string(),
-            member: member_label(snap, ex).to_string(),
-            credential: ex.credential.clone(),
-            client_ip: client.ip,
-            ip_source: client.source,
-            path: ex
-                .path
-                .as_ref()
-                .map(|p| p.path().to_string())
-                .unwrap_or_default(),
-            upstream: up.name.clone(),
-            websocket: upgrade.is_some_and(|u| u.eq_ignore_ascii_case(b"websocket")),
-        };
-        let origin = origin.map(<[u8]>::to_vec);
-        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
-        tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
+        let rid = ex.request_id.clone();
+        let watch = gateway.event_stream.then(|| {
+            let origin = origin.map(<[u8]>::to_vec);
+            let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+            tunnel::StreamWatch::register(state, grant, rid.clone())
+        });
+        Ok(resp.map(|b| {
+            let body = upstream::ResponseBody::new(b, gateway, reset, rid);
+            Either::Left(match watch {
+                Some(w) => body.watched(w),
+                None => body,
+            })
+        }))
     }
-    let rid = ex.request_id.clone();
-    let watch = gateway.event_stream.then(|| {
-        let origin = origin.map(<[u8]>::to_vec);
-        let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
-        tunnel::StreamWatch::register(state, grant, rid.clone())
-    });
-    Ok(resp.map(|b| {
-        let body = upstream::ResponseBody::new(b, gateway, reset, rid);
-        Either::Left(match watch {
-            Some(w) => body.watched(w),
-            None => body,
-        })
-    }))
 }
 
 /// The request head is laid out before the gateway connection is known

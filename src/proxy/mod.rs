@@ -29,6 +29,7 @@ pub use request::ClientRequest;
 pub use request_body::RequestBody;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,83 +140,89 @@ struct Exchange {
 /// Borrows the state and connection (the callers hold them for the
 /// connection's life): a clone and drop of each per request would be four
 /// atomic operations.
-pub async fn serve(
-    state: &Arc<State>,
-    conn: &Arc<Conn>,
+///
+/// An async block, not an `async fn`, for the reason given at
+/// `forward`'s.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<'a>(
+    state: &'a Arc<State>,
+    conn: &'a Arc<Conn>,
     req: ClientRequest,
-) -> Result<Response<Body>, Infallible> {
-    // Dropped unanswered if the client cancels the request (h2 reset).
-    let mut ended = Ended {
-        conn,
-        answered: false,
-    };
-    let snap = state.snapshot();
-    let mut ex = Exchange {
-        request_id: RequestId::UNSET,
-        method: req.method.clone(),
-        path: req.uri.path_and_query().cloned(),
-        client: None,
-        member: None,
-        credential: None,
-        upstream: None,
-        upstream_elapsed: None,
-        decision: Decision::Allow,
-        reason: None,
-        diff: None,
-        bytes_in: req
-            .fields
-            .get_str("content-length")
-            .and_then(|v| v.parse().ok()),
-        clock: Clock::now(),
-        started: state.access_log.enabled().then(Instant::now),
-    };
-    // The decision is synchronous and the one await is here, not a layer
-    // down: every async layer moves its callee's whole future into its
-    // own, per request. forward's is 1.7 KB; an async `handle` between
-    // the two made the moves 8.7 KB a request instead of 5.5, and `perf`
-    // had `memmove` at 2.3 % of the allow path's CPU.
-    let answered = match decide(state, &snap, conn, &req, &mut ex) {
-        Err(refusal) => Err(refusal),
-        Ok(Next::Login) => login::handle(&snap, req, &mut ex).await,
-        Ok(Next::Public {
-            prefix,
-            upstream,
-            host,
-        }) => {
-            let caller = Caller::Public { prefix };
-            forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + 'a {
+    async move {
+        // Dropped unanswered if the client cancels the request (h2 reset).
+        let mut ended = Ended {
+            conn,
+            answered: false,
+        };
+        let snap = state.snapshot();
+        let mut ex = Exchange {
+            request_id: RequestId::UNSET,
+            method: req.method.clone(),
+            path: req.uri.path_and_query().cloned(),
+            client: None,
+            member: None,
+            credential: None,
+            upstream: None,
+            upstream_elapsed: None,
+            decision: Decision::Allow,
+            reason: None,
+            diff: None,
+            bytes_in: req
+                .fields
+                .get_str("content-length")
+                .and_then(|v| v.parse().ok()),
+            clock: Clock::now(),
+            started: state.access_log.enabled().then(Instant::now),
+        };
+        // The decision is synchronous and the one await is here, not a layer
+        // down: every async layer moves its callee's whole future into its
+        // own, per request. forward's is 1.7 KB; an async `handle` between
+        // the two made the moves 8.7 KB a request instead of 5.5, and `perf`
+        // had `memmove` at 2.3 % of the allow path's CPU.
+        let answered = match decide(state, &snap, conn, &req, &mut ex) {
+            Err(refusal) => Err(refusal),
+            Ok(Next::Login) => login::handle(&snap, req, &mut ex).await,
+            Ok(Next::Public {
+                prefix,
+                upstream,
+                host,
+            }) => {
+                let caller = Caller::Public { prefix };
+                forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
+            }
+            Ok(Next::Member { id, host }) => {
+                let member = &snap.members[id.member];
+                let caller = Caller::Member {
+                    member,
+                    via: &id.via,
+                };
+                let upstream = member.upstream;
+                forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
+            }
+        };
+        let mut resp = match answered {
+            Ok(r) => r,
+            Err(refusal) => respond(&snap, &mut ex, refusal),
+        };
+        // With the prewritten fields where there are some: a `HeaderMap`
+        // allocated for this one field would cost more than the rest of them.
+        match head_fields(resp.body_mut()) {
+            Some(f) => f.request_id = Some(ex.request_id.clone()),
+            None => {
+                resp.headers_mut()
+                    .insert(headers::X_REQUEST_ID, ex.request_id.to_header_value());
+            }
         }
-        Ok(Next::Member { id, host }) => {
-            let member = &snap.members[id.member];
-            let caller = Caller::Member {
-                member,
-                via: &id.via,
-            };
-            let upstream = member.upstream;
-            forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
-        }
-    };
-    let mut resp = match answered {
-        Ok(r) => r,
-        Err(refusal) => respond(&snap, &mut ex, refusal),
-    };
-    // With the prewritten fields where there are some: a `HeaderMap`
-    // allocated for this one field would cost more than the rest of them.
-    match head_fields(resp.body_mut()) {
-        Some(f) => f.request_id = Some(ex.request_id.clone()),
-        None => {
-            resp.headers_mut()
-                .insert(headers::X_REQUEST_ID, ex.request_id.to_header_value());
-        }
+        let bytes_out = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| head_fields(resp.body_mut()).and_then(|f| f.content_length));
+        record(state, &snap, conn, &ex, resp.status(), bytes_out);
+        ended.answered = true;
+        Ok(resp)
     }
-    let bytes_out = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .or_else(|| head_fields(resp.body_mut()).and_then(|f| f.content_length));
-    record(state, &snap, conn, &ex, resp.status(), bytes_out);
-    ended.answered = true;
-    Ok(resp)
 }
 
 /// Tells the connection how a request ended (see [`Conn::request_ended`]).
