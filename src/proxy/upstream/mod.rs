@@ -25,6 +25,7 @@ pub mod wire;
 pub use body::UpstreamBody;
 pub use conn::Upgraded;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -184,37 +185,39 @@ impl UpstreamClient {
     /// without a body that a pooled connection failed before any answer
     /// is sent again once, on a new connection (the gateway may have
     /// closed the idle one as we wrote).
-    pub async fn send(
-        &self,
-        authority: &Authority,
-        req: Outgoing<'_>,
+    ///
+    /// An async block, not an `async fn`, for the reason given at
+    /// `proxy::forward`'s: this future is moved with forward's.
+    #[allow(clippy::manual_async_fn)]
+    pub fn send<'a>(
+        &'a self,
+        authority: &'a Authority,
+        mut req: Outgoing<'a>,
         timeouts: Timeouts,
-    ) -> Result<(Response<UpstreamBody>, HeadFields), UpstreamError> {
-        let pool = self.pool(authority.as_str());
-        let Outgoing {
-            method,
-            head,
-            mut body,
-            chunked,
-        } = req;
-        let bodiless = body.is_end_stream();
-        let (conn, head) = loop {
-            let (mut conn, pooled) = match pool.take() {
-                Some(c) => (c, true),
-                None => (Self::connect(authority, timeouts.connect).await?, false),
+    ) -> impl Future<Output = Result<(Response<UpstreamBody>, HeadFields), UpstreamError>> + 'a
+    {
+        async move {
+            let pool = self.pool(authority.as_str());
+            let bodiless = req.body.is_end_stream();
+            let (conn, head) = loop {
+                let (mut conn, pooled) = match pool.take() {
+                    Some(c) => (c, true),
+                    None => (Self::connect(authority, timeouts.connect).await?, false),
+                };
+                conn.write.clear();
+                conn.write.extend_from_slice(req.head);
+                match round_trip(&mut conn, req.method, &mut req.body, req.chunked, timeouts).await
+                {
+                    Ok(head) => break (conn, head),
+                    Err(f) if pooled && bodiless && f.replayable => continue,
+                    Err(f) => return Err(f.error),
+                }
             };
-            conn.write.clear();
-            conn.write.extend_from_slice(head);
-            match round_trip(&mut conn, method, &mut body, chunked, timeouts).await {
-                Ok(head) => break (conn, head),
-                Err(f) if pooled && bodiless && f.replayable => continue,
-                Err(f) => return Err(f.error),
-            }
-        };
-        let reuse = head.keep_alive.then_some(pool);
-        let mut resp = Response::new(UpstreamBody::new(head.framing, conn, reuse));
-        *resp.status_mut() = head.status;
-        Ok((resp, head.fields))
+            let reuse = head.keep_alive.then_some(pool);
+            let mut resp = Response::new(UpstreamBody::new(head.framing, conn, reuse));
+            *resp.status_mut() = head.status;
+            Ok((resp, head.fields))
+        }
     }
 }
 
