@@ -21,6 +21,10 @@ use crate::client_ip;
 use crate::config::Snapshot;
 use crate::state::State;
 
+/// Send an admitted request to its upstream, and make the answer the
+/// client's response: a WebSocket tunnel, a watched event stream or a
+/// plain body.
+///
 /// An async block, not an `async fn`: an `async fn`'s future keeps its
 /// arguments twice (as captured, then as locals), and the request (240
 /// bytes) is moved with every future that holds this one, once a request.

@@ -137,6 +137,8 @@ struct Exchange {
     started: Option<Instant>,
 }
 
+/// Answer one request: decide, forward or refuse, then log and count it.
+///
 /// Borrows the state and connection (the callers hold them for the
 /// connection's life): a clone and drop of each per request would be four
 /// atomic operations.
