@@ -185,21 +185,8 @@ pub fn serve<'a>(
         let answered = match decide(state, &snap, conn, &req, &mut ex) {
             Err(refusal) => Err(refusal),
             Ok(Next::Login) => login::handle(&snap, req, &mut ex).await,
-            Ok(Next::Public {
-                prefix,
-                upstream,
-                host,
-            }) => {
-                let caller = Caller::Public { prefix };
-                forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
-            }
-            Ok(Next::Member { id, host }) => {
-                let member = &snap.members[id.member];
-                let caller = Caller::Member {
-                    member,
-                    via: &id.via,
-                };
-                let upstream = member.upstream;
+            Ok(Next::Forward { to, host }) => {
+                let (caller, upstream) = to.caller(&snap);
                 forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
             }
         };
@@ -243,14 +230,36 @@ impl Drop for Ended<'_> {
 enum Next<'s> {
     /// `/_clawgate/login` and its session paths.
     Login,
+    /// To an upstream, with the host the client addressed.
+    Forward { to: Target<'s>, host: Option<Bytes> },
+}
+
+/// Who a forwarded request is sent on for.
+enum Target<'s> {
     /// A `[[public]]` route.
-    Public {
-        prefix: &'s str,
-        upstream: usize,
-        host: Option<Bytes>,
-    },
+    Public { prefix: &'s str, upstream: usize },
     /// An identified member whose policy admits the request.
-    Member { id: Identity, host: Option<Bytes> },
+    Member(Identity),
+}
+
+impl<'s> Target<'s> {
+    /// The caller as the upstream head names it, and the upstream.
+    fn caller<'a>(&'a self, snap: &'s Snapshot) -> (Caller<'a>, usize)
+    where
+        's: 'a,
+    {
+        match self {
+            Target::Public { prefix, upstream } => (Caller::Public { prefix }, *upstream),
+            Target::Member(id) => {
+                let member = &snap.members[id.member];
+                let caller = Caller::Member {
+                    member,
+                    via: &id.via,
+                };
+                (caller, member.upstream)
+            }
+        }
+    }
 }
 
 /// Everything about a request that is decided before it is sent on:
@@ -322,9 +331,11 @@ fn decide<'s>(
             return Err(Refusal::Denied(Reason::CidrNotAllowed));
         }
         ex.decision = Decision::Public;
-        return Ok(Next::Public {
-            prefix: &route.path_prefix,
-            upstream: route.upstream,
+        return Ok(Next::Forward {
+            to: Target::Public {
+                prefix: &route.path_prefix,
+                upstream: route.upstream,
+            },
             host,
         });
     }
@@ -418,7 +429,10 @@ fn decide<'s>(
         }
     }
 
-    Ok(Next::Member { id, host })
+    Ok(Next::Forward {
+        to: Target::Member(id),
+        host,
+    })
 }
 
 fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
