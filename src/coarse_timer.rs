@@ -6,10 +6,11 @@
 //! wheel each costs an entry insert, a removal and clock reads, ≈1.3k
 //! instructions, about a tenth of clawgate's own work per request. Here a
 //! timeout is a deadline in a shared table, registered only if its future
-//! is actually polled while pending, and one background thread compares
-//! the table with the clock every [`TICK`] and wakes what is due. A timeout
-//! fires up to one tick late, which for limits measured in seconds is
-//! nothing.
+//! is actually polled while pending, and every [`TICK`] one background
+//! thread (or, under `clawgate run`, one task on the runtime: see
+//! [`tick_on_runtime`]) compares the table with the clock and wakes what
+//! is due. A timeout fires up to one tick late, which for limits
+//! measured in seconds is nothing.
 //!
 //! [`CoarseTimer`] is the `hyper::rt::Timer` for HTTP/1 connections;
 //! [`timeout`] wraps any future. A [`Deadline`] is the same for a
@@ -53,22 +54,56 @@ struct Armed {
 
 const DISARMED: u64 = u64::MAX;
 
+/// The runtime that ticks the wheel instead of a thread of its own: set
+/// by [`tick_on_runtime`], or to `None` by the wheel's start.
+static TICK_ON: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+
+/// Tick the wheel with a task on `handle`'s runtime rather than on a
+/// thread of its own, for a process whose runtime lives as long as it
+/// does (`clawgate run`). Why: a second thread shares the file table, and
+/// the kernel then counts a reference on every system call's file (on
+/// loopback under load, about half a percent of the proxy's CPU), where
+/// a process of one thread skips that as nginx's and HAProxy's workers
+/// do; a tick on the runtime also wakes a due connection without a
+/// cross-thread wake-up. Takes effect only before the timer's first use;
+/// returns whether it did.
+pub fn tick_on_runtime(handle: tokio::runtime::Handle) -> bool {
+    TICK_ON.set(Some(handle)).is_ok()
+}
+
 fn wheel() -> &'static Wheel {
     static WHEEL: OnceLock<&'static Wheel> = OnceLock::new();
     WHEEL.get_or_init(|| {
         let start = Instant::now();
-        let spawned = std::thread::Builder::new()
-            .name("clawgate-timer".into())
-            .spawn(move || loop {
-                std::thread::sleep(TICK);
-                if let Some(w) = WHEEL.get() {
-                    w.tick();
-                }
-            });
+        let tick = || {
+            if let Some(w) = WHEEL.get() {
+                w.tick();
+            }
+        };
+        let ticking = match TICK_ON.get_or_init(|| None) {
+            Some(runtime) => {
+                runtime.spawn(async move {
+                    let mut every = tokio::time::interval(TICK);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        every.tick().await;
+                        tick();
+                    }
+                });
+                true
+            }
+            None => std::thread::Builder::new()
+                .name("clawgate-timer".into())
+                .spawn(move || loop {
+                    std::thread::sleep(TICK);
+                    tick();
+                })
+                .is_ok(),
+        };
         Box::leak(Box::new(Wheel {
             start,
             now_ms: AtomicU64::new(0),
-            ticking: spawned.is_ok(),
+            ticking,
             slots: Mutex::new(Slots::default()),
             deadlines: Mutex::new(Slots::default()),
         }))

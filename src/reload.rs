@@ -121,28 +121,41 @@ pub async fn apply_off_runtime(state: Arc<State>, dir: PathBuf) -> Result<Outcom
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// A poll may take at most this fraction (1/N) of the time between polls.
 const POLL_BUDGET: u32 = 50;
+/// A poll that took less than this runs on the runtime next time: a few
+/// stats cost less than handing them to a blocking thread, and a steady
+/// process then has no second thread (see `coarse_timer::tick_on_runtime`).
+const POLL_INLINE_UNDER: Duration = Duration::from_millis(1);
 /// However large the directory, a change is seen within this.
 const POLL_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
 /// Reload when anything under `dir` changes.
 pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
     // Taken before returning, so no change after this call is missed.
+    let started = std::time::Instant::now();
     let mut last = fingerprint(&dir);
+    let mut took = started.elapsed();
     WatchGuard(tokio::spawn(async move {
         let mut pending = false;
         let mut every = POLL_EVERY;
         loop {
             tokio::time::sleep(every).await;
-            // A stat per file, off the runtime for the same reason as
-            // `apply_off_runtime` (10,000 member files: ~10,000 calls).
-            let d = dir.clone();
-            let polled = tokio::task::spawn_blocking(move || {
+            let (now, poll_took) = if took < POLL_INLINE_UNDER {
                 let started = std::time::Instant::now();
-                (fingerprint(&d), started.elapsed())
-            });
-            let Ok((now, took)) = polled.await else {
-                continue;
+                (fingerprint(&dir), started.elapsed())
+            } else {
+                // A stat per file, off the runtime for the same reason as
+                // `apply_off_runtime` (10,000 member files: ~10,000 calls).
+                let d = dir.clone();
+                let polled = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    (fingerprint(&d), started.elapsed())
+                });
+                let Ok(polled) = polled.await else {
+                    continue;
+                };
+                polled
             };
+            took = poll_took;
             every = (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY);
             if now != last {
                 last = now;

@@ -17,6 +17,8 @@ pub fn run(dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before anything arms a timeout; see the function's doc.
+    crate::coarse_timer::tick_on_runtime(rt.handle().clone());
     rt.block_on(async {
         let server = match Server::start(dir).await {
             Ok(s) => s,
@@ -41,12 +43,21 @@ pub fn run(dir: &Path) -> ExitCode {
 /// worker per CPU.
 fn runtime_builder() -> tokio::runtime::Builder {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus == 1 {
+    let mut b = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-    }
+    };
+    // A blocking thread (a reload, a large directory's poll) goes away
+    // soon after its work: a steady process stays one thread, whose file
+    // table the kernel need not share (see `coarse_timer::tick_on_runtime`).
+    b.thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE);
+    b
 }
+
+/// How long an idle blocking-pool thread waits for more work (tokio's
+/// default is 10 s).
+const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Diagnostics go to stderr; stdout carries the access log.
 pub fn init_tracing(level: &str) {
