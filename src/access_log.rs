@@ -198,7 +198,8 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Open the configured destination and start its writer thread.
+    /// Open the configured destination (its writer thread starts with
+    /// the first line).
     pub fn start(cfg: &config::Log) -> io::Result<Self> {
         let sink: Box<dyn Write + Send> = match &cfg.access {
             config::AccessLog::Off => return Ok(AccessLog { batch: None }),
@@ -207,8 +208,7 @@ impl AccessLog {
                 Box::new(RotatingFile::open(p.clone(), cfg.max_bytes, cfg.keep)?)
             }
         };
-        let batch = Arc::new(LineBatch::new(sink, MAX_PENDING, None));
-        log_writer::spawn_writer(&batch, "clawgate-access-log")?;
+        let batch = LineBatch::with_writer(sink, MAX_PENDING, None, "clawgate-access-log");
         Ok(AccessLog { batch: Some(batch) })
     }
 

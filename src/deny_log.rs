@@ -13,9 +13,9 @@
 //! 2026-11-25T06:01:02.345678Z  INFO policy denial request_id="…" member="alice" path="/v1/x" decision="deny" reason="origin_not_allowed" diff={…}
 //! ```
 //!
-//! Lines may reach stderr up to [`log_writer::FLUSH_EVERY`] after other
+//! Lines may reach stderr up to [`crate::log_writer::FLUSH_EVERY`] after other
 //! diagnostics printed at the same moment. How they are written, off the
-//! request path and never waking a thread, is [`log_writer`]'s.
+//! request path and never waking a thread, is [`crate::log_writer`]'s.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -23,7 +23,7 @@ use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::log_writer::{self, LineBatch, Timestamp};
+use crate::log_writer::{LineBatch, Timestamp};
 
 /// Past this, new lines are dropped (stderr is not draining).
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;
@@ -31,17 +31,12 @@ pub const MAX_PENDING: usize = 4 * 1024 * 1024;
 fn batch() -> &'static Arc<LineBatch> {
     static BATCH: OnceLock<Arc<LineBatch>> = OnceLock::new();
     BATCH.get_or_init(|| {
-        let b = Arc::new(LineBatch::new(
+        LineBatch::with_writer(
             Box::new(std::io::stderr()),
             MAX_PENDING,
             Some(dropped_notice),
-        ));
-        if let Err(e) = log_writer::spawn_writer(&b, "clawgate-deny-log") {
-            tracing::warn!(
-                "denial log writer thread did not start ({e}); lines are written at shutdown"
-            );
-        }
-        b
+            "clawgate-deny-log",
+        )
     })
 }
 

@@ -24,12 +24,21 @@
 //! (≈70 MB/s of lines with their diffs) lost a quarter of its lines. At
 //! nice 5 it lost none. The proxy's thread still takes the core back at
 //! each of its wake-ups, so the writer's turns stay short (≈40 µs).
+//!
+//! The writer thread runs only while there are lines: the first push
+//! after a quiet spell starts it, and it ends after [`IDLE_LOOKS`] looks
+//! that found nothing. A process with a second thread shares its file
+//! table, and the kernel then counts a reference on the file of every
+//! system call the proxy makes (see `coarse_timer::tick_on_runtime`); a
+//! writer kept for a denial seen once an hour would cost every request
+//! that.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a line may wait in the buffer when lines are few.
@@ -49,6 +58,9 @@ const WRITE_SLICE: Duration = Duration::from_micros(200);
 /// Pending after a write, this much means the writer is behind: it
 /// writes again at once instead of sleeping.
 const BEHIND: usize = 4 * WRITE_CHUNK;
+/// Looks in a row that found nothing (at [`FLUSH_EVERY`], 2 s) after
+/// which the writer thread ends; the next line starts another.
+pub const IDLE_LOOKS: u32 = 20;
 
 /// What a batch does after a write got through, when lines were dropped
 /// since the last one: the denial log says so in its own stream, the
@@ -57,7 +69,7 @@ pub type DropNotice = fn(&mut dyn Write, u64);
 
 /// Lines waiting for their sink.
 pub struct LineBatch {
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
     /// The sink, with the last batch's buffer (emptied, for the next
     /// swap). One lock, so lines from the writer thread and from
     /// [`LineBatch::write_out`] at shutdown never interleave.
@@ -66,10 +78,29 @@ pub struct LineBatch {
     max_pending: usize,
     dropped: AtomicU64,
     notice: Option<DropNotice>,
-    /// The writer thread, once [`spawn_writer`] started it.
-    writer: OnceLock<std::thread::Thread>,
     /// A push has woken the writer since its last look.
     woken: AtomicBool,
+    /// This batch, for the writer thread a push starts (which holds it
+    /// weakly, so it ends with the batch), and that thread's name.
+    me: Weak<LineBatch>,
+    name: &'static str,
+}
+
+/// The lines and the writer's state, under one lock: a push that finds
+/// no writer and the writer that decides to end cannot miss each other.
+struct Pending {
+    lines: Vec<u8>,
+    writer: Writer,
+}
+
+enum Writer {
+    /// No thread: the next push starts one.
+    Idle,
+    /// Started; its handle, for wake-ups, once it has run.
+    Running(Option<Thread>),
+    /// No thread will run (none could start, or the batch was made
+    /// without one): lines wait for [`LineBatch::write_out`].
+    Off,
 }
 
 struct Sink {
@@ -80,13 +111,40 @@ struct Sink {
 }
 
 impl LineBatch {
+    /// A batch whose writer thread, named `name`, runs while it has
+    /// lines (see the module's text).
+    pub fn with_writer(
+        out: Box<dyn Write + Send>,
+        max_pending: usize,
+        notice: Option<DropNotice>,
+        name: &'static str,
+    ) -> Arc<LineBatch> {
+        Arc::new_cyclic(|me| LineBatch::build(out, max_pending, notice, Writer::Idle, me, name))
+    }
+
+    /// A batch without a writer thread: only [`LineBatch::write_out`]
+    /// writes it.
     pub fn new(
         out: Box<dyn Write + Send>,
         max_pending: usize,
         notice: Option<DropNotice>,
     ) -> LineBatch {
+        LineBatch::build(out, max_pending, notice, Writer::Off, &Weak::new(), "")
+    }
+
+    fn build(
+        out: Box<dyn Write + Send>,
+        max_pending: usize,
+        notice: Option<DropNotice>,
+        writer: Writer,
+        me: &Weak<LineBatch>,
+        name: &'static str,
+    ) -> LineBatch {
         LineBatch {
-            pending: Mutex::new(Vec::with_capacity(PENDING_CAPACITY)),
+            pending: Mutex::new(Pending {
+                lines: Vec::with_capacity(PENDING_CAPACITY),
+                writer,
+            }),
             sink: Mutex::new(Sink {
                 out,
                 spare: Vec::with_capacity(PENDING_CAPACITY),
@@ -95,8 +153,9 @@ impl LineBatch {
             max_pending,
             dropped: AtomicU64::new(0),
             notice,
-            writer: OnceLock::new(),
             woken: AtomicBool::new(false),
+            me: me.clone(),
+            name,
         }
     }
 
@@ -109,29 +168,63 @@ impl LineBatch {
     /// first 100 ms of a flood lost ≈12,000 of them. So the push that
     /// takes the pending lines past a quarter of the bound wakes the
     /// writer, once until its next look.
+    ///
+    /// With no writer running, the push starts one (a thread spawn, once
+    /// per quiet spell).
     pub fn push(&self, line: &[u8]) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.len() + line.len() > self.max_pending {
+        if pending.lines.len() + line.len() > self.max_pending {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        pending.extend_from_slice(line);
-        let wake = pending.len() >= self.max_pending / 4
+        pending.lines.extend_from_slice(line);
+        let start = matches!(pending.writer, Writer::Idle);
+        if start {
+            pending.writer = Writer::Running(None);
+        }
+        let wake = pending.lines.len() >= self.max_pending / 4
             && !self.woken.load(Ordering::Relaxed)
             && !self.woken.swap(true, Ordering::Relaxed);
+        let wake = match &pending.writer {
+            Writer::Running(Some(thread)) if wake => Some(thread.clone()),
+            _ => None,
+        };
         drop(pending);
-        if wake {
-            if let Some(writer) = self.writer.get() {
-                writer.unpark();
-            }
+        if start {
+            self.start_writer();
+        }
+        if let Some(writer) = wake {
+            writer.unpark();
         }
         true
+    }
+
+    fn start_writer(&self) {
+        let batch = self.me.clone();
+        let started = std::thread::Builder::new()
+            .name(self.name.into())
+            .spawn(move || write_while_busy(batch));
+        if let Err(e) = started {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .writer = Writer::Off;
+            tracing::warn!(
+                "{} thread did not start ({e}); its lines are written at shutdown",
+                self.name
+            );
+        }
     }
 
     /// Whether so much came in while the last batch was written that the
     /// next should be written at once.
     fn behind(&self) -> bool {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() >= BEHIND
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines
+            .len()
+            >= BEHIND
     }
 
     /// Lines dropped since the start.
@@ -149,11 +242,11 @@ impl LineBatch {
         } = &mut *sink;
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.is_empty() {
+            if pending.lines.is_empty() {
                 return false;
             }
             spare.clear();
-            std::mem::swap(&mut *pending, spare);
+            std::mem::swap(&mut pending.lines, spare);
         }
         // Let the proxy's thread have the core back every WRITE_SLICE.
         // Yielding after every piece gave the writer one piece per
@@ -190,40 +283,46 @@ impl LineBatch {
     }
 }
 
-/// Start the thread that writes `batch` out on its clock. It ends at its
-/// next look after the last other holder of `batch` let go of it.
-pub fn spawn_writer(
-    batch: &Arc<LineBatch>,
-    name: &str,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let weak: Weak<LineBatch> = Arc::downgrade(batch);
-    let handle = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            // Best effort: at the default priority it still works.
-            let _ =
-                rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE);
-            let mut wait = FLUSH_EVERY;
-            loop {
-                if !wait.is_zero() {
-                    // Woken early by a burst (see `LineBatch::push`), or
-                    // now and then for nothing, which costs one look.
-                    std::thread::park_timeout(wait);
+/// The writer thread: writes `batch` out on its clock until it has been
+/// idle for [`IDLE_LOOKS`] looks, or the batch is gone.
+fn write_while_busy(batch: Weak<LineBatch>) {
+    // Best effort: at the default priority it still works.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE);
+    match batch.upgrade() {
+        Some(b) => {
+            b.pending.lock().unwrap_or_else(|e| e.into_inner()).writer =
+                Writer::Running(Some(std::thread::current()));
+        }
+        None => return,
+    }
+    let mut wait = FLUSH_EVERY;
+    let mut idle = 0;
+    loop {
+        if !wait.is_zero() {
+            // Woken early by a burst (see `LineBatch::push`), or now and
+            // then for nothing, which costs one look.
+            std::thread::park_timeout(wait);
+        }
+        let Some(batch) = batch.upgrade() else { return };
+        batch.woken.store(false, Ordering::Relaxed);
+        wait = if !batch.write_out() {
+            idle += 1;
+            if idle >= IDLE_LOOKS {
+                let mut pending = batch.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.lines.is_empty() {
+                    pending.writer = Writer::Idle;
+                    return;
                 }
-                let Some(batch) = weak.upgrade() else { return };
-                batch.woken.store(false, Ordering::Relaxed);
-                wait = if !batch.write_out() {
-                    FLUSH_EVERY
-                } else if batch.behind() {
-                    Duration::ZERO
-                } else {
-                    FLUSH_BUSY
-                };
             }
-        })?;
-    // A second writer for the same batch (not done) would not be woken.
-    let _ = batch.writer.set(handle.thread().clone());
-    Ok(handle)
+            FLUSH_EVERY
+        } else if batch.behind() {
+            idle = 0;
+            Duration::ZERO
+        } else {
+            idle = 0;
+            FLUSH_BUSY
+        };
+    }
 }
 
 /// `batch` cut into pieces of about `size` bytes, each ending with a
@@ -428,7 +527,7 @@ mod tests {
         // makes the park return at once, where without one it sleeps out
         // its timeout. Deterministic either way.
         let batch = LineBatch::new(Box::new(Shared::default()), 400, None);
-        batch.writer.set(std::thread::current()).unwrap();
+        batch.pending.lock().unwrap().writer = Writer::Running(Some(std::thread::current()));
         let parked = || {
             let t = std::time::Instant::now();
             std::thread::park_timeout(Duration::from_secs(2));
@@ -453,27 +552,44 @@ mod tests {
         assert!(parked(), "a new burst wakes it again");
     }
 
+    /// This process's threads named `name` (Linux: /proc/self/task).
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + FLUSH_EVERY * (IDLE_LOOKS + 30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
-    fn the_writer_thread_writes_on_its_clock_and_ends_with_the_batch() {
+    fn the_writer_thread_runs_while_there_are_lines_and_ends_with_the_batch() {
+        const NAME: &str = "test-logwriter1";
         let sink = Shared::default();
-        let batch = Arc::new(LineBatch::new(Box::new(sink.clone()), 1 << 20, None));
-        let writer = spawn_writer(&batch, "test-log-writer").unwrap();
+        let batch = LineBatch::with_writer(Box::new(sink.clone()), 1 << 20, None, NAME);
+        assert_eq!(threads_named(NAME), 0, "no thread before the first line");
         batch.push(b"one\n");
-        let deadline = std::time::Instant::now() + FLUSH_EVERY * 20;
-        while sink.0.lock().unwrap().is_empty() {
-            assert!(std::time::Instant::now() < deadline, "never written");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for("never written", || !sink.0.lock().unwrap().is_empty());
         assert_eq!(&sink.0.lock().unwrap()[..], b"one\n");
-        assert!(!writer.is_finished());
+        assert_eq!(threads_named(NAME), 1);
+        wait_for("the writer outlived a quiet spell", || {
+            threads_named(NAME) == 0
+        });
+        // The next line starts another.
+        batch.push(b"two\n");
+        wait_for("the second line was never written", || {
+            sink.0.lock().unwrap().len() == 8
+        });
+        assert_eq!(&sink.0.lock().unwrap()[..], b"one\ntwo\n");
+        assert_eq!(threads_named(NAME), 1);
         drop(batch);
-        let deadline = std::time::Instant::now() + FLUSH_EVERY * 20;
-        while !writer.is_finished() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the writer outlived its batch"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for("the writer outlived its batch", || threads_named(NAME) == 0);
     }
 }

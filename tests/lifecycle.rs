@@ -24,10 +24,28 @@ struct Proc {
 }
 
 impl Proc {
+    fn start(cfg: &ConfigDir) -> Proc {
+        Proc::start_with(cfg, Command::new(env!("CARGO_BIN_EXE_clawgate")))
+    }
+
+    /// Pinned to one CPU (`taskset`, which execs it: same PID), as the
+    /// benchmarks and a one-core deployment run it.
+    fn start_pinned(cfg: &ConfigDir) -> Proc {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap();
+        let first = cpus.trim().split([',', '-']).next().unwrap().to_string();
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &first, env!("CARGO_BIN_EXE_clawgate")]);
+        Proc::start_with(cfg, cmd)
+    }
+
     // The child is killed and waited for in `Drop`.
     #[allow(clippy::zombie_processes)]
-    fn start(cfg: &ConfigDir) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+    fn start_with(cfg: &ConfigDir, mut cmd: Command) -> Proc {
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(cfg.path())
             .env("CLAWGATE_LOG", "info")
@@ -61,6 +79,26 @@ impl Proc {
                     stderr: rx,
                 };
             }
+        }
+    }
+
+    /// How many threads the process has now.
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
+    /// Wait (bounded) until the process is down to one thread.
+    fn wait_one_thread(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.threads() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "still {} threads after {within:?}",
+                self.threads()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -507,4 +545,63 @@ async fn a_flood_of_denials_reaches_stderr_as_whole_lines_each_once() {
         assert!(seen.insert(id), "each line once");
     }
     assert_eq!(seen, ids, "every refusal logged");
+}
+
+/// On one CPU a steady clawgate is one thread, as an nginx or HAProxy
+/// worker is: the timer ticks on the runtime, a small directory's poll
+/// runs there, and the log writers (the access log's; with it off, the
+/// denial log's) run only while they have lines. A second thread makes
+/// the kernel count a reference on the file of each of the proxy's
+/// system calls. Lines still arrive after a writer ended and another
+/// started.
+#[tokio::test]
+async fn a_steady_process_on_one_cpu_is_one_thread() {
+    let up = Upstream::start().await;
+    for access_log in [true, false] {
+        let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+        if !access_log {
+            cfg.base = cfg
+                .base
+                .replace("access = \"access.log\"", "access = \"off\"");
+            cfg.write_base("");
+        }
+        let p = Proc::start_pinned(&cfg);
+        let token = bearer(ALICE);
+        let evil = [
+            ("authorization", token.as_str()),
+            ("origin", "https://evil.example.com"),
+        ];
+        for round in 0..2 {
+            let ok = get(p.addr, "/", &[("authorization", &token)]).await;
+            assert_eq!(ok.status, 200, "round {round}");
+            let denied = get(p.addr, "/", &evil).await;
+            assert_eq!(denied.status, 403, "round {round}");
+            let id = denied.headers["x-request-id"].to_str().unwrap().to_string();
+            if access_log {
+                wait_for_line(&cfg.path().join("access.log"), &id, Duration::from_secs(5));
+            } else {
+                p.wait_log(&id, Duration::from_secs(5));
+            }
+            // A writer's quiet spell is 2 s; the watcher's polls and the
+            // timer's ticks go on meanwhile.
+            p.wait_one_thread(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Wait (bounded) until the file at `path` has a line containing `needle`.
+fn wait_for_line(path: &std::path::Path, needle: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.contains(needle)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle} in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
