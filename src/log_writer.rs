@@ -58,9 +58,9 @@ const WRITE_SLICE: Duration = Duration::from_micros(200);
 /// Pending after a write, this much means the writer is behind: it
 /// writes again at once instead of sleeping.
 const BEHIND: usize = 4 * WRITE_CHUNK;
-/// Looks in a row that found nothing (at [`FLUSH_EVERY`], 2 s) after
+/// Looks in a row that found nothing (at [`FLUSH_EVERY`], 1 s) after
 /// which the writer thread ends; the next line starts another.
-pub const IDLE_LOOKS: u32 = 20;
+pub const IDLE_LOOKS: u32 = 10;
 
 /// What a batch does after a write got through, when lines were dropped
 /// since the last one: the denial log says so in its own stream, the

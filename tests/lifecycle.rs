@@ -582,7 +582,7 @@ async fn a_steady_process_on_one_cpu_is_one_thread() {
             } else {
                 p.wait_log(&id, Duration::from_secs(5));
             }
-            // A writer's quiet spell is 2 s; the watcher's polls and the
+            // A writer's quiet spell is 1 s; the watcher's polls and the
             // timer's ticks go on meanwhile.
             p.wait_one_thread(Duration::from_secs(10));
         }
