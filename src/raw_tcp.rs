@@ -2,9 +2,10 @@
 //! made directly (rustix's raw Linux system calls), not through glibc.
 //!
 //! glibc's `send` and `recv` are thread-cancellation points: in a process
-//! with more than one thread (clawgate has its timer and log writers) each
-//! call switches the thread's cancellation state on and off around the
-//! system call, two atomic compare-and-swaps per call. A proxied request
+//! with more than one thread (clawgate on several cores, or on one while
+//! a log writer or a blocking job runs) each call switches the thread's
+//! cancellation state on and off around the system call, two atomic
+//! compare-and-swaps per call. A proxied request
 //! makes four such calls; `perf` put the switching at ≈1.3 % of the allow
 //! path's CPU, more than parsing the client's head. clawgate never cancels
 //! threads, so it has no use for them.
