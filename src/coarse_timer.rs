@@ -65,10 +65,9 @@ static TICK_ON: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
 /// loopback under load, about half a percent of the proxy's CPU), where
 /// a process of one thread skips that as nginx's and HAProxy's workers
 /// do; a tick on the runtime also wakes a due connection without a
-/// cross-thread wake-up. Takes effect only before the timer's first use;
-/// returns whether it did.
-pub fn tick_on_runtime(handle: tokio::runtime::Handle) -> bool {
-    TICK_ON.set(Some(handle)).is_ok()
+/// cross-thread wake-up. Takes effect only before the timer's first use.
+pub fn tick_on_runtime(handle: tokio::runtime::Handle) {
+    let _ = TICK_ON.set(Some(handle));
 }
 
 fn wheel() -> &'static Wheel {

@@ -58,8 +58,11 @@ pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
     }
 }
 
-/// A fingerprint of every file under `dir`: names, sizes, mtimes.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// Every file under a directory: name, size, mtime.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The [`Fingerprint`] of `dir`.
+fn fingerprint(dir: &Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -128,32 +131,32 @@ const POLL_INLINE_UNDER: Duration = Duration::from_millis(1);
 /// However large the directory, a change is seen within this.
 const POLL_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
+/// [`fingerprint`] and how long it took (the poll's pace and place
+/// follow from it).
+fn timed_fingerprint(dir: &Path) -> (Fingerprint, Duration) {
+    let started = std::time::Instant::now();
+    (fingerprint(dir), started.elapsed())
+}
+
 /// Reload when anything under `dir` changes.
 pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
     // Taken before returning, so no change after this call is missed.
-    let started = std::time::Instant::now();
-    let mut last = fingerprint(&dir);
-    let mut took = started.elapsed();
+    let (mut last, mut took) = timed_fingerprint(&dir);
     WatchGuard(tokio::spawn(async move {
         let mut pending = false;
         let mut every = POLL_EVERY;
         loop {
             tokio::time::sleep(every).await;
             let (now, poll_took) = if took < POLL_INLINE_UNDER {
-                let started = std::time::Instant::now();
-                (fingerprint(&dir), started.elapsed())
+                timed_fingerprint(&dir)
             } else {
                 // A stat per file, off the runtime for the same reason as
                 // `apply_off_runtime` (10,000 member files: ~10,000 calls).
                 let d = dir.clone();
-                let polled = tokio::task::spawn_blocking(move || {
-                    let started = std::time::Instant::now();
-                    (fingerprint(&d), started.elapsed())
-                });
-                let Ok(polled) = polled.await else {
-                    continue;
-                };
-                polled
+                match tokio::task::spawn_blocking(move || timed_fingerprint(&d)).await {
+                    Ok(polled) => polled,
+                    Err(_) => continue,
+                }
             };
             took = poll_took;
             every = (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY);

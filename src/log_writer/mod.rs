@@ -25,21 +25,20 @@
 //! nice 5 it lost none. The proxy's thread still takes the core back at
 //! each of its wake-ups, so the writer's turns stay short (≈40 µs).
 //!
-//! The writer thread runs only while there are lines: the first push
-//! after a quiet spell starts it, and it ends after [`IDLE_LOOKS`] looks
-//! that found nothing. A process with a second thread shares its file
-//! table, and the kernel then counts a reference on the file of every
-//! system call the proxy makes (see `coarse_timer::tick_on_runtime`); a
-//! writer kept for a denial seen once an hour would cost every request
-//! that.
+//! The writer thread runs only while there are lines (the `writer`
+//! module says when, and why).
+mod timestamp;
+mod writer;
 
-use std::cell::RefCell;
-use std::fmt;
+pub use timestamp::Timestamp;
+pub use writer::IDLE_LOOKS;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::thread::Thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use writer::Writer;
 
 /// How long a line may wait in the buffer when lines are few.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -47,9 +46,6 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub const FLUSH_BUSY: Duration = Duration::from_millis(10);
 /// The buffers' starting size (they grow, and are kept, under a flood).
 const PENDING_CAPACITY: usize = 256 * 1024;
-/// The writer's nice value: below the proxy's threads, not so far below
-/// that a flood's lines outrun it (see the module's text).
-const WRITER_NICE: i32 = 5;
 /// The most handed to one `write(2)`: see [`whole_lines`].
 const WRITE_CHUNK: usize = 16 * 1024;
 /// How long the writer writes before it yields the core: see
@@ -58,9 +54,6 @@ const WRITE_SLICE: Duration = Duration::from_micros(200);
 /// Pending after a write, this much means the writer is behind: it
 /// writes again at once instead of sleeping.
 const BEHIND: usize = 4 * WRITE_CHUNK;
-/// Looks in a row that found nothing (at [`FLUSH_EVERY`], 1 s) after
-/// which the writer thread ends; the next line starts another.
-pub const IDLE_LOOKS: u32 = 10;
 
 /// What a batch does after a write got through, when lines were dropped
 /// since the last one: the denial log says so in its own stream, the
@@ -91,16 +84,6 @@ pub struct LineBatch {
 struct Pending {
     lines: Vec<u8>,
     writer: Writer,
-}
-
-enum Writer {
-    /// No thread: the next push starts one.
-    Idle,
-    /// Started; its handle, for wake-ups, once it has run.
-    Running(Option<Thread>),
-    /// No thread will run (none could start, or the batch was made
-    /// without one): lines wait for [`LineBatch::write_out`].
-    Off,
 }
 
 struct Sink {
@@ -199,23 +182,6 @@ impl LineBatch {
         true
     }
 
-    fn start_writer(&self) {
-        let batch = self.me.clone();
-        let started = std::thread::Builder::new()
-            .name(self.name.into())
-            .spawn(move || write_while_busy(batch));
-        if let Err(e) = started {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .writer = Writer::Off;
-            tracing::warn!(
-                "{} thread did not start ({e}); its lines are written at shutdown",
-                self.name
-            );
-        }
-    }
-
     /// Whether so much came in while the last batch was written that the
     /// next should be written at once.
     fn behind(&self) -> bool {
@@ -283,48 +249,6 @@ impl LineBatch {
     }
 }
 
-/// The writer thread: writes `batch` out on its clock until it has been
-/// idle for [`IDLE_LOOKS`] looks, or the batch is gone.
-fn write_while_busy(batch: Weak<LineBatch>) {
-    // Best effort: at the default priority it still works.
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), WRITER_NICE);
-    match batch.upgrade() {
-        Some(b) => {
-            b.pending.lock().unwrap_or_else(|e| e.into_inner()).writer =
-                Writer::Running(Some(std::thread::current()));
-        }
-        None => return,
-    }
-    let mut wait = FLUSH_EVERY;
-    let mut idle = 0;
-    loop {
-        if !wait.is_zero() {
-            // Woken early by a burst (see `LineBatch::push`), or now and
-            // then for nothing, which costs one look.
-            std::thread::park_timeout(wait);
-        }
-        let Some(batch) = batch.upgrade() else { return };
-        batch.woken.store(false, Ordering::Relaxed);
-        wait = if !batch.write_out() {
-            idle += 1;
-            if idle >= IDLE_LOOKS {
-                let mut pending = batch.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if pending.lines.is_empty() {
-                    pending.writer = Writer::Idle;
-                    return;
-                }
-            }
-            FLUSH_EVERY
-        } else if batch.behind() {
-            idle = 0;
-            Duration::ZERO
-        } else {
-            idle = 0;
-            FLUSH_BUSY
-        };
-    }
-}
-
 /// `batch` cut into pieces of about `size` bytes, each ending with a
 /// whole line (a line longer than `size` is a piece of its own).
 ///
@@ -356,81 +280,9 @@ fn whole_lines(batch: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// An RFC 3339 UTC timestamp with `DIGITS` (3 or 6) fractional digits,
-/// as `humantime` prints it, written without allocating: the part up to
-/// the second is formatted once a second per thread (humantime's whole
-/// formatter cost ≈600 instructions per line).
-#[derive(Clone, Copy, Debug)]
-pub struct Timestamp<const DIGITS: u32>(pub Duration);
-
-impl<const DIGITS: u32> Timestamp<DIGITS> {
-    pub fn now() -> Self {
-        Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
-        )
-    }
-}
-
-impl<const DIGITS: u32> fmt::Display for Timestamp<DIGITS> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const { assert!(DIGITS == 3 || DIGITS == 6) };
-        thread_local! {
-            static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-        }
-        let since = self.0;
-        SECOND.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.0 != since.as_secs() {
-                let whole = UNIX_EPOCH + Duration::from_secs(since.as_secs());
-                let s = humantime::format_rfc3339_seconds(whole).to_string();
-                // `…T06:01:02Z`: keep it without the `Z`.
-                *c = (since.as_secs(), s.trim_end_matches('Z').to_string());
-            }
-            f.write_str(&c.1)
-        })?;
-        let mut digits = [b'0'; 6];
-        let mut n = since.subsec_micros() / 10u32.pow(6 - DIGITS);
-        for d in digits[..DIGITS as usize].iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        f.write_str(".")?;
-        f.write_str(std::str::from_utf8(&digits[..DIGITS as usize]).unwrap_or("000000"))?;
-        f.write_str("Z")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_match_humantime_across_seconds_and_small_fractions() {
-        for micros in [
-            0u64,
-            7,
-            999,
-            1_000,
-            999_999,
-            1_000_000,
-            1_764_050_462_000_042,
-            1_764_050_462_045_999,
-            1_764_050_463_500_000,
-        ] {
-            let since = Duration::from_micros(micros);
-            let at = UNIX_EPOCH + since;
-            assert_eq!(
-                Timestamp::<6>(since).to_string(),
-                humantime::format_rfc3339_micros(at).to_string()
-            );
-            assert_eq!(
-                Timestamp::<3>(since).to_string(),
-                humantime::format_rfc3339_millis(at).to_string()
-            );
-        }
-    }
 
     #[test]
     fn pieces_end_with_whole_lines_and_lose_nothing() {
@@ -459,7 +311,7 @@ mod tests {
 
     /// A sink the test can read back.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -550,46 +402,5 @@ mod tests {
         assert!(batch.push(&line), "50 bytes: under a quarter");
         assert!(batch.push(&line));
         assert!(parked(), "a new burst wakes it again");
-    }
-
-    /// This process's threads named `name` (Linux: /proc/self/task).
-    fn threads_named(name: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.trim_end() == name)
-            .count()
-    }
-
-    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + FLUSH_EVERY * (IDLE_LOOKS + 30);
-        while !done() {
-            assert!(std::time::Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    #[test]
-    fn the_writer_thread_runs_while_there_are_lines_and_ends_with_the_batch() {
-        const NAME: &str = "test-logwriter1";
-        let sink = Shared::default();
-        let batch = LineBatch::with_writer(Box::new(sink.clone()), 1 << 20, None, NAME);
-        assert_eq!(threads_named(NAME), 0, "no thread before the first line");
-        batch.push(b"one\n");
-        wait_for("never written", || !sink.0.lock().unwrap().is_empty());
-        assert_eq!(&sink.0.lock().unwrap()[..], b"one\n");
-        assert_eq!(threads_named(NAME), 1);
-        wait_for("the writer outlived a quiet spell", || {
-            threads_named(NAME) == 0
-        });
-        // The next line starts another.
-        batch.push(b"two\n");
-        wait_for("the second line was never written", || {
-            sink.0.lock().unwrap().len() == 8
-        });
-        assert_eq!(&sink.0.lock().unwrap()[..], b"one\ntwo\n");
-        assert_eq!(threads_named(NAME), 1);
-        drop(batch);
-        wait_for("the writer outlived its batch", || threads_named(NAME) == 0);
     }
 }
