@@ -217,10 +217,6 @@ async fn setup(faulty: &str, extra_toml: &str) -> Setup {
     }
 }
 
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
 /// bob, on the healthy upstream, is served: the proxy kept going.
 async fn others_still_served(s: &Setup, after: &str) {
     let before = s.bob_up.count();

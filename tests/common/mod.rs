@@ -3,6 +3,7 @@
 //! and small HTTP clients. Everything binds 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod tls;
 pub mod upstream;
 
@@ -21,6 +22,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+// Not every test crate uses every helper.
+#[allow(unused_imports)]
+pub use process::{bearer, member_request, Proc};
 pub use upstream::Upstream;
 
 pub fn sha256_hex(s: &str) -> String {

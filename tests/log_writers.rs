@@ -1,0 +1,175 @@
+//! The log writers off the request path, with the real binary: denial
+//! lines on stderr with the access log off, a flood of long lines each
+//! arriving once and whole, and writers that end when quiet, so a steady
+//! process is one thread.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ALICE: &str = "alice-log-writers-token-1";
+
+/// clawgate with alice routed to `up` and the access log off.
+fn start_with_access_log_off(up: &Upstream) -> (ConfigDir, Proc) {
+    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    cfg.base = cfg
+        .base
+        .replace("access = \"access.log\"", "access = \"off\"");
+    cfg.write_base("");
+    let p = Proc::start(&cfg);
+    (cfg, p)
+}
+
+/// With the access log off, every 403 that has a diff is still logged on
+/// stderr (batched off the request path), one line per refusal, repeats on
+/// one connection included, and the token never appears in it.
+#[tokio::test]
+async fn policy_denials_are_logged_with_the_access_log_off() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start().await;
+    let (cfg, p) = start_with_access_log_off(&up);
+    let mut sender = keep_alive(p.addr).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        sender.ready().await.unwrap();
+        let req = member_request(
+            "/v1/chat?token=secret-in-query",
+            ALICE,
+            Some("https://evil.example.com"),
+        );
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 403);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        ids.push(body["request_id"].as_str().unwrap().to_string());
+    }
+    assert!(!cfg.path().join("access.log").exists());
+    for id in &ids {
+        let line = p.wait_log(id, Duration::from_secs(5));
+        assert!(line.contains("INFO policy denial"), "{line}");
+        assert!(line.contains("member=\"alice\""), "{line}");
+        assert!(line.contains("path=\"/v1/chat\""), "{line}");
+        assert!(line.contains("reason=\"origin_not_allowed\""), "{line}");
+        assert!(
+            line.contains("\"presented\":\"https://evil.example.com\""),
+            "{line}"
+        );
+        assert!(
+            !line.contains(ALICE) && !line.contains("secret-in-query"),
+            "{line}"
+        );
+    }
+}
+
+/// A flood of refusals with long lines: the writer hands stderr its
+/// batches in pieces (`deny_log`), and every line still arrives once and
+/// whole, none cut or run into another.
+#[tokio::test]
+async fn a_flood_of_denials_reaches_stderr_as_whole_lines_each_once() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start().await;
+    let (_cfg, p) = start_with_access_log_off(&up);
+    let mut sender = keep_alive(p.addr).await;
+    // ≈1.2 KiB per line, 400 lines: well over the writer's 16 KiB pieces.
+    let path = format!("/v1/{}", "p".repeat(1000));
+    let mut ids = std::collections::HashSet::new();
+    let mut last = String::new();
+    for _ in 0..400 {
+        sender.ready().await.unwrap();
+        let req = member_request(&path, ALICE, Some("https://evil.example.com"));
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 403);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        last = body["request_id"].as_str().unwrap().to_string();
+        assert!(ids.insert(last.clone()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&last) {
+        let line = p
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("every denial line within 10 s");
+        if !line.contains("policy denial") {
+            continue;
+        }
+        assert!(
+            line.starts_with("20") && line.ends_with("}}"),
+            "a whole line: {}…",
+            &line[..line.len().min(120)]
+        );
+        assert_eq!(line.matches("policy denial").count(), 1, "one line each");
+        assert!(line.contains(&format!("path=\"{path}\"")));
+        let id = line
+            .split("request_id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_string();
+        assert!(ids.contains(&id), "an ID this test was given: {id}");
+        assert!(seen.insert(id), "each line once");
+    }
+    assert_eq!(seen, ids, "every refusal logged");
+}
+
+/// On one CPU a steady clawgate is one thread, as an nginx or HAProxy
+/// worker is: the timer ticks on the runtime, a small directory's poll
+/// runs there, and the log writers (the access log's; with it off, the
+/// denial log's) run only while they have lines. A second thread makes
+/// the kernel count a reference on the file of each of the proxy's
+/// system calls. Lines still arrive after a writer ended and another
+/// started.
+#[tokio::test]
+async fn a_steady_process_on_one_cpu_is_one_thread() {
+    let up = Upstream::start().await;
+    for access_log in [true, false] {
+        let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+        if !access_log {
+            cfg.base = cfg
+                .base
+                .replace("access = \"access.log\"", "access = \"off\"");
+            cfg.write_base("");
+        }
+        let p = Proc::start_pinned(&cfg);
+        let token = bearer(ALICE);
+        let evil = [
+            ("authorization", token.as_str()),
+            ("origin", "https://evil.example.com"),
+        ];
+        for round in 0..2 {
+            let ok = get(p.addr, "/", &[("authorization", &token)]).await;
+            assert_eq!(ok.status, 200, "round {round}");
+            let denied = get(p.addr, "/", &evil).await;
+            assert_eq!(denied.status, 403, "round {round}");
+            let id = denied.headers["x-request-id"].to_str().unwrap().to_string();
+            if access_log {
+                wait_for_line(&cfg.path().join("access.log"), &id, Duration::from_secs(5));
+            } else {
+                p.wait_log(&id, Duration::from_secs(5));
+            }
+            // A writer's quiet spell is 1 s; the watcher's polls and the
+            // timer's ticks go on meanwhile.
+            p.wait_one_thread(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Wait (bounded) until the file at `path` has a line containing `needle`.
+fn wait_for_line(path: &std::path::Path, needle: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.contains(needle)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle} in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
