@@ -1,0 +1,169 @@
+//! The runbook commands, run as the real binary: `check` against fixture
+//! config dirs (good, and each kind of bad), `gateway-config`, `probe`,
+//! `oncall` and `suggest` against a live clawgate plus upstream, and
+//! `explain` agreeing with the live proxy on a table of cases.
+
+mod check;
+#[path = "../common/mod.rs"]
+mod common;
+mod explain;
+mod gateway_config;
+mod oncall;
+mod probe;
+mod suggest;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use serde_json::Value;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
+const CAROL: &str = "carol-token-0123456789";
+const GATEWAY: &str = "http://127.0.0.1:18789";
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Run the real binary, bounded to 60 s.
+fn cli(args: &[&str]) -> Out {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .args(args)
+        .env_remove("CLAWGATE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the clawgate binary starts");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let ro = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let re = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("clawgate {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: ro.join().unwrap(),
+        stderr: re.join().unwrap(),
+    }
+}
+
+/// The same, from async tests whose runtime also serves clawgate.
+async fn cli_async(args: Vec<String>) -> Out {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&a)
+    })
+    .await
+    .unwrap()
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn check_json(dir: &Path, extra: &[&str]) -> (i32, Value) {
+    let d = dir.to_str().unwrap();
+    let mut args = vec!["check", "--config", d, "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = cli(&args);
+    (out.code, out.json())
+}
+
+/// The matrix row with this check name.
+fn row<'a>(report: &'a Value, check: &str) -> &'a Value {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == check)
+        .unwrap_or_else(|| panic!("no row '{check}' in {report:#}"))
+}
+
+fn failing(report: &Value) -> Vec<String> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "fail")
+        .map(|r| r["check"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn good_dir() -> ConfigDir {
+    ConfigDir::new(
+        &[("prod", GATEWAY.to_string())],
+        &[
+            MemberSpec::new("alice", ALICE).set("SCOPES", "operator.read operator.write"),
+            MemberSpec::new("bob", BOB),
+        ],
+    )
+}
+
+/// Replace clawgate.toml with `toml` (for listener/admin/log variants).
+fn write_toml(cfg: &ConfigDir, toml: &str) {
+    std::fs::write(cfg.path().join("clawgate.toml"), toml).unwrap();
+}
+
+fn base_toml(listen: &str, admin: &str, access: &str, upstream: &str) -> String {
+    format!(
+        "[listen]\naddr = \"{listen}\"\n\n[admin]\naddr = \"{admin}\"\n\n[log]\naccess = \"{access}\"\n\n[upstreams.prod]\nurl = \"{upstream}\"\n"
+    )
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A clawgate with `members`, routed to a fresh upstream.
+async fn live(
+    members: &[MemberSpec],
+    extra_toml: &str,
+) -> (Upstream, ConfigDir, clawgate::server::Server) {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], members);
+    cfg.write_base(extra_toml);
+    let server = start(&cfg).await;
+    (up, cfg, server)
+}
+
+fn token_file(cfg: &ConfigDir, token: &str) -> String {
+    let p = cfg.path().join(format!("{}.token", &token[..5]));
+    std::fs::write(&p, format!("{token}\n")).unwrap();
+    p.to_str().unwrap().to_string()
+}
