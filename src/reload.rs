@@ -9,6 +9,12 @@
 //! small directory, less often for a large one, so polling costs at most
 //! about 1/[`POLL_BUDGET`] of a CPU (10,000 member files: ~50 ms a poll
 //! on a 2-core VM, one poll every ~2.5 s).
+//!
+//! Every poll runs on a blocking-pool thread, never on the runtime: a
+//! `stat` can block for as long as the filesystem does (a hung network
+//! mount: indefinitely), and on the runtime that would stall every
+//! connection. The thread ends soon after its poll (`cli::run`), so a
+//! steady process is one thread between polls.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,10 +130,6 @@ pub async fn apply_off_runtime(state: Arc<State>, dir: PathBuf) -> Result<Outcom
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// A poll may take at most this fraction (1/N) of the time between polls.
 const POLL_BUDGET: u32 = 50;
-/// A poll that took less than this runs on the runtime next time: a few
-/// stats cost less than handing them to a blocking thread, and a steady
-/// process then has no second thread (see `coarse_timer::tick_on_runtime`).
-const POLL_INLINE_UNDER: Duration = Duration::from_millis(1);
 /// However large the directory, a change is seen within this.
 const POLL_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
@@ -141,24 +143,20 @@ fn timed_fingerprint(dir: &Path) -> (Fingerprint, Duration) {
 /// Reload when anything under `dir` changes.
 pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
     // Taken before returning, so no change after this call is missed.
-    let (mut last, mut took) = timed_fingerprint(&dir);
+    let (mut last, took) = timed_fingerprint(&dir);
     WatchGuard(tokio::spawn(async move {
         let mut pending = false;
-        let mut every = POLL_EVERY;
+        let mut every = (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY);
         loop {
             tokio::time::sleep(every).await;
-            let (now, poll_took) = if took < POLL_INLINE_UNDER {
-                timed_fingerprint(&dir)
-            } else {
-                // A stat per file, off the runtime for the same reason as
-                // `apply_off_runtime` (10,000 member files: ~10,000 calls).
-                let d = dir.clone();
-                match tokio::task::spawn_blocking(move || timed_fingerprint(&d)).await {
-                    Ok(polled) => polled,
-                    Err(_) => continue,
-                }
+            // A stat per file (10,000 member files: ~10,000 calls), off the
+            // runtime: see the module's doc.
+            let d = dir.clone();
+            let (now, took) = match tokio::task::spawn_blocking(move || timed_fingerprint(&d)).await
+            {
+                Ok(polled) => polled,
+                Err(_) => continue,
             };
-            took = poll_took;
             every = (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY);
             if now != last {
                 last = now;

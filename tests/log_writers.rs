@@ -116,9 +116,10 @@ async fn a_flood_of_denials_reaches_stderr_as_whole_lines_each_once() {
 }
 
 /// On one CPU a steady clawgate is one thread, as an nginx or HAProxy
-/// worker is: the timer ticks on the runtime, a small directory's poll
-/// runs there, and the log writers (the access log's; with it off, the
-/// denial log's) run only while they have lines. A second thread makes
+/// worker is: the timer ticks on the runtime, the config poll's blocking
+/// thread ends soon after each poll, and the log writers (the access
+/// log's; with it off, the denial log's) run only while they have lines.
+/// A second thread makes
 /// the kernel count a reference on the file of each of the proxy's
 /// system calls. Lines still arrive after a writer ended and another
 /// started.

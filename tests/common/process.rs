@@ -84,14 +84,24 @@ impl Proc {
             .count()
     }
 
+    /// The names of the process's threads now.
+    pub fn thread_names(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect()
+    }
+
     /// Wait (bounded) until the process is down to one thread.
     pub fn wait_one_thread(&self, within: Duration) {
         let deadline = Instant::now() + within;
         while self.threads() != 1 {
             assert!(
                 Instant::now() < deadline,
-                "still {} threads after {within:?}",
-                self.threads()
+                "still {} threads after {within:?}: {:?}",
+                self.threads(),
+                self.thread_names()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
