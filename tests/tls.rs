@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::{dns_san, email_san, https_get, tls_connect, ClientCert, Pki};
+use common::tls::{dns_san, email_san, https_get, tls_connect, tls_refusal, ClientCert, Pki};
 use common::*;
 use http::Version;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,40 +29,6 @@ fn cert_member(name: &str, key: &str, value: &str) -> MemberSpec {
     MemberSpec::new(name, "unused")
         .unset("TOKEN_SHA256")
         .set(key, value)
-}
-
-/// Connect with `cfg` and send a request that would succeed (valid token,
-/// `Connection: close`); return how the server refused, or panic if any
-/// response byte arrives. Under TLS 1.3 the client's side of the handshake
-/// completes before the server has judged its certificate, so the refusal
-/// may arrive as an alert on the first read.
-async fn refusal(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
-    let mut stream = match tls_connect(addr, cfg).await {
-        Err(e) => return e.to_string(),
-        Ok(s) => s,
-    };
-    let req = format!(
-        "GET / HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {ALICE}\r\nconnection: close\r\n\r\n"
-    );
-    let exchange = async {
-        stream.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await.map(|_| buf)
-    };
-    match tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .expect("server answers or closes within 10s")
-    {
-        Err(e) => e.to_string(),
-        Ok(buf) => {
-            assert!(
-                buf.is_empty(),
-                "the server answered a refused handshake: {}",
-                String::from_utf8_lossy(&buf)
-            );
-            "closed without a response".into()
-        }
-    }
 }
 
 fn alice_cert(pki: &Pki) -> ClientCert {
@@ -223,7 +187,7 @@ async fn required_client_auth_refuses_a_handshake_without_a_client_cert() {
         &[MemberSpec::new("alice", ALICE)],
     )
     .await;
-    let why = refusal(server.addr, pki.client_config(None, &["http/1.1"])).await;
+    let why = tls_refusal(server.addr, pki.client_config(None, &["http/1.1"]), ALICE).await;
     assert!(
         why.to_ascii_lowercase().contains("certificaterequired"),
         "expected a certificate_required alert, got: {why}"
@@ -245,9 +209,10 @@ async fn required_client_auth_refuses_a_cert_from_an_unrelated_ca() {
         ],
     )
     .await;
-    let why = refusal(
+    let why = tls_refusal(
         server.addr,
         pki.client_config(Some(&stranger), &["http/1.1"]),
+        ALICE,
     )
     .await;
     assert!(

@@ -12,10 +12,8 @@ mod oncall;
 mod probe;
 mod suggest;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::Value;
@@ -24,74 +22,6 @@ const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
 const CAROL: &str = "carol-token-0123456789";
 const GATEWAY: &str = "http://127.0.0.1:18789";
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
-
-/// Run the real binary, bounded to 60 s.
-fn cli(args: &[&str]) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clawgate"))
-        .args(args)
-        .env_remove("CLAWGATE_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the clawgate binary starts");
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let ro = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let re = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("clawgate {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: ro.join().unwrap(),
-        stderr: re.join().unwrap(),
-    }
-}
-
-/// The same, from async tests whose runtime also serves clawgate.
-async fn cli_async(args: Vec<String>) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&a)
-    })
-    .await
-    .unwrap()
-}
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()

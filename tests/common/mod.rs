@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 
 // Not every test crate uses every helper.
 #[allow(unused_imports)]
-pub use process::{bearer, member_request, Proc};
+pub use process::{bearer, cli, cli_async, member_request, Out, Proc};
 pub use upstream::Upstream;
 
 pub fn sha256_hex(s: &str) -> String {

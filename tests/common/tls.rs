@@ -205,6 +205,41 @@ pub async fn tls_connect(
         .expect("TLS handshake finishes within 10s")
 }
 
+/// Connect with `cfg` and send a request that would succeed (`token`,
+/// `Connection: close`); return how the server refused, or panic if any
+/// response byte arrives. Under TLS 1.3 the client's side of the handshake
+/// completes before the server has judged its certificate, so the refusal
+/// may arrive as an alert on the first read.
+pub async fn tls_refusal(addr: SocketAddr, cfg: Arc<ClientConfig>, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = match tls_connect(addr, cfg).await {
+        Err(e) => return e.to_string(),
+        Ok(s) => s,
+    };
+    let req = format!(
+        "GET / HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    let exchange = async {
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.map(|_| buf)
+    };
+    match tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("the server answers or closes within 10s")
+    {
+        Err(e) => e.to_string(),
+        Ok(buf) => {
+            assert!(
+                buf.is_empty(),
+                "the server answered a refused handshake: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            "closed without a response".into()
+        }
+    }
+}
+
 /// The ALPN protocol the server picked.
 pub fn alpn(s: &TlsStream<TcpStream>) -> Option<String> {
     s.get_ref()

@@ -115,11 +115,10 @@ mod tls;
 mod websocket;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::tls::{dns_san, https_get, tls_connect, ClientCert, Pki};
+use common::tls::{dns_san, https_get, tls_refusal, ClientCert, Pki};
 use common::*;
 use http::Version;
 use http_body_util::{BodyExt, Empty};

@@ -23,37 +23,6 @@ async fn tls_setup(client_auth: &str) -> (Pki, Hostile) {
     )
 }
 
-/// How the server refused a TLS client: the handshake error, an alert on
-/// the first read, or a close without any HTTP response.
-async fn tls_refusal(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> String {
-    let mut stream = match tls_connect(addr, cfg).await {
-        Err(e) => return e.to_string(),
-        Ok(s) => s,
-    };
-    let req = format!(
-        "GET / HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {ALICE}\r\nconnection: close\r\n\r\n"
-    );
-    let exchange = async {
-        stream.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await.map(|_| buf)
-    };
-    match tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("the server answers or closes within 10s")
-    {
-        Err(e) => e.to_string(),
-        Ok(buf) => {
-            assert!(
-                buf.is_empty(),
-                "a refused handshake was answered: {}",
-                String::from_utf8_lossy(&buf)
-            );
-            "closed without a response".into()
-        }
-    }
-}
-
 /// A member request over TLS (alice's token; `cert` when required).
 async fn tls_still_serving(pki: &Pki, h: &Hostile, cert: Option<&ClientCert>, after: &str) {
     let r = https_get(
@@ -100,9 +69,13 @@ async fn bad_client_certificates_are_refused_at_the_handshake() {
         ];
         for (name, cert, alerts) in cases {
             let name = format!("{name} ({client_auth})");
-            let why = tls_refusal(h.server.addr, pki.client_config(Some(cert), &["http/1.1"]))
-                .await
-                .to_ascii_lowercase();
+            let why = tls_refusal(
+                h.server.addr,
+                pki.client_config(Some(cert), &["http/1.1"]),
+                ALICE,
+            )
+            .await
+            .to_ascii_lowercase();
             assert!(
                 alerts.iter().any(|a| why.contains(a)),
                 "{name}: expected one of {alerts:?}, got: {why}"
