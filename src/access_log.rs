@@ -26,7 +26,7 @@ use serde::{Serialize, Serializer};
 use crate::client_ip::IpSource;
 use crate::config;
 use crate::deny::{needs_escape, push_json_string};
-use crate::log_writer::{self, LineBatch};
+use crate::log_writer::{self, Extras, LineBatch};
 use crate::policy::Explained;
 
 /// Past this many bytes waiting for the writer, lines are dropped: at
@@ -208,7 +208,8 @@ impl AccessLog {
                 Box::new(RotatingFile::open(p.clone(), cfg.max_bytes, cfg.keep)?)
             }
         };
-        let batch = LineBatch::with_writer(sink, MAX_PENDING, None, "clawgate-access-log");
+        let batch =
+            LineBatch::with_writer(sink, MAX_PENDING, Extras::default(), "clawgate-access-log");
         Ok(AccessLog { batch: Some(batch) })
     }
 

@@ -60,6 +60,21 @@ const BEHIND: usize = 4 * WRITE_CHUNK;
 /// access log leaves it to its metric.
 pub type DropNotice = fn(&mut dyn Write, u64);
 
+/// What a batch does to its lines on the way out: `(batch, out)` writes
+/// into `out` the lines that stand for `batch`'s whole lines (the denial
+/// log folds a flood's repeats, see `deny_log::compact`). Runs on the
+/// writer, never on the request path.
+pub type Compact = fn(&[u8], &mut Vec<u8>);
+
+/// What a batch's stream adds to plain lines.
+#[derive(Clone, Copy, Default)]
+pub struct Extras {
+    /// Says, in the stream, how many lines were dropped.
+    pub notice: Option<DropNotice>,
+    /// Rewrites each batch before it is written.
+    pub compact: Option<Compact>,
+}
+
 /// Lines waiting for their sink.
 pub struct LineBatch {
     pending: Mutex<Pending>,
@@ -70,7 +85,7 @@ pub struct LineBatch {
     /// Past this many pending bytes, new lines are dropped.
     max_pending: usize,
     dropped: AtomicU64,
-    notice: Option<DropNotice>,
+    extras: Extras,
     /// A push has woken the writer since its last look.
     woken: AtomicBool,
     /// This batch, for the writer thread a push starts (which holds it
@@ -89,6 +104,9 @@ struct Pending {
 struct Sink {
     out: Box<dyn Write + Send>,
     spare: Vec<u8>,
+    /// The last batch as [`Extras::compact`] rewrote it (kept, like
+    /// `spare`, so a flood allocates once).
+    compacted: Vec<u8>,
     /// `dropped` when the last notice was written.
     noticed: u64,
 }
@@ -99,26 +117,22 @@ impl LineBatch {
     pub fn with_writer(
         out: Box<dyn Write + Send>,
         max_pending: usize,
-        notice: Option<DropNotice>,
+        extras: Extras,
         name: &'static str,
     ) -> Arc<LineBatch> {
-        Arc::new_cyclic(|me| LineBatch::build(out, max_pending, notice, Writer::Idle, me, name))
+        Arc::new_cyclic(|me| LineBatch::build(out, max_pending, extras, Writer::Idle, me, name))
     }
 
     /// A batch without a writer thread: only [`LineBatch::write_out`]
     /// writes it.
-    pub fn new(
-        out: Box<dyn Write + Send>,
-        max_pending: usize,
-        notice: Option<DropNotice>,
-    ) -> LineBatch {
-        LineBatch::build(out, max_pending, notice, Writer::Off, &Weak::new(), "")
+    pub fn new(out: Box<dyn Write + Send>, max_pending: usize, extras: Extras) -> LineBatch {
+        LineBatch::build(out, max_pending, extras, Writer::Off, &Weak::new(), "")
     }
 
     fn build(
         out: Box<dyn Write + Send>,
         max_pending: usize,
-        notice: Option<DropNotice>,
+        extras: Extras,
         writer: Writer,
         me: &Weak<LineBatch>,
         name: &'static str,
@@ -131,11 +145,12 @@ impl LineBatch {
             sink: Mutex::new(Sink {
                 out,
                 spare: Vec::with_capacity(PENDING_CAPACITY),
+                compacted: Vec::new(),
                 noticed: 0,
             }),
             max_pending,
             dropped: AtomicU64::new(0),
-            notice,
+            extras,
             woken: AtomicBool::new(false),
             me: me.clone(),
             name,
@@ -204,6 +219,7 @@ impl LineBatch {
         let Sink {
             out,
             spare,
+            compacted,
             noticed,
         } = &mut *sink;
         {
@@ -214,6 +230,14 @@ impl LineBatch {
             spare.clear();
             std::mem::swap(&mut pending.lines, spare);
         }
+        let lines: &[u8] = match self.extras.compact {
+            Some(compact) => {
+                compacted.clear();
+                compact(spare, compacted);
+                compacted
+            }
+            None => spare,
+        };
         // Let the proxy's thread have the core back every WRITE_SLICE.
         // Yielding after every piece gave the writer one piece per
         // scheduler slice of the proxy's (≈3 ms) when both want the core:
@@ -222,7 +246,7 @@ impl LineBatch {
         // thread up for no longer than that slice and one piece.
         let mut since_yield = Instant::now();
         let mut done = 0;
-        for piece in whole_lines(spare, WRITE_CHUNK) {
+        for piece in whole_lines(lines, WRITE_CHUNK) {
             if out.write_all(piece).is_err() {
                 break;
             }
@@ -233,13 +257,14 @@ impl LineBatch {
             }
         }
         // A sink that fails (a full disk) loses the rest of the batch:
-        // counted like lines the batch had no room for.
-        let lost = spare[done..].iter().filter(|&&b| b == b'\n').count() as u64;
+        // counted like lines the batch had no room for (a compacted line
+        // as one).
+        let lost = lines[done..].iter().filter(|&&b| b == b'\n').count() as u64;
         self.dropped.fetch_add(lost, Ordering::Relaxed);
         let written = lost == 0;
         if written {
             let dropped = self.dropped();
-            if let Some(notice) = self.notice.filter(|_| dropped > *noticed) {
+            if let Some(notice) = self.extras.notice.filter(|_| dropped > *noticed) {
                 notice(out.as_mut(), dropped - *noticed);
             }
             *noticed = dropped;
@@ -329,7 +354,14 @@ mod tests {
     #[test]
     fn past_its_bound_a_batch_drops_lines_and_says_so_after_the_next_write() {
         let sink = Shared::default();
-        let batch = LineBatch::new(Box::new(sink.clone()), 10, Some(notice));
+        let batch = LineBatch::new(
+            Box::new(sink.clone()),
+            10,
+            Extras {
+                notice: Some(notice),
+                ..Extras::default()
+            },
+        );
         assert!(batch.push(b"abcd\n"));
         assert!(batch.push(b"efgh\n"));
         assert!(!batch.push(b"i\n"), "11 bytes pending would pass the bound");
@@ -363,7 +395,7 @@ mod tests {
 
     #[test]
     fn lines_a_failing_sink_did_not_take_are_counted_as_dropped() {
-        let batch = LineBatch::new(Box::new(Full(WRITE_CHUNK)), 1 << 20, None);
+        let batch = LineBatch::new(Box::new(Full(WRITE_CHUNK)), 1 << 20, Extras::default());
         let line = [b"x".repeat(99), b"\n".to_vec()].concat();
         for _ in 0..400 {
             assert!(batch.push(&line));
@@ -378,7 +410,7 @@ mod tests {
         // This thread stands in for the writer: an unpark before its park
         // makes the park return at once, where without one it sleeps out
         // its timeout. Deterministic either way.
-        let batch = LineBatch::new(Box::new(Shared::default()), 400, None);
+        let batch = LineBatch::new(Box::new(Shared::default()), 400, Extras::default());
         batch.pending.lock().unwrap().writer = Writer::Running(Some(std::thread::current()));
         let parked = || {
             let t = std::time::Instant::now();

@@ -122,7 +122,12 @@ mod tests {
     fn the_writer_thread_runs_while_there_are_lines_and_ends_with_the_batch() {
         const NAME: &str = "test-logwriter1";
         let sink = Shared::default();
-        let batch = LineBatch::with_writer(Box::new(sink.clone()), 1 << 20, None, NAME);
+        let batch = LineBatch::with_writer(
+            Box::new(sink.clone()),
+            1 << 20,
+            crate::log_writer::Extras::default(),
+            NAME,
+        );
         assert_eq!(threads_named(NAME), 0, "no thread before the first line");
         batch.push(b"one\n");
         wait_for("never written", || !sink.0.lock().unwrap().is_empty());
