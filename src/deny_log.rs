@@ -158,7 +158,7 @@ pub fn compact(batch: &[u8], out: &mut Vec<u8>) {
             r.finish(out);
         }
         out.extend_from_slice(line);
-        run = parsed.map(Run::new);
+        run = parsed.map(|p| Run::new(p, out.len()));
     }
     if let Some(r) = run {
         r.finish(out);
@@ -213,20 +213,19 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(first: Parsed<'a>) -> Run<'a> {
+    /// A run whose first line ends at `ids_at` in `out`.
+    fn new(first: Parsed<'a>, ids_at: usize) -> Run<'a> {
         Run {
             first_id: first.id,
             rest: first.rest,
             last_time: first.time,
             repeats: 0,
-            ids_at: 0,
+            ids_at,
         }
     }
 
     fn add(&mut self, p: &Parsed<'a>, out: &mut Vec<u8>) {
-        if self.repeats == 0 {
-            self.ids_at = out.len();
-        } else {
+        if self.repeats > 0 {
             out.push(b' ');
         }
         out.extend_from_slice(p.id);

@@ -140,13 +140,18 @@ fn timed_fingerprint(dir: &Path) -> (Fingerprint, Duration) {
     (fingerprint(dir), started.elapsed())
 }
 
+/// The wait before the next poll, after one that took `took`.
+fn interval_after(took: Duration) -> Duration {
+    (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY)
+}
+
 /// Reload when anything under `dir` changes.
 pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
     // Taken before returning, so no change after this call is missed.
     let (mut last, took) = timed_fingerprint(&dir);
     WatchGuard(tokio::spawn(async move {
         let mut pending = false;
-        let mut every = (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY);
+        let mut every = interval_after(took);
         loop {
             tokio::time::sleep(every).await;
             // A stat per file (10,000 member files: ~10,000 calls), off the
@@ -157,7 +162,7 @@ pub fn watch_dir(state: Arc<State>, dir: PathBuf) -> WatchGuard {
                 Ok(polled) => polled,
                 Err(_) => continue,
             };
-            every = (took * POLL_BUDGET).clamp(POLL_EVERY, POLL_AT_MOST_EVERY);
+            every = interval_after(took);
             if now != last {
                 last = now;
                 pending = true;

@@ -26,6 +26,19 @@ async fn upgrade_head(addr: SocketAddr, bytes: &[u8]) -> (RawReply, TcpStream) {
     (RawReply::parse(&text), s)
 }
 
+/// Case `case`: the upgrade `lines` + `body` is answered, with a 101 or
+/// a 4xx (the test gateway decides which), and the proxy keeps serving.
+async fn answered_and_serving(h: &Hostile, case: &str, lines: &[&str], body: &[u8]) {
+    let (r, s) = upgrade_head(h.server.addr, &req(lines, body)).await;
+    assert!(
+        r.status == 101 || (400..500).contains(&r.status),
+        "{case}: {}",
+        r.status
+    );
+    drop(s);
+    still_serving(h, case).await;
+}
+
 const WS_KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
 
 #[tokio::test]
@@ -55,54 +68,38 @@ async fn invalid_websocket_upgrades_are_answered_and_never_hang() {
 
     // The test gateway does not check the version; whatever it answers,
     // the exchange ends and the proxy keeps serving.
-    let (r, s) = upgrade_head(
-        h.server.addr,
-        &req(
-            &[
-                "GET /ws HTTP/1.1",
-                "Host: gw",
-                &auth,
-                upgrade[0],
-                upgrade[1],
-                WS_KEY,
-                "Sec-WebSocket-Version: 8",
-            ],
-            b"",
-        ),
+    answered_and_serving(
+        &h,
+        "77",
+        &[
+            "GET /ws HTTP/1.1",
+            "Host: gw",
+            &auth,
+            upgrade[0],
+            upgrade[1],
+            WS_KEY,
+            "Sec-WebSocket-Version: 8",
+        ],
+        b"",
     )
     .await;
-    assert!(
-        r.status == 101 || (400..500).contains(&r.status),
-        "77: {}",
-        r.status
-    );
-    drop(s);
-    still_serving(&h, "77").await;
 
-    let (r, s) = upgrade_head(
-        h.server.addr,
-        &req(
-            &[
-                "POST /ws HTTP/1.1",
-                "Host: gw",
-                &auth,
-                upgrade[0],
-                upgrade[1],
-                WS_KEY,
-                "Sec-WebSocket-Version: 13",
-                "Content-Length: 5",
-            ],
-            b"hello",
-        ),
+    answered_and_serving(
+        &h,
+        "78",
+        &[
+            "POST /ws HTTP/1.1",
+            "Host: gw",
+            &auth,
+            upgrade[0],
+            upgrade[1],
+            WS_KEY,
+            "Sec-WebSocket-Version: 13",
+            "Content-Length: 5",
+        ],
+        b"hello",
     )
     .await;
-    assert!(
-        r.status == 101 || (400..500).contains(&r.status),
-        "78: {}",
-        r.status
-    );
-    drop(s);
-    still_serving(&h, "78").await;
     wait_for_no_websockets(&h).await;
 }
 
