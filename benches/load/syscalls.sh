@@ -28,7 +28,7 @@
 # Usage:
 #   benches/load/syscalls.sh [--rounds N] [--duration S] [--conns C]
 #                            [--modes LIST] [--only LIST] [--no-perf]
-#                            [--access-log] [--tls]
+#                            [--access-log] [--tls] [--pgo]
 #   --no-perf: no perf stat attached. perf's system-call tracepoint sends
 #     every system call of the proxy through the kernel's slow path, which
 #     adds kernel time per call (more to a proxy making more calls); use
@@ -52,6 +52,9 @@
 #     serve it, with the harness's job otherwise unchanged. The upstream
 #     stays plain. Issue #8's targets are for plain HTTP: with --tls the
 #     block at the end compares the same ratios over TLS.
+#   --pgo: also clawgate's profile-guided build (target/pgo/release/clawgate,
+#     made by pgo.sh) as target "pgo", interleaved with the rest, and
+#     issue #8's ratios for it beside the default build's.
 # Needs perf (Debian: linux-perf) and a release build (cargo build --release).
 set -euo pipefail
 
@@ -59,7 +62,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${CLAWGATE_SHARED_BENCH:-$root/../shared/bench}
 
-rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0 access_log=0
+rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0 access_log=0 pgo=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
     --no-perf) use_perf=0; shift ;;
     --tls) tls=1; shift ;;
     --access-log) access_log=1; shift ;;
+    --pgo) pgo=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "syscalls.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -83,6 +87,10 @@ for m in $modes; do
 done
 [ "$use_perf" = 0 ] || command -v perf >/dev/null || { echo "syscalls.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; }
 [ -x "$root/target/release/clawgate" ] || { echo "syscalls.sh: run cargo build --release first" >&2; exit 1; }
+if [ "$pgo" = 1 ]; then
+  [ -x "$root/target/pgo/release/clawgate" ] || { echo "syscalls.sh: --pgo: run benches/load/pgo.sh first" >&2; exit 1; }
+  only="$only pgo"
+fi
 
 # shellcheck source=/dev/null
 source "$shared/lib/common.sh"
@@ -129,6 +137,10 @@ declare -A URL=([nginx]="$scheme://127.0.0.1:$NGINX_PORT/" [haproxy]="$scheme://
 # nginx's master only waits: its (one) worker does the work.
 declare -A PID=([nginx]=$(ps --ppid "$PID_nginx" -o pid= | head -n1 | tr -d ' ')
                 [haproxy]=$PID_haproxy [clawgate]=$PID_x_clawgate)
+if [ "$pgo" = 1 ]; then
+  CLAWGATE_BIN=$root/target/pgo/release/clawgate start_extra_cmd pgo http://127.0.0.1:19020/ "$here/clawgate-bench.sh"
+  URL[pgo]=$scheme://127.0.0.1:19020/ PID[pgo]=$PID_x_pgo
+fi
 # ticks PID -> "utime stime" (clock ticks, all threads)
 ticks() { local s; s=$(cat "/proc/$1/stat"); s=${s##*) }; set -- $s; echo "${12} ${13}"; }
 # steal N -> ticks the hypervisor gave CPU N's time to someone else (/proc/stat's
@@ -235,7 +247,7 @@ if [ "$tls" = 1 ] || [ "$access_log" = 1 ]; then
 else
   echo "== issue #8 targets in this run: ratio per round, median [lowest-highest] over $rounds rounds =="
 fi
-awk -v perf="$use_perf" '
+awk -v perf="$use_perf" -v pgo="$pgo" '
   { rps[$1, $2, $3] = $4; cpu[$1, $2, $3] = $7; p99[$1, $2, $3] = $11; if ($3 > last) last = $3 }
   function verdict(name, a, am, b, bm, col, want, cmp,    r, n, i, j, x, v, lo, hi, med) {
     n = 0
@@ -251,13 +263,18 @@ awk -v perf="$use_perf" '
     met = (cmp == "le") ? (med <= want) : (med >= want)
     printf "%-44s %6.2fx  [%.2f-%.2f]  target %s %.2fx: %s\n", name, med, q[1], q[n], (cmp == "le") ? "<=" : ">=", want, met ? "met" : "MISSED"
   }
+  function verdicts(c, label) {
+    if (label != "") print label
+    verdict("allow: CPU per request, clawgate / nginx", c, "allow", "nginx", "allow", "cpu", 0.8, "le")
+    verdict("allow: CPU per request, clawgate / HAProxy", c, "allow", "haproxy", "allow", "cpu", 0.8, "le")
+    verdict("allow: throughput, clawgate / nginx", c, "allow", "nginx", "allow", "rps", 1.2, "ge")
+    verdict("allow: p99 latency, clawgate / nginx", c, "allow", "nginx", "allow", "p99", 1.0, "le")
+    verdict("wrong token: throughput / own allow", c, "deny", c, "allow", "rps", 2.0, "ge")
+    verdict("bad Origin: throughput / own allow", c, "origin", c, "allow", "rps", 2.0, "ge")
+  }
   END {
-    verdict("allow: CPU per request, clawgate / nginx", "clawgate", "allow", "nginx", "allow", "cpu", 0.8, "le")
-    verdict("allow: CPU per request, clawgate / HAProxy", "clawgate", "allow", "haproxy", "allow", "cpu", 0.8, "le")
-    verdict("allow: throughput, clawgate / nginx", "clawgate", "allow", "nginx", "allow", "rps", 1.2, "ge")
-    verdict("allow: p99 latency, clawgate / nginx", "clawgate", "allow", "nginx", "allow", "p99", 1.0, "le")
-    verdict("wrong token: throughput / own allow", "clawgate", "deny", "clawgate", "allow", "rps", 2.0, "ge")
-    verdict("bad Origin: throughput / own allow", "clawgate", "origin", "clawgate", "allow", "rps", 2.0, "ge")
+    verdicts("clawgate", pgo ? "clawgate, default build (cargo build --release):" : "")
+    if (pgo) verdicts("pgo", "clawgate, profile-guided build (benches/load/pgo.sh):")
     if (perf) print "(perf was attached: its tracepoint adds kernel time per system call; --no-perf for the CPU verdict)"
   }' "$RUN/rows"
 if [ "$access_log" = 1 ]; then

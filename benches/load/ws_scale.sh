@@ -31,11 +31,15 @@
 #
 # Usage: benches/load/ws_scale.sh [--conns N] [--msgs M] [--msg-bytes B]
 #                                 [--sources auto|IP,IP,...] [--no-build]
-#                                 [--no-reference] [--tls]
+#                                 [--no-reference] [--tls] [--pgo]
 #   --conns     idle WebSockets to hold (default 10000, at most 60000)
 #   --msgs      timed round trips per target (default 5000, at most 100000)
 #   --sources   client source addresses; auto = 127.0.0.1 up to 20,000
 #               connections, then 127.0.0.2, 127.0.0.3, ... (20,000 each)
+#   --pgo       clawgate from target/pgo/release (benches/load/pgo.sh's
+#               profile-guided build; its training has no WebSockets, so
+#               this shows what that build does on the paths it was not
+#               trained on)
 # If the hard descriptor limit cannot be raised (no CAP_SYS_RESOURCE), N is
 # lowered to fit it, with a warning.
 # Bounded: the client gives up after 300 s; every process started here is
@@ -50,7 +54,7 @@ proxy_port=${CLAWGATE_PORT:-19010}
 echo_port=${WS_ECHO_PORT:-19030}
 ref_port=${WS_REFERENCE_PORT:-19012}
 
-conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1 tls=0
+conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1 tls=0 pgo=0
 while [ $# -gt 0 ]; do
   case $1 in
     --conns) conns=$2; shift 2 ;;
@@ -60,6 +64,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --no-reference) reference=0; shift ;;
     --tls) tls=1; shift ;;
+    --pgo) pgo=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "ws_scale.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -98,8 +103,10 @@ if [ "$build" = 1 ]; then
   (cd "$root" && cargo build --release --bin clawgate --example ws_echo --example ws_hold)
 fi
 tdir=${CARGO_TARGET_DIR:-$root/target}/release
-for b in "$tdir/clawgate" "$tdir/examples/ws_echo" "$tdir/examples/ws_hold"; do
-  [ -x "$b" ] || { log "$b missing (drop --no-build)"; exit 1; }
+cg_bin=$tdir/clawgate
+[ "$pgo" = 0 ] || cg_bin=$root/target/pgo/release/clawgate
+for b in "$cg_bin" "$tdir/examples/ws_echo" "$tdir/examples/ws_hold"; do
+  [ -x "$b" ] || { log "$b missing (drop --no-build; for --pgo, run benches/load/pgo.sh)"; exit 1; }
 done
 if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
   log "WARNING: a cargo/rustc build is running; latency figures are disturbed"
@@ -156,7 +163,7 @@ wait_port "$echo_port" "$echo_pid" || { log "ws_echo did not start: $(tail -3 "$
 BENCH_LISTEN="127.0.0.1:$proxy_port" BENCH_UPSTREAM="http://127.0.0.1:$echo_port" \
 BENCH_TOKEN="$BENCH_TOKEN" BENCH_ALLOWED_ORIGINS="https://app.example.com" \
 BENCH_ALLOWED_CIDRS="127.0.0.0/8" CLAWGATE_BENCH_MAX_CONNECTIONS=$((conns + 1000)) \
-CLAWGATE_BIN="$tdir/clawgate" \
+CLAWGATE_BIN="$cg_bin" \
   taskset -c "$PROXY_CPU" "$here/clawgate-bench.sh" >"$RUN/clawgate.log" 2>&1 </dev/null &
 cg_pid=$!; PIDS+=("$cg_pid")
 wait_port "$proxy_port" "$cg_pid" || { log "clawgate did not start: $(tail -5 "$RUN/clawgate.log")"; exit 1; }
