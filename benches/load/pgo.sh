@@ -13,7 +13,8 @@
 # Steps:
 #   1. an instrumented build (RUSTFLAGS=-Cprofile-generate) in target/pgo-gen;
 #   2. training: the instrumented clawgate, started by clawgate-bench.sh
-#      behind the shared harness's upstream, serves, for --seconds each,
+#      behind an nginx upstream (200 "ok" over keep-alive, the shared bench
+#      harness's), serves, for --seconds each,
 #      wrk's allowed requests, wrong tokens and bad Origins (403 with the
 #      diff), with the default limits, as a deployment runs them (a flood of
 #      wrong tokens from one address gets 401 sixty times a minute, then
@@ -28,12 +29,13 @@
 #
 # Usage: benches/load/pgo.sh [--seconds S]   (default 4; at most 60)
 # Needs: nginx (the upstream), wrk, openssl; h2load optional. ≈6 minutes on
-# 2 cores (two release builds).
+# 2 cores (two release builds). Loopback only (ports 19041-19043 and, for
+# clawgate's admin listeners, 19142-19143); every process it starts is
+# stopped by PID on exit; every load run is bounded in time.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-shared=${CLAWGATE_SHARED_BENCH:-$root/../shared/bench}
 
 seconds=4
 while [ $# -gt 0 ]; do
@@ -48,60 +50,123 @@ case $seconds in ''|*[!0-9]*) echo "pgo.sh: --seconds takes a whole number" >&2;
 for tool in wrk nginx openssl; do
   command -v "$tool" >/dev/null || { echo "pgo.sh: $tool not found (apt-get install wrk nginx-light openssl)" >&2; exit 1; }
 done
+up_port=19041 http_port=19042 tls_port=19043
+for p in $up_port $http_port $tls_port $((http_port + 100)) $((tls_port + 100)); do
+  [ -z "$(ss -ltnH "sport = :$p" 2>/dev/null)" ] || { echo "pgo.sh: port $p is in use" >&2; exit 1; }
+done
 
 rustup component list --installed 2>/dev/null | grep -q '^llvm-tools' || rustup component add llvm-tools
 profdata=$(find "$(rustc --print sysroot)/lib/rustlib" -name llvm-profdata -type f | head -n1)
 [ -x "$profdata" ] || { echo "pgo.sh: llvm-profdata not found after 'rustup component add llvm-tools'" >&2; exit 1; }
 
 data=$(mktemp -d /tmp/clawgate-pgo.XXXXXX)
+PIDS=()
+stop_pid() {
+  local i
+  kill -TERM "$1" 2>/dev/null || return 0
+  for ((i = 0; i < 200; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+trap 'for p in "${PIDS[@]}"; do stop_pid "$p"; done; rm -rf "$data"' EXIT
+wait_port() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+# The proxy on one core and the load on the other, as the benchmarks run
+# them (and as a one-core deployment runs); no pinning on one CPU.
+pin_proxy=() pin_load=()
+if [ "$(nproc)" -ge 2 ]; then pin_proxy=(taskset -c 1) pin_load=(taskset -c 0); fi
+
 cd "$root"
 echo "pgo.sh: 1/4 instrumented build (target/pgo-gen)" >&2
 RUSTFLAGS="-Cprofile-generate=$data/build" cargo build --release --bin clawgate --target-dir target/pgo-gen
 
-# shellcheck source=/dev/null
-source "$shared/lib/common.sh"
-bench_init
-start_upstream
-export CLAWGATE_BIN=$root/target/pgo-gen/release/clawgate
+# The upstream: nginx answering 200 "ok" over keep-alive, the shared
+# bench harness's upstream (../shared/bench/conf/upstream-nginx.conf.tmpl).
+mkdir -p "$data/nginx-tmp"
+cat >"$data/upstream.conf" <<NGINX
+worker_processes 1;
+pid $data/upstream.pid;
+error_log $data/upstream.error.log warn;
+events { worker_connections 4096; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $data/nginx-tmp/body;
+    proxy_temp_path       $data/nginx-tmp/proxy;
+    fastcgi_temp_path     $data/nginx-tmp/fastcgi;
+    uwsgi_temp_path       $data/nginx-tmp/uwsgi;
+    scgi_temp_path        $data/nginx-tmp/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout  75s;
+    server_tokens off;
+    server {
+        listen 127.0.0.1:$up_port backlog=4096;
+        location / {
+            default_type text/plain;
+            add_header X-Seen-Request-Id \$http_x_request_id always;
+            return 200 "ok";
+        }
+    }
+}
+NGINX
+"${pin_load[@]}" nginx -p "$data" -c "$data/upstream.conf" -g 'daemon off;' >"$data/upstream.log" 2>&1 </dev/null &
+PIDS+=($!)
+wait_port $up_port "${PIDS[-1]}" || { echo "pgo.sh: the upstream nginx did not start: $(tail -3 "$data/upstream.log")" >&2; exit 1; }
+
+token=pgo-training-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+ok_origin=https://app.example.com
 # Each process writes its own file (%p), away from the build scripts' ones.
 export LLVM_PROFILE_FILE=$data/run/clawgate-%p.profraw
 
+# start PORT [TLS env...]: the instrumented clawgate behind the upstream
+start() {
+  local port=$1; shift
+  env "$@" CLAWGATE_BIN="$root/target/pgo-gen/release/clawgate" CLAWGATE_BENCH_DIR="$data/cfg-$port" \
+    BENCH_LISTEN=127.0.0.1:$port BENCH_UPSTREAM=http://127.0.0.1:$up_port BENCH_TOKEN="$token" \
+    BENCH_ALLOWED_ORIGINS="$ok_origin,http://127.0.0.1:3000" BENCH_ALLOWED_CIDRS=127.0.0.0/8 \
+    "${pin_proxy[@]}" "$here/clawgate-bench.sh" >"$data/clawgate-$port.log" 2>&1 </dev/null &
+  PIDS+=($!)
+  wait_port "$port" "${PIDS[-1]}" || { echo "pgo.sh: clawgate did not start: $(tail -5 "$data/clawgate-$port.log")" >&2; exit 1; }
+}
 # train NAME URL: wrk's three request kinds through one instance
 train() {
-  local name=$1 url=$2 auth origin
+  local name=$1 url=$2 kind auth origin lua=$data/headers.lua
   for kind in allow deny origin; do
-    auth="Bearer $BENCH_TOKEN" origin=$BENCH_ORIGIN_OK
-    [ "$kind" = deny ] && auth="Bearer wrong-$BENCH_TOKEN"
+    auth="Bearer $token" origin=$ok_origin
+    [ "$kind" = deny ] && auth="Bearer wrong-$token"
     [ "$kind" = origin ] && origin=https://evil.example.net
-    BENCH_AUTH="$auth" BENCH_ORIGIN="$origin" timeout -k 5 $((seconds + 30)) \
-      taskset -c "$LOAD_CPU" wrk -t1 -c32 -d"${seconds}s" --timeout 5s \
-      -s "$shared/lib/wrk-report.lua" "$url" | grep '^RESULT ' | sed "s/^/pgo.sh:   $name $kind: /" >&2 || true
+    printf 'wrk.headers["Authorization"] = "%s"\nwrk.headers["Origin"] = "%s"\n' "$auth" "$origin" >"$lua"
+    timeout -k 5 $((seconds + 30)) "${pin_load[@]}" wrk -t1 -c32 -d"${seconds}s" --timeout 5s -s "$lua" "$url" \
+      | sed -n "s/^ *Requests\/sec: */pgo.sh:   $name $kind: req\/s /p" >&2 || true
   done
 }
 
 echo "pgo.sh: 2/4 training for ${seconds}s per kind of request" >&2
-start_extra_cmd pgo http://127.0.0.1:19030/ "$here/clawgate-bench.sh"
-train http http://127.0.0.1:19030/
+start $http_port
+train http http://127.0.0.1:$http_port/
 if command -v h2load >/dev/null; then
-  timeout -k 5 $((seconds + 30)) taskset -c "$LOAD_CPU" h2load -D "$seconds" -c 8 -m 10 \
-    -H "Authorization: Bearer $BENCH_TOKEN" -H "Origin: $BENCH_ORIGIN_OK" \
-    http://127.0.0.1:19030/ | grep '^requests:' | sed 's/^/pgo.sh:   h2c: /' >&2 || true
+  timeout -k 5 $((seconds + 30)) "${pin_load[@]}" h2load -D "$seconds" -c 8 -m 10 \
+    -H "Authorization: Bearer $token" -H "Origin: $ok_origin" \
+    http://127.0.0.1:$http_port/ | grep '^requests:' | sed 's/^/pgo.sh:   h2c: /' >&2 || true
 fi
-bench_stop_pid "$PID_x_pgo"
-"$here/make-cert.sh" "$RUN"
-CLAWGATE_BENCH_TLS_CERT="$RUN/server.pem" CLAWGATE_BENCH_TLS_KEY="$RUN/server.key" \
-  start_extra_cmd pgo_tls http://127.0.0.1:19031/ "$here/clawgate-bench.sh"
-train tls https://127.0.0.1:19031/
-bench_stop_pid "$PID_x_pgo_tls"
+stop_pid "${PIDS[-1]}"
+"$here/make-cert.sh" "$data/tls"
+start $tls_port CLAWGATE_BENCH_TLS_CERT="$data/tls/server.pem" CLAWGATE_BENCH_TLS_KEY="$data/tls/server.key"
+train tls https://127.0.0.1:$tls_port/
+stop_pid "${PIDS[-1]}"
 
-echo "pgo.sh: 3/4 merging $(find "$data/run" -name '*.profraw' | wc -l) profiles" >&2
 profiles=("$data"/run/*.profraw)
+echo "pgo.sh: 3/4 merging ${#profiles[@]} profiles" >&2
 [ -s "${profiles[0]}" ] || { echo "pgo.sh: the instrumented clawgate wrote no profile ($data/run)" >&2; exit 1; }
 "$profdata" merge -o "$data/merged.profdata" "${profiles[@]}"
 
 echo "pgo.sh: 4/4 optimised build (target/pgo)" >&2
 unset LLVM_PROFILE_FILE
-RUSTFLAGS="-Cprofile-use=$data/merged.profdata" \
-  cargo build --release --bin clawgate --target-dir target/pgo
-rm -rf "$data"
+RUSTFLAGS="-Cprofile-use=$data/merged.profdata" cargo build --release --bin clawgate --target-dir target/pgo
 echo "pgo.sh: built $root/target/pgo/release/clawgate" >&2
