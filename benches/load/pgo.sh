@@ -23,7 +23,11 @@
 #      each instance stops with SIGTERM (a drained exit writes its profile);
 #   3. llvm-profdata (rustup's llvm-tools, installed if missing) merges the
 #      profiles of those runs only (not of build scripts);
-#   4. the optimised build (RUSTFLAGS=-Cprofile-use) in target/pgo.
+#   4. the optimised build (RUSTFLAGS=-Cprofile-use) in target/pgo, with
+#      the profile kept beside it (target/pgo/clawgate.profdata), so the
+#      test suite can be run on the same code generation:
+#        RUSTFLAGS=-Cprofile-use=$PWD/target/pgo/clawgate.profdata \
+#          cargo test --release --all-targets --target-dir target/pgo
 # WebSocket relaying is not trained: those paths are compiled as if cold,
 # which a profile-use build does for any path its training missed.
 #
@@ -168,5 +172,7 @@ echo "pgo.sh: 3/4 merging ${#profiles[@]} profiles" >&2
 
 echo "pgo.sh: 4/4 optimised build (target/pgo)" >&2
 unset LLVM_PROFILE_FILE
-RUSTFLAGS="-Cprofile-use=$data/merged.profdata" cargo build --release --bin clawgate --target-dir target/pgo
-echo "pgo.sh: built $root/target/pgo/release/clawgate" >&2
+mkdir -p target/pgo
+cp "$data/merged.profdata" target/pgo/clawgate.profdata
+RUSTFLAGS="-Cprofile-use=$root/target/pgo/clawgate.profdata" cargo build --release --bin clawgate --target-dir target/pgo
+echo "pgo.sh: built $root/target/pgo/release/clawgate (profile kept in target/pgo/clawgate.profdata)" >&2
