@@ -64,24 +64,10 @@ profdata=$(find "$(rustc --print sysroot)/lib/rustlib" -name llvm-profdata -type
 [ -x "$profdata" ] || { echo "pgo.sh: llvm-profdata not found after 'rustup component add llvm-tools'" >&2; exit 1; }
 
 data=$(mktemp -d /tmp/clawgate-pgo.XXXXXX)
+# shellcheck source=procs.sh
+source "$here/procs.sh"
 PIDS=()
-stop_pid() {
-  local i
-  kill -TERM "$1" 2>/dev/null || return 0
-  for ((i = 0; i < 200; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-trap 'for p in "${PIDS[@]}"; do stop_pid "$p"; done; rm -rf "$data"' EXIT
-wait_port() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
+trap 'stop_pids 10 "${PIDS[@]}"; rm -rf "$data"' EXIT
 # The proxy on one core and the load on the other, as the benchmarks run
 # them (and as a one-core deployment runs); no pinning on one CPU.
 pin_proxy=() pin_load=()
@@ -121,7 +107,7 @@ http {
 NGINX
 "${pin_load[@]}" nginx -p "$data" -c "$data/upstream.conf" -g 'daemon off;' >"$data/upstream.log" 2>&1 </dev/null &
 PIDS+=($!)
-wait_port $up_port "${PIDS[-1]}" || { echo "pgo.sh: the upstream nginx did not start: $(tail -3 "$data/upstream.log")" >&2; exit 1; }
+wait_port $up_port "${PIDS[-1]}" 300 || { echo "pgo.sh: the upstream nginx did not start: $(tail -3 "$data/upstream.log")" >&2; exit 1; }
 
 token=pgo-training-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 ok_origin=https://app.example.com
@@ -136,7 +122,7 @@ start() {
     BENCH_ALLOWED_ORIGINS="$ok_origin,http://127.0.0.1:3000" BENCH_ALLOWED_CIDRS=127.0.0.0/8 \
     "${pin_proxy[@]}" "$here/clawgate-bench.sh" >"$data/clawgate-$port.log" 2>&1 </dev/null &
   PIDS+=($!)
-  wait_port "$port" "${PIDS[-1]}" || { echo "pgo.sh: clawgate did not start: $(tail -5 "$data/clawgate-$port.log")" >&2; exit 1; }
+  wait_port "$port" "${PIDS[-1]}" 300 || { echo "pgo.sh: clawgate did not start: $(tail -5 "$data/clawgate-$port.log")" >&2; exit 1; }
 }
 # train NAME URL: wrk's three request kinds through one instance
 train() {
@@ -159,11 +145,11 @@ if command -v h2load >/dev/null; then
     -H "Authorization: Bearer $token" -H "Origin: $ok_origin" \
     http://127.0.0.1:$http_port/ | grep '^requests:' | sed 's/^/pgo.sh:   h2c: /' >&2 || true
 fi
-stop_pid "${PIDS[-1]}"
+stop_pids 10 "${PIDS[-1]}"
 "$here/make-cert.sh" "$data/tls"
 start $tls_port CLAWGATE_BENCH_TLS_CERT="$data/tls/server.pem" CLAWGATE_BENCH_TLS_KEY="$data/tls/server.key"
 train tls https://127.0.0.1:$tls_port/
-stop_pid "${PIDS[-1]}"
+stop_pids 10 "${PIDS[-1]}"
 
 profiles=("$data"/run/*.profraw)
 echo "pgo.sh: 3/4 merging ${#profiles[@]} profiles" >&2

@@ -121,28 +121,14 @@ done
 
 RUN=$(mktemp -d /tmp/ws-scale.XXXXXX)
 PIDS=()
+# shellcheck source=procs.sh
+source "$here/procs.sh"
 stop_all() {
-  local p i
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null || true
-  done
+  stop_pids 5 "${PIDS[@]}"
   PIDS=()
 }
 trap 'stop_all; rm -rf "$RUN"' EXIT
 trap 'log interrupted; exit 130' INT TERM
-
-wait_port() {
-  local i
-  for ((i = 0; i < 200; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 
 # --tls: a throwaway CA and a server certificate for 127.0.0.1 (make-cert.sh).
 scheme=ws ca_args=() ngx_listen="" ngx_tls=""

@@ -346,3 +346,29 @@ pub async fn keep_alive(
     tokio::spawn(conn);
     sender
 }
+
+/// One HTTP/2 connection to `addr` by prior knowledge (h2c): every request
+/// sent on the returned sender is a stream of it.
+pub async fn h2c(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c prior knowledge is spoken");
+    tokio::spawn(conn);
+    sender
+}
+
+/// This process's resident set in KiB (in-process tests: the proxy's too).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}

@@ -46,16 +46,6 @@ fn opening() -> Vec<u8> {
     b
 }
 
-/// This process's resident set (the proxy runs in it), in KiB.
-fn rss_kib() -> i64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
-
 /// What the server sent back, frame by frame.
 #[derive(Default, Debug)]
 struct Received {
@@ -155,7 +145,7 @@ async fn flood_with(
 ) -> Flood {
     let batch = one.repeat((64 * 1024 / one.len()).max(1));
     let total = max_frames * one.len() as u64;
-    let base = rss_kib();
+    let base = rss_kib() as i64;
     let started = Instant::now();
     let mut peak = 0;
     let mut bytes = 0u64;
@@ -174,12 +164,12 @@ async fn flood_with(
             Ok(Err(e)) => break End::Closed(format!("{:?}", e.kind())),
         }
         if bytes >= next_sample {
-            peak = peak.max(rss_kib() - base);
+            peak = peak.max(rss_kib() as i64 - base);
             next_sample = bytes + (1 << 20);
         }
     };
     // After a stall the server's buffers are as full as they get.
-    peak = peak.max(rss_kib() - base);
+    peak = peak.max(rss_kib() as i64 - base);
     Flood {
         frames: bytes / one.len() as u64,
         bytes,

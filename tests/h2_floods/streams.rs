@@ -12,12 +12,7 @@ async fn streams_cancelled_at_the_gateway_get_the_connection_shed() {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2c prior knowledge is spoken");
-    tokio::spawn(conn);
+    let mut send = h2c(server.addr).await;
 
     const STREAMS: usize = 1_000;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -123,12 +118,7 @@ async fn more_concurrent_streams_than_allowed_are_queued_not_served_at_once() {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2c prior knowledge is spoken");
-    tokio::spawn(conn);
+    let send = h2c(server.addr).await;
 
     // 1,000 requests at once on one connection (the server allows 256
     // concurrent streams): all answered, none refused by the proxy.

@@ -122,7 +122,6 @@ use common::tls::{dns_san, https_get, tls_refusal, ClientCert, Pki};
 use common::*;
 use http::Version;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

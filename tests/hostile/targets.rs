@@ -29,12 +29,7 @@ async fn authority_and_asterisk_form_targets_get_400() {
 #[tokio::test]
 async fn h2_authority_and_host_that_disagree_get_400() {
     let h = setup().await;
-    let tcp = TcpStream::connect(h.server.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2c prior knowledge is spoken");
-    tokio::spawn(conn);
+    let mut send = h2c(h.server.addr).await;
     let req = http::Request::builder()
         .uri("http://gw.example.com/")
         .header("host", "evil.example.net")
