@@ -13,14 +13,25 @@
 # Steps:
 #   1. an instrumented build (RUSTFLAGS=-Cprofile-generate) in target/pgo-gen;
 #   2. training: the instrumented clawgate, started by clawgate-bench.sh
-#      behind an nginx upstream (200 "ok" over keep-alive, the shared bench
-#      harness's), serves, for --seconds each,
-#      wrk's allowed requests, wrong tokens and bad Origins (403 with the
-#      diff), with the default limits, as a deployment runs them (a flood of
-#      wrong tokens from one address gets 401 sixty times a minute, then
-#      429), plus h2load's HTTP/2 (prior knowledge) if h2load is installed;
-#      then the three kinds over TLS (keep-alive);
-#      each instance stops with SIGTERM (a drained exit writes its profile);
+#      behind an nginx upstream, serves wrk's requests for --seconds each,
+#      allowed and refused, with the default limits, as a deployment runs
+#      them (a flood of wrong tokens from one address gets 401 sixty times
+#      a minute, then 429), plus h2load's HTTP/2 (prior knowledge) if
+#      h2load is installed; then the same over TLS (keep-alive); each
+#      instance stops with SIGTERM (a drained exit writes its profile).
+#      Which requests, --train says:
+#        mixed  (default) requests of many shapes (pgo-mix.lua): browser
+#               and CLI requests with up to a dozen fields, five paths,
+#               GET, HEAD, POST with a JSON body, DELETE, either credential
+#               header; answers of 200, 204 and 404, "ok", 1 KB of JSON
+#               and a 24 KB file; refusals of six kinds (wrong, missing or
+#               Basic credentials; the scheme, port or host of Origin);
+#               h2load sends a many-field GET and a POST;
+#        bench  the benchmarks' own request only (GET / with a bearer token
+#               and an Origin: allowed, wrong token, bad Origin; "ok").
+#      Trained on mixed, the build keeps ≈90 % of bench's instruction gain
+#      on the benchmarks' allowed request (benches/PERFORMANCE.md, stop
+#      24): the gain does not come from training on the measured request;
 #   3. llvm-profdata (rustup's llvm-tools, installed if missing) merges the
 #      profiles of those runs only (not of build scripts);
 #   4. the optimised build (RUSTFLAGS=-Cprofile-use) in target/pgo, with
@@ -31,9 +42,10 @@
 # WebSocket relaying is not trained: those paths are compiled as if cold,
 # which a profile-use build does for any path its training missed.
 #
-# Usage: benches/load/pgo.sh [--seconds S]   (default 4; at most 60)
-# Needs: nginx (the upstream), wrk, openssl; h2load optional. ≈6 minutes on
-# 2 cores (two release builds). Loopback only (ports 19041-19043 and, for
+# Usage: benches/load/pgo.sh [--seconds S] [--train mixed|bench]
+#        (--seconds: default 4, at most 60)
+# Needs: nginx (the upstream), wrk, openssl; h2load optional. ≈9 minutes on
+# 2 cores (two release builds; ≈5 when the instrumented one is still built). Loopback only (ports 19041-19043 and, for
 # clawgate's admin listeners, 19142-19143); every process it starts is
 # stopped by PID on exit; every load run is bounded in time.
 set -euo pipefail
@@ -41,16 +53,18 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-seconds=4
+seconds=4 mix=mixed
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;
+    --train) mix=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "pgo.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case $seconds in ''|*[!0-9]*) echo "pgo.sh: --seconds takes a whole number" >&2; exit 2 ;; esac
 [ "$seconds" -ge 1 ] && [ "$seconds" -le 60 ] || { echo "pgo.sh: --seconds between 1 and 60" >&2; exit 2; }
+case $mix in mixed|bench) ;; *) echo "pgo.sh: --train takes mixed or bench, not '$mix'" >&2; exit 2 ;; esac
 for tool in wrk nginx openssl; do
   command -v "$tool" >/dev/null || { echo "pgo.sh: $tool not found (apt-get install wrk nginx-light openssl)" >&2; exit 1; }
 done
@@ -75,11 +89,18 @@ if [ "$(nproc)" -ge 2 ]; then pin_proxy=(taskset -c 1) pin_load=(taskset -c 0); 
 
 cd "$root"
 echo "pgo.sh: 1/4 instrumented build (target/pgo-gen)" >&2
-RUSTFLAGS="-Cprofile-generate=$data/build" cargo build --release --bin clawgate --target-dir target/pgo-gen
+# A fixed directory for the build scripts' own profiles (never merged), so
+# a second run's flags are the same and cargo reuses the build.
+RUSTFLAGS="-Cprofile-generate=$root/target/pgo-gen/build-profiles" \
+  cargo build --release --bin clawgate --target-dir target/pgo-gen
 
-# The upstream: nginx answering 200 "ok" over keep-alive, the shared
-# bench harness's upstream (../shared/bench/conf/upstream-nginx.conf.tmpl).
-mkdir -p "$data/nginx-tmp"
+# The upstream: nginx over keep-alive, answering 200 "ok" at / as the
+# shared bench harness's upstream does (conf/upstream-nginx.conf.tmpl),
+# and for --train mixed 1 KB of JSON at /api/, 204 at
+# /api/health, 404 at /api/missing/ and a 24 KB file under /assets/.
+mkdir -p "$data/nginx-tmp" "$data/www/assets"
+head -c 18000 /dev/urandom | base64 -w 100 >"$data/www/assets/app.js"
+sessions=$(for i in $(seq 1 12); do printf '{"id":"s-%02d","title":"session %d","updated":"2026-12-0%dT10:00:00Z"},' "$i" "$i" $((i % 9 + 1)); done)
 cat >"$data/upstream.conf" <<NGINX
 worker_processes 1;
 pid $data/upstream.pid;
@@ -102,6 +123,15 @@ http {
             add_header X-Seen-Request-Id \$http_x_request_id always;
             return 200 "ok";
         }
+        location /api/ {
+            default_type application/json;
+            add_header X-Seen-Request-Id \$http_x_request_id always;
+            add_header Cache-Control no-store always;
+            return 200 '{"sessions":[${sessions%,}]}';
+        }
+        location = /api/health { return 204; }
+        location /api/missing/ { return 404 "no such thing"; }
+        location /assets/ { root $data/www; }
     }
 }
 NGINX
@@ -124,9 +154,19 @@ start() {
   PIDS+=($!)
   wait_port "$port" "${PIDS[-1]}" 300 || { echo "pgo.sh: clawgate did not start: $(tail -5 "$data/clawgate-$port.log")" >&2; exit 1; }
 }
-# train NAME URL: wrk's three request kinds through one instance
+# train NAME URL: wrk's requests through one instance (--train: the
+# benchmarks' three kinds, or pgo-mix.lua's allowed and refused mixes)
 train() {
   local name=$1 url=$2 kind auth origin lua=$data/headers.lua
+  if [ "$mix" = mixed ]; then
+    for kind in allow deny; do
+      PGO_TOKEN=$token PGO_ORIGIN=$ok_origin PGO_KIND=$kind \
+        timeout -k 5 $((seconds + 30)) "${pin_load[@]}" wrk -t1 -c32 -d"${seconds}s" --timeout 5s \
+          -s "$here/pgo-mix.lua" "$url" \
+        | sed -n "s/^ *Requests\/sec: */pgo.sh:   $name mixed $kind: req\/s /p" >&2 || true
+    done
+    return
+  fi
   for kind in allow deny origin; do
     auth="Bearer $token" origin=$ok_origin
     [ "$kind" = deny ] && auth="Bearer wrong-$token"
@@ -136,15 +176,30 @@ train() {
       | sed -n "s/^ *Requests\/sec: */pgo.sh:   $name $kind: req\/s /p" >&2 || true
   done
 }
-
-echo "pgo.sh: 2/4 training for ${seconds}s per kind of request" >&2
-start $http_port
-train http http://127.0.0.1:$http_port/
-if command -v h2load >/dev/null; then
+# h2c URL: h2load over HTTP/2 with prior knowledge (the benchmarks' GET,
+# or for --train mixed a many-field GET and a POST with a body)
+h2c() {
+  local url=$1 extra
+  if [ "$mix" = mixed ]; then
+    printf '{"session":"main","message":{"role":"user","content":"%s"}}' "$(head -c 300 /dev/zero | tr '\0' x)" >"$data/post.json"
+    for extra in "-H accept-language:en-GB -H cookie:theme=dark -H user-agent:openclaw-cli/2026.9.6 ${url}api/sessions?limit=5" \
+                "-d $data/post.json -H content-type:application/json ${url}api/chat"; do
+      # shellcheck disable=SC2086
+      timeout -k 5 $((seconds / 2 + 30)) "${pin_load[@]}" h2load -D $((seconds / 2 + 1)) -c 8 -m 10 \
+        -H "Authorization: Bearer $token" -H "Origin: $ok_origin" $extra \
+        | grep '^requests:' | sed 's/^/pgo.sh:   h2c mixed: /' >&2 || true
+    done
+    return
+  fi
   timeout -k 5 $((seconds + 30)) "${pin_load[@]}" h2load -D "$seconds" -c 8 -m 10 \
     -H "Authorization: Bearer $token" -H "Origin: $ok_origin" \
-    http://127.0.0.1:$http_port/ | grep '^requests:' | sed 's/^/pgo.sh:   h2c: /' >&2 || true
-fi
+    "$url" | grep '^requests:' | sed 's/^/pgo.sh:   h2c: /' >&2 || true
+}
+
+echo "pgo.sh: 2/4 training ($mix) for ${seconds}s per kind of request" >&2
+start $http_port
+train http http://127.0.0.1:$http_port/
+if command -v h2load >/dev/null; then h2c http://127.0.0.1:$http_port/; fi
 stop_pids 10 "${PIDS[-1]}"
 "$here/make-cert.sh" "$data/tls"
 start $tls_port CLAWGATE_BENCH_TLS_CERT="$data/tls/server.pem" CLAWGATE_BENCH_TLS_KEY="$data/tls/server.key"
