@@ -39,30 +39,30 @@ local chat = '{"session":"main","message":{"role":"user","content":"'
   .. string.rep("summarise the open pull requests and their reviewers; ", 6) .. '"},"stream":false}'
 
 -- Built in init(), after wrk has set the Host field from the URL.
-function init(args)
-if kind == "allow" then
-  add("GET", "/api/sessions?limit=20&order=recent", browser({ ["Authorization"] = "Bearer " .. token }))
-  add("GET", "/assets/app.js", browser({ ["X-Clawgate-Token"] = token, ["Accept"] = "*/*",
-    ["Sec-Fetch-Dest"] = "script", ["If-None-Match"] = '"66a1-stale"' }))
-  add("POST", "/api/chat", browser({ ["Authorization"] = "Bearer " .. token,
-    ["Content-Type"] = "application/json" }), chat)
-  add("GET", "/", { ["Authorization"] = "Bearer " .. token, ["User-Agent"] = "openclaw-cli/2026.9.6",
-    ["Accept"] = "*/*" })
-  add("HEAD", "/api/health", { ["Authorization"] = "Bearer " .. token })
-  add("GET", "/api/missing/thing", browser({ ["Authorization"] = "Bearer " .. token,
-    ["Origin"] = "http://127.0.0.1:3000" }))
-  add("DELETE", "/api/sessions/old-7", browser({ ["Authorization"] = "Bearer " .. token }))
-else
-  add("GET", "/api/sessions", browser({ ["Authorization"] = "Bearer wrong-" .. token }))
-  add("GET", "/api/sessions", browser({}))
-  add("GET", "/api/sessions", browser({ ["Authorization"] = "Bearer " .. token,
-    ["Origin"] = "http://" .. ok:gsub("^https://", "") }))
-  add("GET", "/assets/app.js", browser({ ["X-Clawgate-Token"] = token,
-    ["Origin"] = "https://evil.example.net" }))
-  add("POST", "/api/chat", browser({ ["Authorization"] = "Bearer " .. token,
-    ["Origin"] = ok .. ":8443", ["Content-Type"] = "application/json" }), chat)
-  add("GET", "/", { ["Authorization"] = "Basic dXNlcjpwYXNz", ["User-Agent"] = "curl/8.5.0" })
-end
+function init(_)
+  if kind == "allow" then
+    add("GET", "/api/sessions?limit=20&order=recent", browser({ ["Authorization"] = "Bearer " .. token }))
+    add("GET", "/assets/app.js", browser({ ["X-Clawgate-Token"] = token, ["Accept"] = "*/*",
+      ["Sec-Fetch-Dest"] = "script", ["If-None-Match"] = '"66a1-stale"' }))
+    add("POST", "/api/chat", browser({ ["Authorization"] = "Bearer " .. token,
+      ["Content-Type"] = "application/json" }), chat)
+    add("GET", "/", { ["Authorization"] = "Bearer " .. token, ["User-Agent"] = "openclaw-cli/2026.9.6",
+      ["Accept"] = "*/*" })
+    add("HEAD", "/api/health", { ["Authorization"] = "Bearer " .. token })
+    add("GET", "/api/missing/thing", browser({ ["Authorization"] = "Bearer " .. token,
+      ["Origin"] = "http://127.0.0.1:3000" }))
+    add("DELETE", "/api/sessions/old-7", browser({ ["Authorization"] = "Bearer " .. token }))
+  else
+    add("GET", "/api/sessions", browser({ ["Authorization"] = "Bearer wrong-" .. token }))
+    add("GET", "/api/sessions", browser({}))
+    add("GET", "/api/sessions", browser({ ["Authorization"] = "Bearer " .. token,
+      ["Origin"] = "http://" .. ok:gsub("^https://", "") }))
+    add("GET", "/assets/app.js", browser({ ["X-Clawgate-Token"] = token,
+      ["Origin"] = "https://evil.example.net" }))
+    add("POST", "/api/chat", browser({ ["Authorization"] = "Bearer " .. token,
+      ["Origin"] = ok .. ":8443", ["Content-Type"] = "application/json" }), chat)
+    add("GET", "/", { ["Authorization"] = "Basic dXNlcjpwYXNz", ["User-Agent"] = "curl/8.5.0" })
+  end
 end
 
 function request()

@@ -45,9 +45,10 @@
 # Usage: benches/load/pgo.sh [--seconds S] [--train mixed|bench]
 #        (--seconds: default 4, at most 60)
 # Needs: nginx (the upstream), wrk, openssl; h2load optional. ≈9 minutes on
-# 2 cores (two release builds; ≈5 when the instrumented one is still built). Loopback only (ports 19041-19043 and, for
-# clawgate's admin listeners, 19142-19143); every process it starts is
-# stopped by PID on exit; every load run is bounded in time.
+# 2 cores (two release builds; ≈5 when the instrumented one is still
+# built). Loopback only (ports 19041-19043 and, for clawgate's admin
+# listeners, 19142-19143); every process it starts is stopped by PID on
+# exit; every load run is bounded in time.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -154,46 +155,45 @@ start() {
   PIDS+=($!)
   wait_port "$port" "${PIDS[-1]}" 300 || { echo "pgo.sh: clawgate did not start: $(tail -5 "$data/clawgate-$port.log")" >&2; exit 1; }
 }
-# train NAME URL: wrk's requests through one instance (--train: the
-# benchmarks' three kinds, or pgo-mix.lua's allowed and refused mixes)
+# train NAME URL: wrk through one instance, --seconds per kind: the
+# allowed and refused mixes of pgo-mix.lua (--train mixed), or the
+# benchmarks' request allowed, with a wrong token and with a bad Origin
+# (--train bench)
 train() {
-  local name=$1 url=$2 kind auth origin lua=$data/headers.lua
-  if [ "$mix" = mixed ]; then
-    for kind in allow deny; do
-      PGO_TOKEN=$token PGO_ORIGIN=$ok_origin PGO_KIND=$kind \
-        timeout -k 5 $((seconds + 30)) "${pin_load[@]}" wrk -t1 -c32 -d"${seconds}s" --timeout 5s \
-          -s "$here/pgo-mix.lua" "$url" \
-        | sed -n "s/^ *Requests\/sec: */pgo.sh:   $name mixed $kind: req\/s /p" >&2 || true
-    done
-    return
-  fi
-  for kind in allow deny origin; do
-    auth="Bearer $token" origin=$ok_origin
-    [ "$kind" = deny ] && auth="Bearer wrong-$token"
-    [ "$kind" = origin ] && origin=https://evil.example.net
-    printf 'wrk.headers["Authorization"] = "%s"\nwrk.headers["Origin"] = "%s"\n' "$auth" "$origin" >"$lua"
-    timeout -k 5 $((seconds + 30)) "${pin_load[@]}" wrk -t1 -c32 -d"${seconds}s" --timeout 5s -s "$lua" "$url" \
-      | sed -n "s/^ *Requests\/sec: */pgo.sh:   $name $kind: req\/s /p" >&2 || true
+  local name=$1 url=$2 kind script auth origin kinds=(allow deny origin)
+  [ "$mix" = mixed ] && kinds=(allow deny)
+  for kind in "${kinds[@]}"; do
+    script=$here/pgo-mix.lua
+    if [ "$mix" = bench ]; then
+      auth="Bearer $token" origin=$ok_origin
+      [ "$kind" = deny ] && auth="Bearer wrong-$token"
+      [ "$kind" = origin ] && origin=https://evil.example.net
+      script=$data/headers.lua
+      printf 'wrk.headers["Authorization"] = "%s"\nwrk.headers["Origin"] = "%s"\n' "$auth" "$origin" >"$script"
+    fi
+    PGO_TOKEN=$token PGO_ORIGIN=$ok_origin PGO_KIND=$kind \
+      timeout -k 5 $((seconds + 30)) "${pin_load[@]}" wrk -t1 -c32 -d"${seconds}s" --timeout 5s -s "$script" "$url" \
+      | sed -n "s/^ *Requests\/sec: */pgo.sh:   $name $mix $kind: req\/s /p" >&2 || true
   done
 }
-# h2c URL: h2load over HTTP/2 with prior knowledge (the benchmarks' GET,
-# or for --train mixed a many-field GET and a POST with a body)
+# h2c URL: h2load over HTTP/2 with prior knowledge: the benchmarks' GET for
+# --seconds, or for --train mixed a many-field GET and a POST with a body,
+# half as long each
 h2c() {
-  local url=$1 extra
+  local url=$1 secs=$seconds runs run
+  runs=("$url")
   if [ "$mix" = mixed ]; then
     printf '{"session":"main","message":{"role":"user","content":"%s"}}' "$(head -c 300 /dev/zero | tr '\0' x)" >"$data/post.json"
-    for extra in "-H accept-language:en-GB -H cookie:theme=dark -H user-agent:openclaw-cli/2026.9.6 ${url}api/sessions?limit=5" \
-                "-d $data/post.json -H content-type:application/json ${url}api/chat"; do
-      # shellcheck disable=SC2086
-      timeout -k 5 $((seconds / 2 + 30)) "${pin_load[@]}" h2load -D $((seconds / 2 + 1)) -c 8 -m 10 \
-        -H "Authorization: Bearer $token" -H "Origin: $ok_origin" $extra \
-        | grep '^requests:' | sed 's/^/pgo.sh:   h2c mixed: /' >&2 || true
-    done
-    return
+    runs=("-H accept-language:en-GB -H cookie:theme=dark -H user-agent:openclaw-cli/2026.9.6 ${url}api/sessions?limit=5"
+          "-d $data/post.json -H content-type:application/json ${url}api/chat")
+    secs=$((seconds / 2 + 1))
   fi
-  timeout -k 5 $((seconds + 30)) "${pin_load[@]}" h2load -D "$seconds" -c 8 -m 10 \
-    -H "Authorization: Bearer $token" -H "Origin: $ok_origin" \
-    "$url" | grep '^requests:' | sed 's/^/pgo.sh:   h2c: /' >&2 || true
+  for run in "${runs[@]}"; do
+    # shellcheck disable=SC2086  # each run is a list of words
+    timeout -k 5 $((secs + 30)) "${pin_load[@]}" h2load -D "$secs" -c 8 -m 10 \
+      -H "Authorization: Bearer $token" -H "Origin: $ok_origin" $run \
+      | grep '^requests:' | sed "s/^/pgo.sh:   h2c $mix: /" >&2 || true
+  done
 }
 
 echo "pgo.sh: 2/4 training ($mix) for ${seconds}s per kind of request" >&2
