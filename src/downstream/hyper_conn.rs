@@ -42,6 +42,9 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
+        // RFC 8441: browsers open WebSockets as streams of the page's h2
+        // connection once it offers them (`proxy::forward`'s h2_websocket).
+        .enable_connect_protocol()
         .max_header_list_size(snap.limits.max_header_bytes as u32)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let requested = Arc::new(AtomicBool::new(false));

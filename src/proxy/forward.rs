@@ -56,9 +56,14 @@ pub(super) fn forward<'a>(
         // whose requests would bypass clawgate.
         let upgrade = if req.version == Version::HTTP_11 {
             headers::upgrade_requested(&req.fields).filter(|u| u.eq_ignore_ascii_case(b"websocket"))
+        } else if req.h2_websocket {
+            Some(&b"websocket"[..])
         } else {
             None
         };
+        // RFC 8441 has no key exchange (the stream is the proof); the
+        // gateway's RFC 6455 handshake needs one, and its answer is checked.
+        let h2_key = req.h2_websocket.then(h2_websocket::Key::new);
         if upgrade.is_none() {
             req.upgrade = None;
         }
@@ -76,10 +81,16 @@ pub(super) fn forward<'a>(
         // A body of unknown length (HTTP/1.1 chunked, or h2 without
         // content-length) goes to the gateway chunked.
         let chunked = !body.is_end_stream() && content_length.is_none();
+        // The gateway gets an RFC 8441 stream as the RFC 6455 `GET` it is.
+        let method = if req.h2_websocket {
+            &http::Method::GET
+        } else {
+            &req.method
+        };
         let mut head = head_buffer::take();
         headers::write_request_head(
             &mut head,
-            &req.method,
+            method,
             target,
             &req.fields,
             up,
@@ -91,12 +102,13 @@ pub(super) fn forward<'a>(
                 request_id: &ex.request_id,
                 peer_trusted: client.peer_trusted,
                 upgrade,
+                websocket_key: h2_key.as_ref().map(h2_websocket::Key::as_bytes),
                 session_cookie: SESSION_COOKIE,
             },
             chunked,
         );
         let out = upstream::Outgoing {
-            method: &req.method,
+            method,
             head: &head,
             body,
             chunked,
@@ -136,7 +148,7 @@ pub(super) fn forward<'a>(
             // The body reports a reset mid-way with it, long after this lock.
             reset.clone()
         };
-        let (mut resp, gateway) = match result {
+        let (mut resp, mut gateway) = match result {
             Ok(r) => r,
             Err(e) => {
                 if e.is_upstream_fault() {
@@ -173,6 +185,20 @@ pub(super) fn forward<'a>(
                     .inc();
                 return Err(Refusal::Upstream(UpstreamError::Reset));
             };
+            if let Some(key) = &h2_key {
+                // A 101 without the right accept is not the gateway's
+                // WebSocket; over h2 the stream opens with a 200.
+                if !key.accepted_by(&gateway) {
+                    state
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&up.name, "bad_websocket_accept"])
+                        .inc();
+                    return Err(Refusal::Upstream(UpstreamError::Reset));
+                }
+                h2_websocket::to_stream_response(&mut gateway);
+                *resp.status_mut() = StatusCode::OK;
+            }
             let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
                 return Err(Refusal::Upstream(UpstreamError::Reset));
             };
@@ -207,6 +233,107 @@ pub(super) fn forward<'a>(
                 None => body,
             })
         }))
+    }
+}
+
+/// WebSockets over HTTP/2 (RFC 8441) as the gateway's HTTP/1.1 upgrade.
+mod h2_websocket {
+    use base64::Engine as _;
+
+    use crate::proxy::HeadFields;
+
+    /// RFC 6455 §1.3's GUID, appended to the key for the accept value.
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+    /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (24 bytes).
+    pub struct Key([u8; 24]);
+
+    impl Key {
+        pub fn new() -> Key {
+            let mut raw = [0u8; 16];
+            // The key is a nonce against caches, not a secret: should the
+            // system's generator fail, a fixed key still opens the socket.
+            let _ = getrandom::fill(&mut raw);
+            let mut key = [0u8; 24];
+            let n = base64::engine::general_purpose::STANDARD
+                .encode_slice(raw, &mut key)
+                .expect("16 bytes are 24 in base64");
+            debug_assert_eq!(n, 24);
+            Key(key)
+        }
+
+        pub fn as_bytes(&self) -> &[u8] {
+            &self.0
+        }
+
+        /// Does the gateway's 101 carry this key's `Sec-WebSocket-Accept`?
+        pub fn accepted_by(&self, fields: &HeadFields) -> bool {
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+            ctx.update(&self.0);
+            ctx.update(GUID);
+            let expected = base64::engine::general_purpose::STANDARD.encode(ctx.finish());
+            let mut accepts = fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-accept"));
+            matches!(
+                (accepts.next(), accepts.next()),
+                (Some((_, v)), None) if v.trim_ascii() == expected.as_bytes()
+            )
+        }
+    }
+
+    /// The 101's fields as an h2 200 opening the stream carries them:
+    /// without the handshake's own (`Connection`, `Upgrade`, the accept);
+    /// `Sec-WebSocket-Protocol` and `-Extensions` stay, as the client chose.
+    pub fn to_stream_response(fields: &mut HeadFields) {
+        fields.retain(|name| {
+            !(name.eq_ignore_ascii_case(b"connection")
+                || name.eq_ignore_ascii_case(b"upgrade")
+                || name.eq_ignore_ascii_case(b"sec-websocket-accept"))
+        });
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn fields(lines: &str) -> HeadFields {
+            HeadFields {
+                lines: bytes::Bytes::copy_from_slice(lines.as_bytes()),
+                ..HeadFields::default()
+            }
+        }
+
+        #[test]
+        fn rfc_6455_sample_key_is_accepted_and_others_are_not() {
+            // RFC 6455 §1.3: "dGhlIHNhbXBsZSBub25jZQ==" -> "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".
+            let key = Key(*b"dGhlIHNhbXBsZSBub25jZQ==");
+            let ok = "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+            assert!(key.accepted_by(&fields(ok)));
+            assert!(!key.accepted_by(&fields("sec-websocket-accept: x\r\n")));
+            assert!(!key.accepted_by(&fields("")));
+            assert!(!key.accepted_by(&fields(&format!("{ok}{ok}"))));
+            assert!(!Key::new().accepted_by(&fields(ok)));
+        }
+
+        #[test]
+        fn keys_are_fresh_base64_of_16_bytes() {
+            let (a, b) = (Key::new(), Key::new());
+            assert_ne!(a.as_bytes(), b.as_bytes());
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(a.as_bytes())
+                .unwrap();
+            assert_eq!(raw.len(), 16);
+        }
+
+        #[test]
+        fn the_stream_response_keeps_only_the_negotiated_fields() {
+            let mut f = fields(
+                "Upgrade: websocket\r\nSec-WebSocket-Accept: k\r\nsec-websocket-protocol: chat\r\nconnection: upgrade\r\n",
+            );
+            to_stream_response(&mut f);
+            assert_eq!(&f.lines[..], b"sec-websocket-protocol: chat\r\n");
+        }
     }
 }
 

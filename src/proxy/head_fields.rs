@@ -54,6 +54,19 @@ impl HeadFields {
         self.lines = v.into();
     }
 
+    /// Keep only the lines whose name `keep` accepts (rare: a 101 turned
+    /// into an h2 200), so it may allocate.
+    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        let mut v = Vec::with_capacity(self.lines.len());
+        for (name, value) in self.iter().filter(|(n, _)| keep(n)) {
+            v.extend_from_slice(name);
+            v.extend_from_slice(b": ");
+            v.extend_from_slice(value);
+            v.extend_from_slice(b"\r\n");
+        }
+        self.lines = v.into();
+    }
+
     /// Write them, and the request ID, into a response head being laid out.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.lines);

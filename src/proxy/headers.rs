@@ -40,6 +40,10 @@ pub struct Forwarding<'a> {
     pub peer_trusted: bool,
     /// `Some(value of Upgrade)` when the connection is being upgraded.
     pub upgrade: Option<&'a [u8]>,
+    /// The `Sec-WebSocket-Key` clawgate makes for a WebSocket opened over
+    /// h2 (RFC 8441 has none), with `Sec-WebSocket-Version` if the client
+    /// left it out.
+    pub websocket_key: Option<&'a [u8]>,
     pub session_cookie: &'a str,
 }
 
@@ -120,6 +124,10 @@ pub fn write_request_head(
         {
             continue;
         }
+        // An h2 client has no key of its own to send (RFC 8441 §5).
+        if f.websocket_key.is_some() && n == b"sec-websocket-key" {
+            continue;
+        }
         // A trusted proxy in front already knows the original scheme and host.
         if f.peer_trusted && (n == b"x-forwarded-proto" || n == b"x-forwarded-host") {
             continue;
@@ -156,6 +164,12 @@ pub fn write_request_head(
     if let Some(u) = f.upgrade {
         wire::header(out, b"connection", b"upgrade");
         wire::header(out, b"upgrade", u);
+        if let Some(key) = f.websocket_key {
+            wire::header(out, b"sec-websocket-key", key);
+            if !fields.contains("sec-websocket-version") {
+                wire::header(out, b"sec-websocket-version", b"13");
+            }
+        }
     }
     if chunked {
         wire::header(out, b"transfer-encoding", b"chunked");
@@ -248,6 +262,7 @@ mod tests {
             request_id: rid,
             peer_trusted: trusted,
             upgrade: None,
+            websocket_key: None,
             session_cookie: "clawgate_session",
         }
     }

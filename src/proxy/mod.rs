@@ -271,8 +271,10 @@ fn decide<'s>(
     req: &ClientRequest,
     ex: &mut Exchange,
 ) -> Result<Next<'s>, Refusal> {
-    // Not an open proxy: origin-form (or h2 :path) only.
-    if req.method == Method::CONNECT {
+    // Not an open proxy: origin-form (or h2 :path) only. The one CONNECT
+    // taken is RFC 8441's WebSocket over an h2 stream, which names a path
+    // on this proxy, not a host to tunnel to.
+    if req.method == Method::CONNECT && !req.h2_websocket {
         ex.request_id = request_id::generate_at(ex.clock.since_epoch);
         return Err(Refusal::MethodNotAllowed);
     }

@@ -17,6 +17,10 @@ pub struct ClientRequest {
     /// hyper's handle on the connection once it answers 101 (HTTP/1.1
     /// requests hyper read that asked to upgrade).
     pub upgrade: Option<OnUpgrade>,
+    /// An HTTP/2 extended CONNECT with `:protocol websocket` (RFC 8441):
+    /// a WebSocket opened as a stream of a multiplexed connection, which
+    /// the gateway gets as an HTTP/1.1 `GET` with `Upgrade: websocket`.
+    pub h2_websocket: bool,
 }
 
 impl ClientRequest {
@@ -29,13 +33,22 @@ impl ClientRequest {
             fields,
             body: RequestBody::Empty,
             upgrade: None,
+            h2_websocket: false,
         }
     }
 
     /// A request hyper read: its fields copied out of the `HeaderMap`.
     pub fn from_hyper(req: http::Request<Incoming>) -> ClientRequest {
         let (mut parts, body) = req.into_parts();
+        // hyper hands `:protocol` over only when the connection enabled
+        // extended CONNECT (`downstream::hyper_conn`), and only on h2.
+        let h2_websocket = parts.method == http::Method::CONNECT
+            && parts
+                .extensions
+                .get::<hyper::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
         ClientRequest {
+            h2_websocket,
             upgrade: parts.extensions.remove::<OnUpgrade>(),
             fields: Fields::from_header_map(&parts.headers),
             method: parts.method,

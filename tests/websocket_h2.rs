@@ -1,0 +1,250 @@
+//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT) through clawgate on
+//! real sockets: a stream of an h2 connection (h2c by prior knowledge, and
+//! TLS with ALPN h2 as browsers do) becomes the gateway's HTTP/1.1 upgrade
+//! with a key clawgate made, the gateway's 101 becomes the stream's 200,
+//! and frames pass both ways untouched. The member's identity, the Origin
+//! check before any upstream request, and plain CONNECT still refused.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::tls::{tls_connect, Pki};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const ALICE: &str = "alice-token-0123456789";
+const WAIT: Duration = Duration::from_secs(10);
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Wait for the server's SETTINGS (extended CONNECT is usable only once
+/// they arrived) by sending one ordinary request first.
+async fn settle(sender: &mut SendRequest<Empty<Bytes>>, authority: &str) {
+    let req = http::Request::get(format!("http://{authority}/"))
+        .header("x-clawgate-token", ALICE)
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("answered within 10s")
+        .unwrap();
+    let _ = resp.into_body().collect().await;
+}
+
+/// An extended CONNECT for `path` with `headers`: the response's status,
+/// its fields and body, and the stream as a WebSocket when it opened.
+async fn connect_ws(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    scheme: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, String, Option<Ws>) {
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("{scheme}://{authority}{path}"))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req.body(Empty::new()).unwrap()))
+        .await
+        .expect("answered within 10s")
+        .unwrap_or_else(|e| panic!("extended CONNECT failed: {e:?}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    if status != 200 {
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        return (status, headers, String::from_utf8_lossy(&body).into(), None);
+    }
+    let up = hyper::upgrade::on(resp).await.expect("the stream opens");
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Client, None).await;
+    (status, headers, String::new(), Some(ws))
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return t.as_str().to_string(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+async fn assert_echoes(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    assert_eq!(next_text(ws).await, text, "echoed exactly");
+}
+
+async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+    let up = Upstream::start().await;
+    let alice = MemberSpec::new("alice", ALICE).set("ORIGINS", "https://app.example.com none");
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[alice]);
+    let server = start(&cfg).await;
+    (up, cfg, server)
+}
+
+#[tokio::test]
+async fn an_h2c_stream_becomes_the_gateways_websocket_with_the_members_identity() {
+    let (up, cfg, server) = setup().await;
+    let authority = server.addr.to_string();
+    let mut sender = h2c(server.addr).await;
+    settle(&mut sender, &authority).await;
+    let before = up.count();
+
+    let (status, headers, body, ws) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws-headers",
+        &[
+            ("x-clawgate-token", ALICE),
+            ("origin", "https://app.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "the stream opens with a 200: {body}");
+    let rid = headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(
+        headers.get("sec-websocket-accept").is_none() && headers.get("upgrade").is_none(),
+        "the 101's handshake fields stay between clawgate and the gateway: {headers:?}"
+    );
+    let mut ws = ws.unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(seen["x-forwarded-user"], serde_json::json!(["alice"]));
+    assert_eq!(seen["x-request-id"][0], rid.as_str());
+    assert_eq!(seen["upgrade"][0], "websocket");
+    assert_eq!(seen["sec-websocket-version"][0], "13");
+    let key = seen["sec-websocket-key"][0]
+        .as_str()
+        .expect("a key was made");
+    assert_eq!(key.len(), 24, "16 bytes in base64: {key}");
+    assert!(seen.get("x-clawgate-token").is_none(), "credential leaked");
+    assert_echoes(&mut ws, "over h2").await;
+
+    // A second WebSocket on the same connection, while the first is open.
+    let (status, _, body, ws2) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws",
+        &[("x-clawgate-token", ALICE)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ws2 = ws2.unwrap();
+    assert_echoes(&mut ws2, &"y".repeat(70_000)).await;
+    assert_echoes(&mut ws, "the first still open").await;
+    assert_eq!(
+        up.count() - before,
+        2,
+        "one upgrade per stream reached the gateway"
+    );
+
+    let gauge = sample(
+        &metrics(server.admin_addr).await,
+        "clawgate_websockets_open{member=\"alice\"}",
+    );
+    assert_eq!(gauge, 2.0, "both counted as open WebSockets");
+    ws.close(None).await.unwrap();
+    ws2.close(None).await.unwrap();
+    let line = cfg.log_line(&rid).await;
+    assert_eq!(line["member"], "alice");
+}
+
+#[tokio::test]
+async fn an_h2_websocket_from_a_disallowed_origin_gets_the_403_diff_and_no_upstream_request() {
+    let (up, _cfg, server) = setup().await;
+    let authority = server.addr.to_string();
+    let mut sender = h2c(server.addr).await;
+    settle(&mut sender, &authority).await;
+    let before = up.count();
+    let (status, _, body, ws) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws",
+        &[
+            ("x-clawgate-token", ALICE),
+            ("origin", "http://app.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(ws.is_none());
+    let diff: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(diff["reason"], "origin_not_allowed");
+    assert_eq!(diff["origin"]["nearest"], "https://app.example.com");
+    assert_eq!(up.count(), before, "nothing reached the gateway");
+
+    // Without a credential: 401, nothing upstream either.
+    let (status, _, _, _) = connect_ws(&mut sender, "http", &authority, "/ws", &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(up.count(), before);
+}
+
+#[tokio::test]
+async fn plain_h2_connect_is_still_refused() {
+    let (up, _cfg, server) = setup().await;
+    let mut sender = h2c(server.addr).await;
+    let before = up.count();
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("example.com:443")
+        .header("x-clawgate-token", ALICE)
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("answered within 10s")
+        .unwrap();
+    assert_eq!(resp.status(), 405, "not an open proxy");
+    assert_eq!(up.count(), before);
+}
+
+#[tokio::test]
+async fn over_tls_with_alpn_h2_as_browsers_do() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::with_listen(
+        &[("prod", up.url())],
+        &[MemberSpec::new("alice", ALICE)],
+        &pki.listen_tls(),
+    );
+    let server = start(&cfg).await;
+    let tls = tls_connect(server.addr, pki.client_config(None, &["h2"]))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let authority = format!("localhost:{}", server.addr.port());
+    settle(&mut sender, &authority).await;
+    let (status, _, body, ws) = connect_ws(
+        &mut sender,
+        "https",
+        &authority,
+        "/ws-headers",
+        &[("x-clawgate-token", ALICE)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ws = ws.unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(seen["x-forwarded-proto"][0], "https");
+    assert_eq!(seen["x-forwarded-user"][0], "alice");
+    assert_echoes(&mut ws, "wss over h2").await;
+}
