@@ -16,6 +16,12 @@
 //! `wss://` targets are reached over TLS (rustls, trusting `--ca`), so the
 //! held connections then carry a TLS session each on the proxy's side too.
 //!
+//! With `--h2-streams S`, the held WebSockets are opened the way a browser
+//! does over an HTTP/2 connection that offers them (RFC 8441 extended
+//! CONNECT): S to each h2 connection (h2c for ws://, ALPN h2 for wss://),
+//! so the proxy holds one client socket per S WebSockets and one gateway
+//! socket per WebSocket. The timed round trips stay HTTP/1.1 upgrades.
+//!
 //! Every loop is bounded: at most 60,000 connections, 100,000 messages,
 //! and `--timeout-secs` for the whole run. Loopback addresses only. Output
 //! ends with `RESULT key=value ...` lines for the script.
@@ -89,6 +95,10 @@ struct Args {
     /// PEM CA certificate that signed the wss:// targets' certificates.
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
+    /// Open the held WebSockets as RFC 8441 streams, this many to each
+    /// HTTP/2 connection (0: one HTTP/1.1 upgrade per connection).
+    #[arg(long, default_value_t = 0)]
+    h2_streams: usize,
 }
 
 /// A plain or TLS byte stream: one WebSocket type for ws:// and wss://.
@@ -282,8 +292,14 @@ async fn run(mut args: Args) -> Result<(), String> {
     let mut first_error = None;
     let mut rss_half = None;
     let mut held_half = 0usize;
+    // The h2 connections' senders, kept so the connections stay open.
+    let mut h2_conns = Vec::new();
     for (batch, range) in [(0, 0..half), (1, half..args.conns)] {
-        let (ok, bad, err) = open_batch(&args, &token, &via, range).await?;
+        let (ok, bad, err) = if args.h2_streams > 0 {
+            open_h2_batch(&args, &token, &via, range, &mut h2_conns).await?
+        } else {
+            open_batch(&args, &token, &via, range).await?
+        };
         held.extend(ok);
         failed += bad;
         if first_error.is_none() {
@@ -407,6 +423,7 @@ async fn run(mut args: Args) -> Result<(), String> {
     }
     let n_held = held.len();
     drop(held);
+    drop(h2_conns);
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let rss2 = rss_kib(args.pid);
     println!("proxy RSS after closing: {} KiB", show(rss2));
@@ -485,6 +502,150 @@ async fn open_batch(
         }
     }
     Ok((held, failed, first_error))
+}
+
+/// Opens the connections numbered `range` as RFC 8441 streams,
+/// `--h2-streams` to each new HTTP/2 connection (kept in `conns`), the
+/// connections opened `--concurrency` streams at a time.
+async fn open_h2_batch(
+    args: &Args,
+    token: &str,
+    via: &Target,
+    range: std::ops::Range<usize>,
+    conns: &mut Vec<H2Sender>,
+) -> Result<(Vec<Ws>, usize, Option<String>), String> {
+    let ids: Vec<usize> = range.collect();
+    let mut held = Vec::new();
+    let mut failed = 0usize;
+    let mut first_error = None;
+    for chunk in ids.chunks(args.h2_streams) {
+        let src = args.sources[chunk[0] % args.sources.len()];
+        let src = (src != IpAddr::from([127, 0, 0, 1])).then_some(src);
+        let sender = tokio::time::timeout(Duration::from_secs(10), h2_connect(via, src, token))
+            .await
+            .unwrap_or_else(|_| Err("h2 connection timed out".into()))?;
+        for wave in chunk.chunks(args.concurrency.max(1)) {
+            let mut set = JoinSet::new();
+            for _ in wave {
+                let mut s = sender.clone();
+                let (token, origin, url) =
+                    (token.to_string(), args.origin.clone(), via.url.clone());
+                set.spawn(async move {
+                    tokio::time::timeout(
+                        Duration::from_secs(10),
+                        h2_websocket(&mut s, &url, &token, origin.as_deref()),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err("extended CONNECT timed out".into()))
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                match r.map_err(|e| e.to_string()).and_then(|r| r) {
+                    Ok(ws) => held.push(ws),
+                    Err(e) => {
+                        failed += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        conns.push(sender);
+    }
+    Ok((held, failed, first_error))
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>;
+
+/// One HTTP/2 connection to `to` (h2c, or TLS with ALPN h2), once the
+/// server's SETTINGS arrived (extended CONNECT needs them): an ordinary
+/// request is answered first.
+async fn h2_connect(to: &Target, source: Option<IpAddr>, token: &str) -> Result<H2Sender, String> {
+    let addr = to.addr;
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(src) = source {
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind {src}: {e}"))?;
+    }
+    let tcp = sock
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = match &to.tls {
+        Some(cfg) => {
+            let mut cfg = (**cfg).clone();
+            cfg.alpn_protocols = vec![b"h2".to_vec()];
+            let name = ServerName::IpAddress(addr.ip().into());
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .max_concurrent_reset_streams(0)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("h2 handshake with {addr}: {e}"))?;
+    tokio::spawn(conn);
+    let scheme = if to.tls.is_some() { "https" } else { "http" };
+    let req = http::Request::get(format!("{scheme}://{addr}/"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("first h2 request to {addr}: {e}"))?;
+    Ok(sender)
+}
+
+/// A WebSocket opened as a stream of `sender`'s connection (RFC 8441).
+async fn h2_websocket(
+    sender: &mut H2Sender,
+    url: &str,
+    token: &str,
+    origin: Option<&str>,
+) -> Result<Ws, String> {
+    let uri = url
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1);
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(&uri)
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    let req = req
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("h2 connection: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("extended CONNECT {uri}: {e}"))?;
+    if resp.status() != http::StatusCode::OK {
+        return Err(format!("extended CONNECT {uri}: status {}", resp.status()));
+    }
+    let up = hyper::upgrade::on(resp)
+        .await
+        .map_err(|e| format!("extended CONNECT {uri}: {e}"))?;
+    let io: Box<dyn Io> = Box::new(hyper_util::rt::TokioIo::new(up));
+    Ok(WebSocketStream::from_raw_socket(
+        io,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await)
 }
 
 fn show(v: Option<u64>) -> String {

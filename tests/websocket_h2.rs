@@ -160,6 +160,26 @@ async fn an_h2c_stream_becomes_the_gateways_websocket_with_the_members_identity(
     ws2.close(None).await.unwrap();
     let line = cfg.log_line(&rid).await;
     assert_eq!(line["member"], "alice");
+    assert_eq!(
+        (&line["method"], &line["status"]),
+        (&serde_json::json!("CONNECT"), &serde_json::json!(200))
+    );
+    // Its close line says what the client sent and got, not an h1 101.
+    let mut closed = None;
+    for _ in 0..100 {
+        closed = cfg
+            .access_log()
+            .into_iter()
+            .find(|l| l["request_id"] == rid.as_str() && l["kind"] == "websocket");
+        if closed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let closed = closed.expect("a websocket line when it closed");
+    assert_eq!(closed["method"], "CONNECT");
+    assert_eq!(closed["status"], 200);
+    assert_eq!(closed["member"], "alice");
 }
 
 #[tokio::test]
@@ -247,4 +267,31 @@ async fn over_tls_with_alpn_h2_as_browsers_do() {
     assert_eq!(seen["x-forwarded-proto"][0], "https");
     assert_eq!(seen["x-forwarded-user"][0], "alice");
     assert_echoes(&mut ws, "wss over h2").await;
+}
+
+#[tokio::test]
+async fn h2_websockets_count_against_max_connections() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    cfg.write_base("[limits]\nmax_connections = 3\n");
+    let server = start(&cfg).await;
+    let authority = server.addr.to_string();
+    let mut sender = h2c(server.addr).await;
+    settle(&mut sender, &authority).await;
+    let token = [("x-clawgate-token", ALICE)];
+    // The h2 connection is one; two tunnels make three.
+    let (a, _, _, ws_a) = connect_ws(&mut sender, "http", &authority, "/ws", &token).await;
+    let (b, _, _, ws_b) = connect_ws(&mut sender, "http", &authority, "/ws", &token).await;
+    assert_eq!((a, b), (200, 200));
+    let before = up.count();
+    let (status, _, body, ws) = connect_ws(&mut sender, "http", &authority, "/ws", &token).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(ws.is_none());
+    let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["reason"], "max_connections");
+    assert_eq!(up.count(), before, "the gateway was not asked");
+    // The open ones still echo.
+    let (mut ws_a, mut ws_b) = (ws_a.unwrap(), ws_b.unwrap());
+    assert_echoes(&mut ws_a, "a").await;
+    assert_echoes(&mut ws_b, "b").await;
 }

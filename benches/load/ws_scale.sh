@@ -32,10 +32,17 @@
 # Usage: benches/load/ws_scale.sh [--conns N] [--msgs M] [--msg-bytes B]
 #                                 [--sources auto|IP,IP,...] [--no-build]
 #                                 [--no-reference] [--tls] [--pgo]
+#                                 [--h2] [--h2-streams S]
 #   --conns     idle WebSockets to hold (default 10000, at most 60000)
 #   --msgs      timed round trips per target (default 5000, at most 100000)
 #   --sources   client source addresses; auto = 127.0.0.1 up to 20,000
 #               connections, then 127.0.0.2, 127.0.0.3, ... (20,000 each)
+#   --h2        hold the WebSockets as browsers do over an HTTP/2
+#               connection that offers them (RFC 8441 extended CONNECT):
+#               --h2-streams (default 250) to each h2c (or, with --tls, ALPN
+#               h2) connection, so clawgate holds one client socket per 250
+#               and one gateway socket per WebSocket; the timed round trips
+#               and nginx's reference stay HTTP/1.1 upgrades
 #   --pgo       clawgate from target/pgo/release (benches/load/pgo.sh's
 #               profile-guided build; its training has no WebSockets, so
 #               this shows what that build does on the paths it was not
@@ -54,7 +61,7 @@ proxy_port=${CLAWGATE_PORT:-19010}
 echo_port=${WS_ECHO_PORT:-19030}
 ref_port=${WS_REFERENCE_PORT:-19012}
 
-conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1 tls=0 pgo=0
+conns=10000 msgs=5000 msg_bytes=64 sources=auto build=1 reference=1 tls=0 pgo=0 h2=0 h2_streams=250
 while [ $# -gt 0 ]; do
   case $1 in
     --conns) conns=$2; shift 2 ;;
@@ -65,11 +72,13 @@ while [ $# -gt 0 ]; do
     --no-reference) reference=0; shift ;;
     --tls) tls=1; shift ;;
     --pgo) pgo=1; shift ;;
+    --h2) h2=1; shift ;;
+    --h2-streams) h2_streams=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "ws_scale.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in "$conns" "$msgs" "$msg_bytes"; do
+for v in "$conns" "$msgs" "$msg_bytes" "$h2_streams"; do
   case $v in ''|*[!0-9]*) echo "ws_scale.sh: numeric option expected, got '$v'" >&2; exit 2 ;; esac
 done
 [ "$conns" -le 60000 ] && [ "$msgs" -le 100000 ] || { echo "ws_scale.sh: at most --conns 60000 --msgs 100000" >&2; exit 2; }
@@ -82,11 +91,19 @@ if [ "$sources" = auto ]; then
   else sources=$(seq 2 $((n + 1)) | sed 's/^/127.0.0./' | paste -sd,); fi
 fi
 
-# descriptors: clawgate holds 2 per tunnel, the client and the echo server 1
+[ "$h2_streams" -ge 1 ] && [ "$h2_streams" -le 256 ] || { echo "ws_scale.sh: --h2-streams 1..256 (clawgate's streams per h2 connection)" >&2; exit 2; }
+# descriptors: clawgate holds 2 per tunnel (with --h2, 1 per tunnel and 1
+# per h2 connection), the client and the echo server 1
 want=$((2 * conns + 4096))
+need=$want
+[ "$h2" = 0 ] || need=$((conns + conns / h2_streams + 1024))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
-  if ! ulimit -Hn "$want" 2>/dev/null; then
+  if [ "$hard" -ge "$need" ] && ! ulimit -Hn "$want" 2>/dev/null; then
+    # --h2 fits: all of the limit, for nginx's reference (2 per tunnel).
+    log "ulimit -Hn is $hard: enough for $conns WebSockets over h2 ($need); nginx's reference holds fewer"
+    want=$hard
+  elif ! ulimit -Hn "$want" 2>/dev/null; then
     # No CAP_SYS_RESOURCE (e.g. in a container): fit N to the hard limit
     # rather than fail (the marginal per-connection figure hardly depends on N).
     fit=$(( (hard - 256) / 2 ))
@@ -194,14 +211,14 @@ NGINX
   ref_args=(--reference "$scheme://127.0.0.1:$ref_port/")
 fi
 sleep 0.5
-log "clawgate pid $cg_pid (CPU $PROXY_CPU), ws_echo pid $echo_pid (CPU $LOAD_CPU); $conns connections ($scheme://) from $sources"
+log "clawgate pid $cg_pid (CPU $PROXY_CPU), ws_echo pid $echo_pid (CPU $LOAD_CPU); $conns connections ($scheme://$([ "$h2" = 0 ] || echo " as h2 streams, $h2_streams each")) from $sources"
 
 set +e
 BENCH_TOKEN="$BENCH_TOKEN" timeout -k 5 330 taskset -c "$LOAD_CPU" "$tdir/examples/ws_hold" \
   --via "$scheme://127.0.0.1:$proxy_port/" --direct "ws://127.0.0.1:$echo_port/" ${ref_args[@]+"${ref_args[@]}"} \
   ${ca_args[@]+"${ca_args[@]}"} \
   --conns "$conns" --msgs "$msgs" --msg-bytes "$msg_bytes" --pid "$cg_pid" \
-  --sources "$sources" --timeout-secs 300 | tee "$RUN/hold.txt"
+  --sources "$sources" --timeout-secs 300 $([ "$h2" = 0 ] || echo "--h2-streams $h2_streams") | tee "$RUN/hold.txt"
 rc=${PIPESTATUS[0]}
 set -e
 hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$cg_pid/status" 2>/dev/null || echo '?')
@@ -242,13 +259,14 @@ if [ "$reference" = 1 ]; then
 fi
 
 # summary against the targets
-awk -v conns="$conns" -v scheme="$scheme" -v ngx_per="${ngx_per:-0}" -v ngx_marg="${ngx_marg:-0}" -v ngx_conns="${ngx_conns:-0}" '
+mode="$scheme://$([ "$h2" = 0 ] || echo " as h2 streams (RFC 8441), $h2_streams per connection")"
+awk -v conns="$conns" -v scheme="$scheme" -v mode="$mode" -v ngx_per="${ngx_per:-0}" -v ngx_marg="${ngx_marg:-0}" -v ngx_conns="${ngx_conns:-0}" '
   /^RESULT conns=/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT msgs=/  { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   /^RESULT ref_/   { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
   END {
     per = r["rss_per_conn_bytes"] / 1024
-    printf "\n== ws_scale: %d idle WebSockets (%s://) through clawgate ==\n", r["conns"], scheme
+    printf "\n== ws_scale: %d idle WebSockets (%s) through clawgate ==\n", r["conns"], mode
     printf "RSS per connection: %.2f KiB (target <= 16 KiB: %s)\n", per, (per <= 16 ? "met" : "MISSED")
     if (r["rss_marginal_per_conn_bytes"] > 0)
       printf "  (the second half of the connections added %.2f KiB each; the rest of the average is one-time growth)\n",

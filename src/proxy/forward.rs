@@ -64,6 +64,13 @@ pub(super) fn forward<'a>(
         // RFC 8441 has no key exchange (the stream is the proof); the
         // gateway's RFC 6455 handshake needs one, and its answer is checked.
         let h2_key = req.h2_websocket.then(h2_websocket::Key::new);
+        // Each tunnel counts as an open connection (`tunnel::spawn`); an h2
+        // connection could otherwise open 256 of them past the limit.
+        if req.h2_websocket
+            && state.metrics.connections_open.get() >= snap.limits.max_connections as i64
+        {
+            return Err(Refusal::TooManyConnections);
+        }
         if upgrade.is_none() {
             req.upgrade = None;
         }
@@ -215,6 +222,7 @@ pub(super) fn forward<'a>(
                     .unwrap_or_default(),
                 upstream: up.name.clone(),
                 websocket: upgrade.is_some_and(|u| u.eq_ignore_ascii_case(b"websocket")),
+                h2: req.h2_websocket,
             };
             let origin = origin.map(<[u8]>::to_vec);
             let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);

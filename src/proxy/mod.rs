@@ -90,6 +90,10 @@ pub enum Refusal {
     BodyTimeout,
     /// Too many failed authentications from this address.
     TooManyFailures(Duration),
+    /// `[limits] max_connections` reached by a WebSocket opened as an h2
+    /// stream, which the accept loop's count cannot stop (the connection
+    /// is already open).
+    TooManyConnections,
     Upstream(UpstreamError),
 }
 

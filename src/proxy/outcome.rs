@@ -78,6 +78,14 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
             }
             r
         }
+        Refusal::TooManyConnections => {
+            ex.decision = Decision::Error;
+            local_body::answer(deny::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "max_connections",
+                rid,
+            ))
+        }
         Refusal::PayloadTooLarge => {
             ex.decision = Decision::Error;
             local_body::answer(deny::error(

@@ -256,6 +256,8 @@ pub struct LogInfo {
     pub upstream: String,
     /// The upgrade is a WebSocket (close frames may be sent).
     pub websocket: bool,
+    /// Opened as an h2 stream (RFC 8441): logged as its `CONNECT` and 200.
+    pub h2: bool,
 }
 
 /// Wait for both upgrades, then copy until either side closes, the grant
@@ -347,9 +349,9 @@ pub fn spawn(
             credential: info.credential.as_deref(),
             client_ip: Some(info.client_ip),
             ip_source: Some(info.ip_source),
-            method: "GET",
+            method: if info.h2 { "CONNECT" } else { "GET" },
             path: &info.path,
-            status: 101,
+            status: if info.h2 { 200 } else { 101 },
             decision: if closed_by.is_some() {
                 "revoked"
             } else if upstream_reset {

@@ -107,8 +107,14 @@ log "UI: $(jq -c '.allowed.connected_el' "$J" 2>/dev/null | cut -c1-400)"
 gw_alice_connected() { [[ $(gw_user_lines alice) -ge 1 ]]; }
 check "gateway log: '[ws] authenticated user connected ... user=alice'" wait_for 10 "user=alice" gw_alice_connected
 log "gateway: $(grep -m1 "authenticated user connected conn=.* user=alice" "$TMP/gateway.out")"
-check "access log: the upgrade was alice's session (101, member alice)" \
-  jq_any "$TMP/access.log" '.member == "alice" and .path == "/" and .status == 101 and .decision == "allow"'
+# Chromium opens the UI's WebSocket as a stream of the page's h2 connection
+# once clawgate offers it (RFC 8441: CONNECT, 200), else as an HTTP/1.1
+# upgrade (GET, 101); either is alice's session.
+check "access log: the upgrade was alice's session (CONNECT 200 over h2, or 101; member alice)" \
+  jq_any "$TMP/access.log" '.member == "alice" and .path == "/" and .decision == "allow"
+    and ((.method == "CONNECT" and .status == 200) or .status == 101)'
+log "access log, the UI's WebSocket: $(jq -c 'select(.member == "alice" and .path == "/" and (.method == "CONNECT" or .status == 101)) | {method, status, decision}' "$TMP/access.log" 2>/dev/null | head -n1)"
+
 check "screenshot of the connected UI: $SHOTS/allowed.png" test -s "$SHOTS/allowed.png"
 
 # (2) disallowed origin -----------------------------------------------------
