@@ -295,3 +295,157 @@ async fn h2_websockets_count_against_max_connections() {
     assert_echoes(&mut ws_a, "a").await;
     assert_echoes(&mut ws_b, "b").await;
 }
+
+/// The next close frame, or `None` if the stream ended without one.
+async fn close_frame(ws: &mut Ws) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame> {
+    let wait = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), wait)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn a_revoked_h2_websocket_gets_close_1008_and_the_connections_other_stream_stays() {
+    let up = Upstream::start().await;
+    let members = [
+        MemberSpec::new("alice", ALICE),
+        MemberSpec::new("bob", "bob-token-9876543210"),
+    ];
+    let cfg = ConfigDir::new(&[("prod", up.url())], &members);
+    let server = start(&cfg).await;
+    let authority = server.addr.to_string();
+    let mut sender = h2c(server.addr).await;
+    settle(&mut sender, &authority).await;
+    let (_, headers, _, alice) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws",
+        &[("x-clawgate-token", ALICE)],
+    )
+    .await;
+    let rid = headers["x-request-id"].to_str().unwrap().to_string();
+    let (_, _, _, bob) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws",
+        &[("x-clawgate-token", "bob-token-9876543210")],
+    )
+    .await;
+    let (mut alice, mut bob) = (alice.unwrap(), bob.unwrap());
+    assert_echoes(&mut alice, "before").await;
+    cfg.write_member(&MemberSpec::new("alice", ALICE).set("EGRESS_CIDRS", "192.0.2.0/24"));
+    assert_eq!(server.reload().unwrap().revoked, 1);
+    let frame = close_frame(&mut alice)
+        .await
+        .expect("a close frame, not a cut stream");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert!(frame.reason.contains(&rid), "{}", frame.reason);
+    // Bob's stream on the same h2 connection is untouched.
+    assert_echoes(&mut bob, "still here").await;
+}
+
+#[tokio::test]
+async fn draining_closes_h2_websockets_with_1001_and_finishes() {
+    let (_up, _cfg, server) = setup().await;
+    let authority = server.addr.to_string();
+    let mut sender = h2c(server.addr).await;
+    settle(&mut sender, &authority).await;
+    let (_, _, _, ws) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws",
+        &[("x-clawgate-token", ALICE)],
+    )
+    .await;
+    let mut ws = ws.unwrap();
+    assert_echoes(&mut ws, "before").await;
+    let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
+    let frame = close_frame(&mut ws).await.expect("a close frame on drain");
+    assert_eq!(u16::from(frame.code), 1001);
+    drop(ws);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(6), shutdown)
+            .await
+            .expect("the drain ends with the h2 connection")
+            .unwrap(),
+        "drained in time"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_101_with_the_wrong_accept_is_a_502_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A raw gateway: reads the head, answers 101 with an accept for no key.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        // Connections that send no head (clawgate's readiness probe) are skipped.
+        let (mut s, buf) = loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk).await {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                break (s, buf);
+            }
+        };
+        let _ = head_tx.send(String::from_utf8_lossy(&buf).into_owned());
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhY2NlcHQ=\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let cfg = ConfigDir::new(
+        &[("prod", format!("http://{gw}"))],
+        &[MemberSpec::new("alice", ALICE)],
+    );
+    let server = start(&cfg).await;
+    let authority = server.addr.to_string();
+    let mut sender = h2c(server.addr).await;
+    // No settle request here (the gateway answers once): wait for SETTINGS.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, body, ws) = connect_ws(
+        &mut sender,
+        "http",
+        &authority,
+        "/ws?x=1",
+        &[("x-clawgate-token", ALICE)],
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(ws.is_none());
+    let head = head_rx.await.unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /ws?x=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+    assert!(head.contains("\r\nsec-websocket-key: "), "{head}");
+    assert!(head.contains("\r\nsec-websocket-version: 13\r\n"), "{head}");
+    assert!(head.contains("\r\nx-forwarded-user: alice\r\n"), "{head}");
+    let m = metrics(server.admin_addr).await;
+    assert_eq!(
+        sample(
+            &m,
+            "clawgate_upstream_errors_total{kind=\"bad_websocket_accept\",upstream=\"prod\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
