@@ -197,28 +197,8 @@ async fn connect(
     token: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Ws, String> {
-    let (url, addr) = (to.url.as_str(), to.addr);
-    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    if let Some(src) = source {
-        sock.bind(SocketAddr::new(src, 0))
-            .map_err(|e| format!("bind {src}: {e}"))?;
-    }
-    let tcp = sock
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Io> = match &to.tls {
-        Some(cfg) => {
-            let name = ServerName::IpAddress(addr.ip().into());
-            let tls = tokio_rustls::TlsConnector::from(cfg.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-            Box::new(tls)
-        }
-        None => Box::new(tcp),
-    };
+    let url = to.url.as_str();
+    let stream = dial(to, source, None).await?;
     let mut req = url
         .into_client_request()
         .map_err(|e| format!("{url}: {e}"))?;
@@ -237,6 +217,43 @@ async fn connect(
         return Err(format!("handshake {url}: status {}", resp.status()));
     }
     Ok(ws)
+}
+
+/// TCP to `to` from `source`, with TLS for wss:// targets (offering
+/// `alpn`, if given, as the only protocol).
+async fn dial(
+    to: &Target,
+    source: Option<IpAddr>,
+    alpn: Option<&[u8]>,
+) -> Result<Box<dyn Io>, String> {
+    let addr = to.addr;
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(src) = source {
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind {src}: {e}"))?;
+    }
+    let tcp = sock
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(cfg) = &to.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let cfg = match alpn {
+        Some(p) => {
+            let mut c = (**cfg).clone();
+            c.alpn_protocols = vec![p.to_vec()];
+            Arc::new(c)
+        }
+        None => cfg.clone(),
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+    Ok(Box::new(tls))
 }
 
 /// Send one message and wait for its echo; the round trip in ns.
@@ -561,29 +578,7 @@ type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<By
 /// request is answered first.
 async fn h2_connect(to: &Target, source: Option<IpAddr>, token: &str) -> Result<H2Sender, String> {
     let addr = to.addr;
-    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    if let Some(src) = source {
-        sock.bind(SocketAddr::new(src, 0))
-            .map_err(|e| format!("bind {src}: {e}"))?;
-    }
-    let tcp = sock
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Io> = match &to.tls {
-        Some(cfg) => {
-            let mut cfg = (**cfg).clone();
-            cfg.alpn_protocols = vec![b"h2".to_vec()];
-            let name = ServerName::IpAddress(addr.ip().into());
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-            Box::new(tls)
-        }
-        None => Box::new(tcp),
-    };
+    let stream = dial(to, source, Some(b"h2")).await?;
     let (mut sender, conn) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .max_concurrent_reset_streams(0)

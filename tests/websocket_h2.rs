@@ -39,15 +39,54 @@ async fn settle(sender: &mut SendRequest<Empty<Bytes>>, authority: &str) {
     let _ = resp.into_body().collect().await;
 }
 
-/// An extended CONNECT for `path` with `headers`: the response's status,
-/// its fields and body, and the stream as a WebSocket when it opened.
+/// One HTTP/2 connection to clawgate, the streams' scheme and authority.
+struct H2 {
+    sender: SendRequest<Empty<Bytes>>,
+    scheme: &'static str,
+    authority: String,
+}
+
+impl H2 {
+    /// h2c by prior knowledge, settled (see [`settle`]).
+    async fn h2c(addr: std::net::SocketAddr) -> H2 {
+        let mut h2 = H2::h2c_unsettled(addr).await;
+        settle(&mut h2.sender, &h2.authority).await;
+        h2
+    }
+
+    async fn h2c_unsettled(addr: std::net::SocketAddr) -> H2 {
+        H2 {
+            sender: h2c(addr).await,
+            scheme: "http",
+            authority: addr.to_string(),
+        }
+    }
+
+    /// A WebSocket on a new stream: see [`connect_ws`].
+    async fn ws(&mut self, path: &str, headers: &[(&str, &str)]) -> Opened {
+        connect_ws(
+            &mut self.sender,
+            self.scheme,
+            &self.authority,
+            path,
+            headers,
+        )
+        .await
+    }
+}
+
+/// An extended CONNECT's answer: status, fields, body, and the stream as
+/// a WebSocket when it opened.
+type Opened = (u16, http::HeaderMap, String, Option<Ws>);
+
+/// An extended CONNECT for `path` with `headers`.
 async fn connect_ws(
     sender: &mut SendRequest<Empty<Bytes>>,
     scheme: &str,
     authority: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> (u16, http::HeaderMap, String, Option<Ws>) {
+) -> Opened {
     let mut req = http::Request::builder()
         .method(http::Method::CONNECT)
         .uri(format!("{scheme}://{authority}{path}"))
@@ -97,22 +136,18 @@ async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
 #[tokio::test]
 async fn an_h2c_stream_becomes_the_gateways_websocket_with_the_members_identity() {
     let (up, cfg, server) = setup().await;
-    let authority = server.addr.to_string();
-    let mut sender = h2c(server.addr).await;
-    settle(&mut sender, &authority).await;
+    let mut h2 = H2::h2c(server.addr).await;
     let before = up.count();
 
-    let (status, headers, body, ws) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws-headers",
-        &[
-            ("x-clawgate-token", ALICE),
-            ("origin", "https://app.example.com"),
-        ],
-    )
-    .await;
+    let (status, headers, body, ws) = h2
+        .ws(
+            "/ws-headers",
+            &[
+                ("x-clawgate-token", ALICE),
+                ("origin", "https://app.example.com"),
+            ],
+        )
+        .await;
     assert_eq!(status, 200, "the stream opens with a 200: {body}");
     let rid = headers["x-request-id"].to_str().unwrap().to_string();
     assert!(
@@ -133,14 +168,7 @@ async fn an_h2c_stream_becomes_the_gateways_websocket_with_the_members_identity(
     assert_echoes(&mut ws, "over h2").await;
 
     // A second WebSocket on the same connection, while the first is open.
-    let (status, _, body, ws2) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws",
-        &[("x-clawgate-token", ALICE)],
-    )
-    .await;
+    let (status, _, body, ws2) = h2.ws("/ws", &[("x-clawgate-token", ALICE)]).await;
     assert_eq!(status, 200, "{body}");
     let mut ws2 = ws2.unwrap();
     assert_echoes(&mut ws2, &"y".repeat(70_000)).await;
@@ -185,21 +213,17 @@ async fn an_h2c_stream_becomes_the_gateways_websocket_with_the_members_identity(
 #[tokio::test]
 async fn an_h2_websocket_from_a_disallowed_origin_gets_the_403_diff_and_no_upstream_request() {
     let (up, _cfg, server) = setup().await;
-    let authority = server.addr.to_string();
-    let mut sender = h2c(server.addr).await;
-    settle(&mut sender, &authority).await;
+    let mut h2 = H2::h2c(server.addr).await;
     let before = up.count();
-    let (status, _, body, ws) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws",
-        &[
-            ("x-clawgate-token", ALICE),
-            ("origin", "http://app.example.com"),
-        ],
-    )
-    .await;
+    let (status, _, body, ws) = h2
+        .ws(
+            "/ws",
+            &[
+                ("x-clawgate-token", ALICE),
+                ("origin", "http://app.example.com"),
+            ],
+        )
+        .await;
     assert_eq!(status, 403);
     assert!(ws.is_none());
     let diff: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -208,7 +232,7 @@ async fn an_h2_websocket_from_a_disallowed_origin_gets_the_403_diff_and_no_upstr
     assert_eq!(up.count(), before, "nothing reached the gateway");
 
     // Without a credential: 401, nothing upstream either.
-    let (status, _, _, _) = connect_ws(&mut sender, "http", &authority, "/ws", &[]).await;
+    let (status, _, _, _) = h2.ws("/ws", &[]).await;
     assert_eq!(status, 401);
     assert_eq!(up.count(), before);
 }
@@ -246,21 +270,18 @@ async fn over_tls_with_alpn_h2_as_browsers_do() {
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) =
+    let (sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
             .await
             .unwrap();
     tokio::spawn(conn);
-    let authority = format!("localhost:{}", server.addr.port());
-    settle(&mut sender, &authority).await;
-    let (status, _, body, ws) = connect_ws(
-        &mut sender,
-        "https",
-        &authority,
-        "/ws-headers",
-        &[("x-clawgate-token", ALICE)],
-    )
-    .await;
+    let mut h2 = H2 {
+        sender,
+        scheme: "https",
+        authority: format!("localhost:{}", server.addr.port()),
+    };
+    settle(&mut h2.sender, &h2.authority).await;
+    let (status, _, body, ws) = h2.ws("/ws-headers", &[("x-clawgate-token", ALICE)]).await;
     assert_eq!(status, 200, "{body}");
     let mut ws = ws.unwrap();
     let seen: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
@@ -275,16 +296,14 @@ async fn h2_websockets_count_against_max_connections() {
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     cfg.write_base("[limits]\nmax_connections = 3\n");
     let server = start(&cfg).await;
-    let authority = server.addr.to_string();
-    let mut sender = h2c(server.addr).await;
-    settle(&mut sender, &authority).await;
+    let mut h2 = H2::h2c(server.addr).await;
     let token = [("x-clawgate-token", ALICE)];
     // The h2 connection is one; two tunnels make three.
-    let (a, _, _, ws_a) = connect_ws(&mut sender, "http", &authority, "/ws", &token).await;
-    let (b, _, _, ws_b) = connect_ws(&mut sender, "http", &authority, "/ws", &token).await;
+    let (a, _, _, ws_a) = h2.ws("/ws", &token).await;
+    let (b, _, _, ws_b) = h2.ws("/ws", &token).await;
     assert_eq!((a, b), (200, 200));
     let before = up.count();
-    let (status, _, body, ws) = connect_ws(&mut sender, "http", &authority, "/ws", &token).await;
+    let (status, _, body, ws) = h2.ws("/ws", &token).await;
     assert_eq!(status, 503, "{body}");
     assert!(ws.is_none());
     let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -322,26 +341,12 @@ async fn a_revoked_h2_websocket_gets_close_1008_and_the_connections_other_stream
     ];
     let cfg = ConfigDir::new(&[("prod", up.url())], &members);
     let server = start(&cfg).await;
-    let authority = server.addr.to_string();
-    let mut sender = h2c(server.addr).await;
-    settle(&mut sender, &authority).await;
-    let (_, headers, _, alice) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws",
-        &[("x-clawgate-token", ALICE)],
-    )
-    .await;
+    let mut h2 = H2::h2c(server.addr).await;
+    let (_, headers, _, alice) = h2.ws("/ws", &[("x-clawgate-token", ALICE)]).await;
     let rid = headers["x-request-id"].to_str().unwrap().to_string();
-    let (_, _, _, bob) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws",
-        &[("x-clawgate-token", "bob-token-9876543210")],
-    )
-    .await;
+    let (_, _, _, bob) = h2
+        .ws("/ws", &[("x-clawgate-token", "bob-token-9876543210")])
+        .await;
     let (mut alice, mut bob) = (alice.unwrap(), bob.unwrap());
     assert_echoes(&mut alice, "before").await;
     cfg.write_member(&MemberSpec::new("alice", ALICE).set("EGRESS_CIDRS", "192.0.2.0/24"));
@@ -358,17 +363,8 @@ async fn a_revoked_h2_websocket_gets_close_1008_and_the_connections_other_stream
 #[tokio::test]
 async fn draining_closes_h2_websockets_with_1001_and_finishes() {
     let (_up, _cfg, server) = setup().await;
-    let authority = server.addr.to_string();
-    let mut sender = h2c(server.addr).await;
-    settle(&mut sender, &authority).await;
-    let (_, _, _, ws) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws",
-        &[("x-clawgate-token", ALICE)],
-    )
-    .await;
+    let mut h2 = H2::h2c(server.addr).await;
+    let (_, _, _, ws) = h2.ws("/ws", &[("x-clawgate-token", ALICE)]).await;
     let mut ws = ws.unwrap();
     assert_echoes(&mut ws, "before").await;
     let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
@@ -418,18 +414,10 @@ async fn a_gateway_101_with_the_wrong_accept_is_a_502_and_counted() {
         &[MemberSpec::new("alice", ALICE)],
     );
     let server = start(&cfg).await;
-    let authority = server.addr.to_string();
-    let mut sender = h2c(server.addr).await;
+    let mut h2 = H2::h2c_unsettled(server.addr).await;
     // No settle request here (the gateway answers once): wait for SETTINGS.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, _, body, ws) = connect_ws(
-        &mut sender,
-        "http",
-        &authority,
-        "/ws?x=1",
-        &[("x-clawgate-token", ALICE)],
-    )
-    .await;
+    let (status, _, body, ws) = h2.ws("/ws?x=1", &[("x-clawgate-token", ALICE)]).await;
     assert_eq!(status, 502, "{body}");
     assert!(ws.is_none());
     let head = head_rx.await.unwrap().to_ascii_lowercase();
