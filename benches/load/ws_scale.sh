@@ -8,7 +8,7 @@
 #   reference: nginx (if installed, unless --no-reference) on 127.0.0.1:19012
 #             (CPU PROXY_CPU, like clawgate): the same token check, request
 #             ID and Upgrade pass-through in front of the same echo server
-#   client:   examples/ws_hold.rs (CPU LOAD_CPU): reads VmRSS from
+#   client:   examples/ws_hold/ (CPU LOAD_CPU): reads VmRSS from
 #             /proc/PID/status before, opens N WebSockets (Authorization:
 #             Bearer, no Origin), reads it again while they are held (and
 #             after the first half, for the cost of one more), times

@@ -28,23 +28,20 @@
 //!
 //!     cargo run --release --example ws_hold -- --pid PID --token T --conns 10000
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+
+mod dial;
+mod h2;
+
+use dial::{connect, target, Target, Ws};
 
 const MAX_CONNS: usize = 60_000;
 const MAX_MSGS: usize = 100_000;
@@ -101,21 +98,6 @@ struct Args {
     h2_streams: usize,
 }
 
-/// A plain or TLS byte stream: one WebSocket type for ws:// and wss://.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-type Ws = WebSocketStream<Box<dyn Io>>;
-
-/// A URL, where it points, and how to get there.
-#[derive(Clone)]
-struct Target {
-    url: String,
-    addr: SocketAddr,
-    /// For wss:// URLs: the client config trusting `--ca`.
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
 fn main() {
     let args = Args::parse();
     if args.conns > MAX_CONNS || args.msgs > MAX_MSGS || args.msgs == 0 {
@@ -145,115 +127,6 @@ fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn target(url: &str, ca: Option<&std::path::Path>) -> Result<Target, String> {
-    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
-        (Some(rest), _) => (rest, false),
-        (_, Some(rest)) => (rest, true),
-        _ => return Err(format!("{url}: only ws:// and wss:// URLs")),
-    };
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let addr: SocketAddr = hostport
-        .parse()
-        .map_err(|_| format!("{url}: expected ws://IP:PORT/..."))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!("{url}: loopback only"));
-    }
-    let tls = if secure {
-        let ca = ca.ok_or_else(|| format!("{url}: wss:// needs --ca"))?;
-        Some(client_config(ca)?)
-    } else {
-        None
-    };
-    Ok(Target {
-        url: url.to_string(),
-        addr,
-        tls,
-    })
-}
-
-/// A rustls client config that trusts the certificates in `ca` only.
-fn client_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
-        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
-
-async fn connect(
-    to: &Target,
-    source: Option<IpAddr>,
-    token: Option<&str>,
-    origin: Option<&str>,
-) -> Result<Ws, String> {
-    let url = to.url.as_str();
-    let stream = dial(to, source, None).await?;
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| format!("{url}: {e}"))?;
-    if let Some(t) = token {
-        let v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?;
-        req.headers_mut().insert("authorization", v);
-    }
-    if let Some(o) = origin {
-        let v = HeaderValue::from_str(o).map_err(|e| e.to_string())?;
-        req.headers_mut().insert("origin", v);
-    }
-    let (ws, resp) = tokio_tungstenite::client_async(req, stream)
-        .await
-        .map_err(|e| format!("handshake {url}: {e}"))?;
-    if resp.status().as_u16() != 101 {
-        return Err(format!("handshake {url}: status {}", resp.status()));
-    }
-    Ok(ws)
-}
-
-/// TCP to `to` from `source`, with TLS for wss:// targets (offering
-/// `alpn`, if given, as the only protocol).
-async fn dial(
-    to: &Target,
-    source: Option<IpAddr>,
-    alpn: Option<&[u8]>,
-) -> Result<Box<dyn Io>, String> {
-    let addr = to.addr;
-    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    if let Some(src) = source {
-        sock.bind(SocketAddr::new(src, 0))
-            .map_err(|e| format!("bind {src}: {e}"))?;
-    }
-    let tcp = sock
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let Some(cfg) = &to.tls else {
-        return Ok(Box::new(tcp));
-    };
-    let cfg = match alpn {
-        Some(p) => {
-            let mut c = (**cfg).clone();
-            c.alpn_protocols = vec![p.to_vec()];
-            Arc::new(c)
-        }
-        None => cfg.clone(),
-    };
-    let name = ServerName::IpAddress(addr.ip().into());
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-    Ok(Box::new(tls))
 }
 
 /// Send one message and wait for its echo; the round trip in ns.
@@ -313,7 +186,7 @@ async fn run(mut args: Args) -> Result<(), String> {
     let mut h2_conns = Vec::new();
     for (batch, range) in [(0, 0..half), (1, half..args.conns)] {
         let (ok, bad, err) = if args.h2_streams > 0 {
-            open_h2_batch(&args, &token, &via, range, &mut h2_conns).await?
+            h2::open_batch(&args, &token, &via, range, &mut h2_conns).await?
         } else {
             open_batch(&args, &token, &via, range).await?
         };
@@ -519,128 +392,6 @@ async fn open_batch(
         }
     }
     Ok((held, failed, first_error))
-}
-
-/// Opens the connections numbered `range` as RFC 8441 streams,
-/// `--h2-streams` to each new HTTP/2 connection (kept in `conns`), the
-/// connections opened `--concurrency` streams at a time.
-async fn open_h2_batch(
-    args: &Args,
-    token: &str,
-    via: &Target,
-    range: std::ops::Range<usize>,
-    conns: &mut Vec<H2Sender>,
-) -> Result<(Vec<Ws>, usize, Option<String>), String> {
-    let ids: Vec<usize> = range.collect();
-    let mut held = Vec::new();
-    let mut failed = 0usize;
-    let mut first_error = None;
-    for chunk in ids.chunks(args.h2_streams) {
-        let src = args.sources[chunk[0] % args.sources.len()];
-        let src = (src != IpAddr::from([127, 0, 0, 1])).then_some(src);
-        let sender = tokio::time::timeout(Duration::from_secs(10), h2_connect(via, src, token))
-            .await
-            .unwrap_or_else(|_| Err("h2 connection timed out".into()))?;
-        for wave in chunk.chunks(args.concurrency.max(1)) {
-            let mut set = JoinSet::new();
-            for _ in wave {
-                let mut s = sender.clone();
-                let (token, origin, url) =
-                    (token.to_string(), args.origin.clone(), via.url.clone());
-                set.spawn(async move {
-                    tokio::time::timeout(
-                        Duration::from_secs(10),
-                        h2_websocket(&mut s, &url, &token, origin.as_deref()),
-                    )
-                    .await
-                    .unwrap_or_else(|_| Err("extended CONNECT timed out".into()))
-                });
-            }
-            while let Some(r) = set.join_next().await {
-                match r.map_err(|e| e.to_string()).and_then(|r| r) {
-                    Ok(ws) => held.push(ws),
-                    Err(e) => {
-                        failed += 1;
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        conns.push(sender);
-    }
-    Ok((held, failed, first_error))
-}
-
-type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>;
-
-/// One HTTP/2 connection to `to` (h2c, or TLS with ALPN h2), once the
-/// server's SETTINGS arrived (extended CONNECT needs them): an ordinary
-/// request is answered first.
-async fn h2_connect(to: &Target, source: Option<IpAddr>, token: &str) -> Result<H2Sender, String> {
-    let addr = to.addr;
-    let stream = dial(to, source, Some(b"h2")).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .max_concurrent_reset_streams(0)
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("h2 handshake with {addr}: {e}"))?;
-    tokio::spawn(conn);
-    let scheme = if to.tls.is_some() { "https" } else { "http" };
-    let req = http::Request::get(format!("{scheme}://{addr}/"))
-        .header("authorization", format!("Bearer {token}"))
-        .body(http_body_util::Empty::new())
-        .map_err(|e| e.to_string())?;
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("first h2 request to {addr}: {e}"))?;
-    Ok(sender)
-}
-
-/// A WebSocket opened as a stream of `sender`'s connection (RFC 8441).
-async fn h2_websocket(
-    sender: &mut H2Sender,
-    url: &str,
-    token: &str,
-    origin: Option<&str>,
-) -> Result<Ws, String> {
-    let uri = url
-        .replacen("wss://", "https://", 1)
-        .replacen("ws://", "http://", 1);
-    let mut req = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(&uri)
-        .extension(hyper::ext::Protocol::from_static("websocket"))
-        .header("sec-websocket-version", "13")
-        .header("authorization", format!("Bearer {token}"));
-    if let Some(o) = origin {
-        req = req.header("origin", o);
-    }
-    let req = req
-        .body(http_body_util::Empty::new())
-        .map_err(|e| e.to_string())?;
-    sender
-        .ready()
-        .await
-        .map_err(|e| format!("h2 connection: {e}"))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("extended CONNECT {uri}: {e}"))?;
-    if resp.status() != http::StatusCode::OK {
-        return Err(format!("extended CONNECT {uri}: status {}", resp.status()));
-    }
-    let up = hyper::upgrade::on(resp)
-        .await
-        .map_err(|e| format!("extended CONNECT {uri}: {e}"))?;
-    let io: Box<dyn Io> = Box::new(hyper_util::rt::TokioIo::new(up));
-    Ok(WebSocketStream::from_raw_socket(
-        io,
-        tokio_tungstenite::tungstenite::protocol::Role::Client,
-        None,
-    )
-    .await)
 }
 
 fn show(v: Option<u64>) -> String {
