@@ -9,6 +9,7 @@ mod conn;
 pub mod cookie;
 pub mod fields;
 mod forward;
+mod h2_websocket;
 mod head_fields;
 pub mod headers;
 pub mod local_body;
