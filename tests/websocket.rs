@@ -327,25 +327,6 @@ async fn wss_with_a_client_certificate_identifies_the_member_and_echoes() {
 }
 
 /// The close frame the proxy sent, if any, within `within`.
-async fn close_frame<S>(
-    ws: &mut WebSocketStream<S>,
-    within: Duration,
-) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let wait = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    };
-    tokio::time::timeout(within, wait).await.ok().flatten()
-}
-
 #[tokio::test]
 async fn a_revoked_websocket_gets_close_1008_naming_its_request_id() {
     let (_up, cfg, server) = setup(&[MemberSpec::new("alice", ALICE)]).await;

@@ -315,23 +315,6 @@ async fn h2_websockets_count_against_max_connections() {
     assert_echoes(&mut ws_b, "b").await;
 }
 
-/// The next close frame, or `None` if the stream ended without one.
-async fn close_frame(ws: &mut Ws) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame> {
-    let wait = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(3), wait)
-        .await
-        .ok()
-        .flatten()
-}
-
 #[tokio::test]
 async fn a_revoked_h2_websocket_gets_close_1008_and_the_connections_other_stream_stays() {
     let up = Upstream::start().await;
@@ -351,7 +334,7 @@ async fn a_revoked_h2_websocket_gets_close_1008_and_the_connections_other_stream
     assert_echoes(&mut alice, "before").await;
     cfg.write_member(&MemberSpec::new("alice", ALICE).set("EGRESS_CIDRS", "192.0.2.0/24"));
     assert_eq!(server.reload().unwrap().revoked, 1);
-    let frame = close_frame(&mut alice)
+    let frame = close_frame(&mut alice, Duration::from_secs(3))
         .await
         .expect("a close frame, not a cut stream");
     assert_eq!(u16::from(frame.code), 1008);
@@ -368,7 +351,9 @@ async fn draining_closes_h2_websockets_with_1001_and_finishes() {
     let mut ws = ws.unwrap();
     assert_echoes(&mut ws, "before").await;
     let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(5)));
-    let frame = close_frame(&mut ws).await.expect("a close frame on drain");
+    let frame = close_frame(&mut ws, Duration::from_secs(3))
+        .await
+        .expect("a close frame on drain");
     assert_eq!(u16::from(frame.code), 1001);
     drop(ws);
     assert!(

@@ -185,24 +185,24 @@ pub(super) fn forward<'a>(
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
-            let Some(client_upgrade) = req.upgrade else {
+            // A 101 the client cannot take is the gateway's fault: counted
+            // by its kind, answered as a reset.
+            let bad_switch = |kind: &str| {
                 state
                     .metrics
                     .upstream_errors
-                    .with_label_values(&[&up.name, "unrequested_upgrade"])
+                    .with_label_values(&[&up.name, kind])
                     .inc();
-                return Err(Refusal::Upstream(UpstreamError::Reset));
+                Refusal::Upstream(UpstreamError::Reset)
+            };
+            let Some(client_upgrade) = req.upgrade else {
+                return Err(bad_switch("unrequested_upgrade"));
             };
             if let Some(key) = &h2_key {
                 // A 101 without the right accept is not the gateway's
                 // WebSocket; over h2 the stream opens with a 200.
                 if !key.accepted_by(&gateway) {
-                    state
-                        .metrics
-                        .upstream_errors
-                        .with_label_values(&[&up.name, "bad_websocket_accept"])
-                        .inc();
-                    return Err(Refusal::Upstream(UpstreamError::Reset));
+                    return Err(bad_switch("bad_websocket_accept"));
                 }
                 h2_websocket::to_stream_response(&mut gateway);
                 *resp.status_mut() = StatusCode::OK;
