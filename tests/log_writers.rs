@@ -24,7 +24,7 @@ fn start_with_access_log_off(up: &Upstream) -> (ConfigDir, Proc) {
 }
 
 /// A policy-denial line on stderr: a refusal in full, or the folded line
-/// after it that names its repeats (`deny_log::compact`).
+/// after it that names its repeats (`log_writer::fold`).
 #[derive(Debug)]
 enum Denial {
     Full { id: String },

@@ -26,10 +26,13 @@
 //! each of its wake-ups, so the writer's turns stay short (≈40 µs).
 //!
 //! The writer thread runs only while there are lines (the `writer`
-//! module says when, and why).
+//! module says when, and why). A flood of one line, differing only in
+//! time and ID, is folded as it is queued (the `fold` module).
+mod fold;
 mod timestamp;
 mod writer;
 
+pub use fold::{FoldLine, Run, MAX_FOLDED};
 pub use timestamp::Timestamp;
 pub use writer::IDLE_LOOKS;
 
@@ -60,19 +63,14 @@ const BEHIND: usize = 4 * WRITE_CHUNK;
 /// access log leaves it to its metric.
 pub type DropNotice = fn(&mut dyn Write, u64);
 
-/// What a batch does to its lines on the way out: `(batch, out)` writes
-/// into `out` the lines that stand for `batch`'s whole lines (the denial
-/// log folds a flood's repeats, see `deny_log::compact`). Runs on the
-/// writer, never on the request path.
-pub type Compact = fn(&[u8], &mut Vec<u8>);
-
 /// What a batch's stream adds to plain lines.
 #[derive(Clone, Copy, Default)]
 pub struct Extras {
     /// Says, in the stream, how many lines were dropped.
     pub notice: Option<DropNotice>,
-    /// Rewrites each batch before it is written.
-    pub compact: Option<Compact>,
+    /// Writes the line that names a run's repeats
+    /// ([`LineBatch::push_or_fold`]).
+    pub fold: Option<FoldLine>,
 }
 
 /// Lines waiting for their sink.
@@ -99,14 +97,20 @@ pub struct LineBatch {
 struct Pending {
     lines: Vec<u8>,
     writer: Writer,
+    /// The run the last lines belong to (see [`LineBatch::push_or_fold`]).
+    run: Run,
+}
+
+impl Pending {
+    /// Bytes queued, the open run's IDs included.
+    fn queued(&self) -> usize {
+        self.lines.len() + self.run.held()
+    }
 }
 
 struct Sink {
     out: Box<dyn Write + Send>,
     spare: Vec<u8>,
-    /// The last batch as [`Extras::compact`] rewrote it (kept, like
-    /// `spare`, so a flood allocates once).
-    compacted: Vec<u8>,
     /// `dropped` when the last notice was written.
     noticed: u64,
 }
@@ -141,11 +145,11 @@ impl LineBatch {
             pending: Mutex::new(Pending {
                 lines: Vec::with_capacity(PENDING_CAPACITY),
                 writer,
+                run: Run::default(),
             }),
             sink: Mutex::new(Sink {
                 out,
                 spare: Vec::with_capacity(PENDING_CAPACITY),
-                compacted: Vec::new(),
                 noticed: 0,
             }),
             max_pending,
@@ -171,16 +175,63 @@ impl LineBatch {
     /// per quiet spell).
     pub fn push(&self, line: &[u8]) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.lines.len() + line.len() > self.max_pending {
+        let p = &mut *pending;
+        p.run.finish(self.extras.fold, &mut p.lines);
+        if p.lines.len() + line.len() > self.max_pending {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        pending.lines.extend_from_slice(line);
+        p.lines.extend_from_slice(line);
+        self.queued(pending);
+        true
+    }
+
+    /// Queue a line that may repeat the last one: when the line queued
+    /// just before had the same `key` (and its run has room), only `id`
+    /// and `at` are kept, for the one line [`Extras::fold`] writes for
+    /// the run's repeats; otherwise `full` writes the whole line (ending
+    /// with `\n`) into the batch and starts a run. `false` if the line
+    /// was dropped because the sink is not draining.
+    ///
+    /// `full` runs under the batch's lock: it should only format.
+    pub fn push_or_fold(
+        &self,
+        key: &[u8],
+        id: &[u8],
+        at: Duration,
+        full: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &mut *pending;
+        if p.run.takes(key) {
+            if p.queued() + id.len() + 1 > self.max_pending {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            p.run.add(id, at);
+        } else {
+            p.run.finish(self.extras.fold, &mut p.lines);
+            let before = p.lines.len();
+            full(&mut p.lines);
+            if p.lines.len() > self.max_pending {
+                p.lines.truncate(before);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            p.run.start(key, id);
+        }
+        self.queued(pending);
+        true
+    }
+
+    /// After a line was queued: start the writer if none runs, wake it
+    /// if the batch passed a quarter of its bound (see [`LineBatch::push`]).
+    fn queued(&self, mut pending: std::sync::MutexGuard<'_, Pending>) {
         let start = matches!(pending.writer, Writer::Idle);
         if start {
             pending.writer = Writer::Running(None);
         }
-        let wake = pending.lines.len() >= self.max_pending / 4
+        let wake = pending.queued() >= self.max_pending / 4
             && !self.woken.load(Ordering::Relaxed)
             && !self.woken.swap(true, Ordering::Relaxed);
         let wake = match &pending.writer {
@@ -194,7 +245,6 @@ impl LineBatch {
         if let Some(writer) = wake {
             writer.unpark();
         }
-        true
     }
 
     /// Whether so much came in while the last batch was written that the
@@ -219,25 +269,20 @@ impl LineBatch {
         let Sink {
             out,
             spare,
-            compacted,
             noticed,
         } = &mut *sink;
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.lines.is_empty() {
+            let p = &mut *pending;
+            // Runs never span batches: the open one's line goes with this.
+            p.run.finish(self.extras.fold, &mut p.lines);
+            if p.lines.is_empty() {
                 return false;
             }
             spare.clear();
-            std::mem::swap(&mut pending.lines, spare);
+            std::mem::swap(&mut p.lines, spare);
         }
-        let lines: &[u8] = match self.extras.compact {
-            Some(compact) => {
-                compacted.clear();
-                compact(spare, compacted);
-                compacted
-            }
-            None => spare,
-        };
+        let lines: &[u8] = spare;
         // Let the proxy's thread have the core back every WRITE_SLICE.
         // Yielding after every piece gave the writer one piece per
         // scheduler slice of the proxy's (≈3 ms) when both want the core:
@@ -257,7 +302,7 @@ impl LineBatch {
             }
         }
         // A sink that fails (a full disk) loses the rest of the batch:
-        // counted like lines the batch had no room for (a compacted line
+        // counted like lines the batch had no room for (a folded line
         // as one).
         let lost = lines[done..].iter().filter(|&&b| b == b'\n').count() as u64;
         self.dropped.fetch_add(lost, Ordering::Relaxed);
