@@ -18,7 +18,11 @@
 #                Origin swapped, so its table reads bad%=100 and smoke=FAIL
 #                for every proxy by design: read req/s and proxyCPU us/r.
 #   4. optionally (--instr) the harness's instr.sh: callgrind instructions
-#      per request, allow and deny, nginx / haproxy / clawgate.
+#      per request, allow and deny, nginx / haproxy / clawgate; then again
+#      with the presented Origin swapped (pass instr-origin), so its
+#      "allow" column is the bad-Origin 403 (clawgate's with the diff and
+#      the denial line, its writer thread included) and its "deny" column
+#      the wrong token again.
 #
 # clawgate is started by the harness through benches/load/clawgate-bench.sh
 # (config from the BENCH_* environment), pinned to PROXY_CPU, and stopped by
@@ -123,6 +127,8 @@ case ",$passes," in *,origin,*)
 esac
 if [ "$instr" = 1 ]; then
   run_pass instr "$shared/instr.sh" --requests "$instr_requests" "${target[@]}"
+  run_pass instr-origin env BENCH_ORIGIN_OK=https://evil.example.net \
+    "$shared/instr.sh" --requests "$instr_requests" "${target[@]}"
 fi
 
 log "done; tables in $OUT_DIR/*.txt"
