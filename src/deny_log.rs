@@ -188,7 +188,7 @@ fn fold_line(run: &Run, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use crate::log_writer::tests::Shared;
 
     /// What a test queues: a refusal, or another stream's line.
     enum Item {
@@ -221,19 +221,6 @@ mod tests {
             decision: "deny",
             reason: "origin_not_allowed",
             diff,
-        }
-    }
-
-    /// A sink the test reads back.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 

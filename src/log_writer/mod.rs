@@ -182,7 +182,7 @@ impl LineBatch {
             return false;
         }
         p.lines.extend_from_slice(line);
-        self.queued(pending);
+        self.after_queue(pending);
         true
     }
 
@@ -220,13 +220,13 @@ impl LineBatch {
             }
             p.run.start(key, id);
         }
-        self.queued(pending);
+        self.after_queue(pending);
         true
     }
 
     /// After a line was queued: start the writer if none runs, wake it
     /// if the batch passed a quarter of its bound (see [`LineBatch::push`]).
-    fn queued(&self, mut pending: std::sync::MutexGuard<'_, Pending>) {
+    fn after_queue(&self, mut pending: std::sync::MutexGuard<'_, Pending>) {
         let start = matches!(pending.writer, Writer::Idle);
         if start {
             pending.writer = Writer::Running(None);
@@ -351,7 +351,7 @@ fn whole_lines(batch: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -379,9 +379,9 @@ mod tests {
         assert_eq!(whole_lines(b"", 16).count(), 0);
     }
 
-    /// A sink the test can read back.
+    /// A sink the test can read back (the denial log's tests use it too).
     #[derive(Clone, Default)]
-    pub(super) struct Shared(pub(super) Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Shared(pub(crate) Arc<Mutex<Vec<u8>>>);
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
