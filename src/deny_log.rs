@@ -128,17 +128,6 @@ pub fn flush() {
     batch().write_out();
 }
 
-/// `TIMESTAMP  INFO policy denial key="value" … diff={…}` plus a newline.
-pub fn format_line(d: &Denial<'_>) -> String {
-    let mut fields = String::new();
-    fields_into(&mut fields, d);
-    let mut id = String::new();
-    push_json_string(&mut id, d.request_id);
-    let mut out = Vec::new();
-    line_into(&mut out, d.at, &id, &fields, d.diff);
-    String::from_utf8(out).expect("every part is a str")
-}
-
 /// ` member="…" path="…" decision="…" reason="…"`, escaped.
 fn fields_into(out: &mut String, d: &Denial<'_>) {
     for (key, value) in [(" member=", d.member), (" path=", d.path)] {
@@ -189,6 +178,18 @@ fn fold_line(run: &Run, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::log_writer::tests::Shared;
+
+    /// `TIMESTAMP  INFO policy denial key="value" … diff={…}` plus a
+    /// newline: `d`'s line written in full, as the first of a run is.
+    fn format_line(d: &Denial<'_>) -> String {
+        let mut fields = String::new();
+        fields_into(&mut fields, d);
+        let mut id = String::new();
+        push_json_string(&mut id, d.request_id);
+        let mut out = Vec::new();
+        line_into(&mut out, d.at, &id, &fields, d.diff);
+        String::from_utf8(out).expect("every part is a str")
+    }
 
     /// What a test queues: a refusal, or another stream's line.
     enum Item {

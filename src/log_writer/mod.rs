@@ -203,7 +203,9 @@ impl LineBatch {
     ) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let p = &mut *pending;
-        if p.run.takes(key) {
+        // Without a fold line to write, a repeat would lose its ID: every
+        // line is then queued in full.
+        if self.extras.fold.is_some() && p.run.takes(key) {
             if p.queued() + id.len() + 1 > self.max_pending {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return false;

@@ -216,20 +216,31 @@ async fn a_reset_mid_stream_cuts_a_chunked_response_and_is_counted() {
     others_still_served(&s, "reset mid-stream").await;
 }
 
-#[tokio::test]
-async fn a_websocket_dropped_by_the_gateway_closes_with_1011_naming_the_request_id() {
-    let fake = Fake::start(Behave::WebSocketThenReset).await;
-    let s = setup(&fake.url(), "").await;
+/// alice's WebSocket through clawgate to her (fake) gateway, and the
+/// handshake's response.
+async fn alice_websocket(
+    s: &Setup,
+) -> (
+    tokio_tungstenite::WebSocketStream<TcpStream>,
+    tokio_tungstenite::tungstenite::handshake::client::Response,
+) {
     let tcp = TcpStream::connect(s.server.addr).await.unwrap();
     let mut req = format!("ws://{}/ws", s.server.addr)
         .into_client_request()
         .unwrap();
     req.headers_mut()
         .insert("x-clawgate-token", HeaderValue::from_static(ALICE));
-    let (mut ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
+    tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_websocket_dropped_by_the_gateway_closes_with_1011_naming_the_request_id() {
+    let fake = Fake::start(Behave::WebSocketThenReset).await;
+    let s = setup(&fake.url(), "").await;
+    let (mut ws, resp) = alice_websocket(&s).await;
     let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     ws.send(Message::text("hi")).await.unwrap();
     let ok = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
@@ -287,16 +298,7 @@ async fn a_websocket_dropped_by_the_gateway_closes_with_1011_naming_the_request_
 async fn a_gateway_ending_the_tcp_connection_after_the_clients_close_frame_is_no_fault() {
     let fake = Fake::start(Behave::WebSocketCloseWithoutEcho).await;
     let s = setup(&fake.url(), "").await;
-    let tcp = TcpStream::connect(s.server.addr).await.unwrap();
-    let mut req = format!("ws://{}/ws", s.server.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("x-clawgate-token", HeaderValue::from_static(ALICE));
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut ws, _) = alice_websocket(&s).await;
     ws.send(Message::Close(None)).await.unwrap();
     let ended = tokio::time::timeout(WAIT, async {
         while let Some(m) = ws.next().await {
