@@ -28,7 +28,7 @@
 # Usage:
 #   benches/load/syscalls.sh [--rounds N] [--duration S] [--conns C]
 #                            [--modes LIST] [--only LIST] [--no-perf]
-#                            [--access-log] [--tls] [--pgo]
+#                            [--access-log] [--tls] [--pgo] [--floor]
 #   --no-perf: no perf stat attached. perf's system-call tracepoint sends
 #     every system call of the proxy through the kernel's slow path, which
 #     adds kernel time per call (more to a proxy making more calls); use
@@ -55,6 +55,14 @@
 #   --pgo: also clawgate's profile-guided build (target/pgo/release/clawgate,
 #     made by pgo.sh) as target "pgo", interleaved with the rest, and
 #     issue #8's ratios for it beside the default build's.
+#   --floor: also HAProxy as a bare TCP relay (target "l4": mode tcp, one
+#     thread, each client connection relayed to one of its own to the
+#     upstream, nothing parsed or checked; TLS terminated with --tls), in
+#     the allow mode only. It makes the same four socket calls a request
+#     as the HTTP proxies with little user space (HAProxy's event loop and
+#     buffers only), so its CPU per request is about what the kernel alone
+#     costs on this machine: the floor under any proxy's ratio, printed
+#     beside the targets.
 # Needs perf (Debian: linux-perf) and a release build (cargo build --release).
 set -euo pipefail
 
@@ -62,7 +70,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${CLAWGATE_SHARED_BENCH:-$root/../shared/bench}
 
-rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0 access_log=0 pgo=0
+rounds=3 duration=4 conns=32 modes=allow only="nginx haproxy clawgate" use_perf=1 tls=0 access_log=0 pgo=0 floor=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -74,6 +82,7 @@ while [ $# -gt 0 ]; do
     --tls) tls=1; shift ;;
     --access-log) access_log=1; shift ;;
     --pgo) pgo=1; shift ;;
+    --floor) floor=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "syscalls.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -141,6 +150,30 @@ if [ "$pgo" = 1 ]; then
   CLAWGATE_BIN=$root/target/pgo/release/clawgate start_extra_cmd pgo http://127.0.0.1:19020/ "$here/clawgate-bench.sh"
   URL[pgo]=$scheme://127.0.0.1:19020/ PID[pgo]=$PID_x_pgo
 fi
+if [ "$floor" = 1 ]; then
+  l4_bind=""
+  [ "$tls" = 1 ] && l4_bind=" ssl crt $RUN/server-full.pem alpn http/1.1"
+  cat >"$RUN/haproxy-l4.cfg" <<CFG
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client  60s
+    timeout server  60s
+frontend l4
+    bind 127.0.0.1:19030$l4_bind
+    default_backend upstream
+backend upstream
+    server upstream 127.0.0.1:$UPSTREAM_PORT
+CFG
+  haproxy -c -q -f "$RUN/haproxy-l4.cfg" || die "--floor: the TCP relay's config failed its check"
+  bench_start l4 "$PROXY_CPU" haproxy -db -f "$RUN/haproxy-l4.cfg"
+  wait_port 19030 10 "$PID_l4" || die "--floor: the TCP relay did not start: $(tail -5 "$RUN/l4.log")"
+  URL[l4]=$scheme://127.0.0.1:19030/ PID[l4]=$PID_l4
+  only="$only l4"
+fi
 # ticks PID -> "utime stime" (clock ticks, all threads)
 ticks() { local s; s=$(cat "/proc/$1/stat"); s=${s##*) }; set -- $s; echo "${12} ${13}"; }
 # steal N -> ticks the hypervisor gave CPU N's time to someone else (/proc/stat's
@@ -152,6 +185,8 @@ steal() { awk -v c="cpu$1" '$1 == c { print $9; exit }' /proc/stat; }
 one() {
   local t=$1 m=$2 r=$3 pid=${PID[$1]} auth="Bearer $BENCH_TOKEN" origin=$BENCH_ORIGIN_OK
   local u0 s0 u1 s1 perf_pid="" out n sc=0 cs=0 p50 p99 w0 w1 up0 up1 lc0 lc1 sp0 sl0 sp1 sl1 t0 t1
+  # The relay refuses nothing: its deny and origin runs would be allows.
+  [ "$t" = l4 ] && [ "$m" != allow ] && return 0
   [ "$m" = deny ] && auth="Bearer wrong-$BENCH_TOKEN"
   [ "$m" = origin ] && origin=https://evil.example.net
   read -r u0 s0 < <(ticks "$pid")
@@ -247,7 +282,7 @@ if [ "$tls" = 1 ] || [ "$access_log" = 1 ]; then
 else
   echo "== issue #8 targets in this run: ratio per round, median [lowest-highest] over $rounds rounds =="
 fi
-awk -v perf="$use_perf" -v pgo="$pgo" '
+awk -v perf="$use_perf" -v pgo="$pgo" -v floor="$floor" '
   { rps[$1, $2, $3] = $4; cpu[$1, $2, $3] = $7; p99[$1, $2, $3] = $11; if ($3 > last) last = $3 }
   function verdict(name, a, am, b, bm, col, want, cmp,    r, n, i, j, x, v, lo, hi, med) {
     n = 0
@@ -260,6 +295,7 @@ awk -v perf="$use_perf" -v pgo="$pgo" '
     if (n == 0) return
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (q[j] < q[i]) { x = q[i]; q[i] = q[j]; q[j] = x }
     med = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+    if (cmp == "") { printf "%-44s %6.2fx  [%.2f-%.2f]\n", name, med, q[1], q[n]; return }
     met = (cmp == "le") ? (med <= want) : (med >= want)
     printf "%-44s %6.2fx  [%.2f-%.2f]  target %s %.2fx: %s\n", name, med, q[1], q[n], (cmp == "le") ? "<=" : ">=", want, met ? "met" : "MISSED"
   }
@@ -275,6 +311,14 @@ awk -v perf="$use_perf" -v pgo="$pgo" '
   END {
     verdicts("clawgate", pgo ? "clawgate, default build (cargo build --release):" : "")
     if (pgo) verdicts("pgo", "clawgate, profile-guided build (benches/load/pgo.sh):")
+    if (floor) {
+      print "the floor, HAProxy as a bare TCP relay (--floor; no target, for reading the ones above):"
+      verdict("allow: CPU per request, TCP relay / nginx", "l4", "allow", "nginx", "allow", "cpu")
+      verdict("allow: CPU per request, TCP relay / HAProxy", "l4", "allow", "haproxy", "allow", "cpu")
+      verdict("allow: CPU per request, clawgate / TCP relay", "clawgate", "allow", "l4", "allow", "cpu")
+      if (pgo) verdict("allow: CPU per request, PGO build / TCP relay", "pgo", "allow", "l4", "allow", "cpu")
+      verdict("allow: throughput, TCP relay / nginx", "l4", "allow", "nginx", "allow", "rps")
+    }
     if (perf) print "(perf was attached: its tracepoint adds kernel time per system call; --no-perf for the CPU verdict)"
   }' "$RUN/rows"
 if [ "$access_log" = 1 ]; then
