@@ -57,12 +57,12 @@
 #     issue #8's ratios for it beside the default build's.
 #   --floor: also HAProxy as a bare TCP relay (target "l4": mode tcp, one
 #     thread, each client connection relayed to one of its own to the
-#     upstream, nothing parsed or checked; TLS terminated with --tls), in
-#     the allow mode only. It makes the same four socket calls a request
-#     as the HTTP proxies with little user space (HAProxy's event loop and
-#     buffers only), so its CPU per request is about what the kernel alone
-#     costs on this machine: the floor under any proxy's ratio, printed
-#     beside the targets.
+#     upstream, nothing parsed, checked or logged; TLS terminated with
+#     --tls), in the allow mode only, on 127.0.0.1:19030. It makes the
+#     same four socket calls a request as the HTTP proxies with little
+#     user space (HAProxy's event loop and buffers only), so its CPU per
+#     request is about what the kernel alone costs on this machine: the
+#     floor under any proxy's ratio, printed beside the targets.
 # Needs perf (Debian: linux-perf) and a release build (cargo build --release).
 set -euo pipefail
 
@@ -151,6 +151,7 @@ if [ "$pgo" = 1 ]; then
   URL[pgo]=$scheme://127.0.0.1:19020/ PID[pgo]=$PID_x_pgo
 fi
 if [ "$floor" = 1 ]; then
+  port_busy 19030 && die "--floor: port 19030 for the TCP relay is already in use"
   l4_bind=""
   [ "$tls" = 1 ] && l4_bind=" ssl crt $RUN/server-full.pem alpn http/1.1"
   cat >"$RUN/haproxy-l4.cfg" <<CFG
