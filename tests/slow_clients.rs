@@ -129,16 +129,9 @@ async fn ws_echoes(ws: &mut WebSocketStream<TcpStream>, during: &str) {
 /// returned; it must not be a success.
 async fn server_closed(s: &mut TcpStream, within: Duration) -> Option<String> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(within, read).await.ok()?;
+    tokio::time::timeout(within, read_until_close(s, &mut out))
+        .await
+        .ok()?;
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 

@@ -127,21 +127,6 @@ async fn ws_gauge_reaches(admin: SocketAddr, member: &str, want: f64) -> f64 {
     last
 }
 
-/// The access-log line of kind "websocket" for this request (bounded).
-async fn websocket_log_line(cfg: &ConfigDir, request_id: &str) -> Option<serde_json::Value> {
-    for _ in 0..100 {
-        let line = cfg
-            .access_log()
-            .into_iter()
-            .find(|l| l["request_id"] == request_id && l["kind"] == "websocket");
-        if line.is_some() {
-            return line;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
 #[tokio::test]
 async fn websocket_messages_are_echoed_exactly_through_the_proxy() {
     let (up, _cfg, server) = setup(&[MemberSpec::new("alice", ALICE)]).await;
@@ -237,7 +222,8 @@ async fn closed_websocket_gets_an_access_log_line_of_kind_websocket() {
     );
     ws.close(None).await.unwrap();
     assert!(closes_within(&mut ws, WAIT).await);
-    let line = websocket_log_line(&cfg, &rid)
+    let line = cfg
+        .websocket_line(&rid)
         .await
         .expect("a websocket access-log line at close");
     assert_eq!(line["member"], "alice");
@@ -289,7 +275,8 @@ async fn open_websocket_is_closed_when_its_token_expires() {
         closes_within(&mut ws, Duration::from_secs(8)).await,
         "the WebSocket outlived its token"
     );
-    let line = websocket_log_line(&cfg, &rid)
+    let line = cfg
+        .websocket_line(&rid)
         .await
         .expect("a websocket access-log line at close");
     assert_eq!(line["reason"], "token_expired");

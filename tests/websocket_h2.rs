@@ -193,18 +193,10 @@ async fn an_h2c_stream_becomes_the_gateways_websocket_with_the_members_identity(
         (&serde_json::json!("CONNECT"), &serde_json::json!(200))
     );
     // Its close line says what the client sent and got, not an h1 101.
-    let mut closed = None;
-    for _ in 0..100 {
-        closed = cfg
-            .access_log()
-            .into_iter()
-            .find(|l| l["request_id"] == rid.as_str() && l["kind"] == "websocket");
-        if closed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let closed = closed.expect("a websocket line when it closed");
+    let closed = cfg
+        .websocket_line(&rid)
+        .await
+        .expect("a websocket line when it closed");
     assert_eq!(closed["method"], "CONNECT");
     assert_eq!(closed["status"], 200);
     assert_eq!(closed["member"], "alice");

@@ -155,17 +155,30 @@ impl ConfigDir {
 
     /// Wait (bounded) until an access-log line with this request ID appears.
     pub async fn log_line(&self, request_id: &str) -> serde_json::Value {
+        self.wait_line(|l| l["request_id"] == request_id)
+            .await
+            .unwrap_or_else(|| panic!("no access-log line for request {request_id}"))
+    }
+
+    /// Wait (bounded) for this request's access-log line of kind
+    /// "websocket", which is written when the tunnel closes.
+    pub async fn websocket_line(&self, request_id: &str) -> Option<serde_json::Value> {
+        self.wait_line(|l| l["request_id"] == request_id && l["kind"] == "websocket")
+            .await
+    }
+
+    /// The first access-log line `wanted` accepts, polled for up to 2 s.
+    async fn wait_line(
+        &self,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
         for _ in 0..100 {
-            if let Some(l) = self
-                .access_log()
-                .into_iter()
-                .find(|l| l["request_id"] == request_id)
-            {
-                return l;
+            if let Some(l) = self.access_log().into_iter().find(|l| wanted(l)) {
+                return Some(l);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("no access-log line for request {request_id}");
+        None
     }
 }
 
@@ -244,6 +257,32 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Read from `s` into `out` until the peer closes (EOF or an error).
+/// Unbounded: callers put it under a timeout, and what arrived is in
+/// `out` either way.
+pub async fn read_until_close(s: &mut TcpStream, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Read from `s` into `out` until a head's blank line has arrived or the
+/// peer closes; the connection is left open. Unbounded, as
+/// [`read_until_close`].
+pub async fn read_until_head_end(s: &mut TcpStream, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// The admin listener's /metrics text.

@@ -122,7 +122,7 @@ use common::tls::{dns_san, https_get, tls_refusal, ClientCert, Pki};
 use common::*;
 use http::Version;
 use http_body_util::{BodyExt, Empty};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const ALICE: &str = "alice-hostile-token-0123456789";
@@ -223,16 +223,10 @@ async fn send(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Answer {
         let _ = s.shutdown().await;
     }
     let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let read = async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    if tokio::time::timeout(WAIT, read).await.is_err() {
+    if tokio::time::timeout(WAIT, read_until_close(&mut s, &mut out))
+        .await
+        .is_err()
+    {
         panic!(
             "no close within {WAIT:?}; got so far: {:?}",
             String::from_utf8_lossy(&out)

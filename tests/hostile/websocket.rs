@@ -9,16 +9,7 @@ async fn upgrade_head(addr: SocketAddr, bytes: &[u8]) -> (RawReply, TcpStream) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
+    tokio::time::timeout(WAIT, read_until_head_end(&mut s, &mut out))
         .await
         .expect("an upgrade is answered within 10s");
     let text = String::from_utf8_lossy(&out).into_owned();

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::WAIT;
+use crate::common::read_until_head_end;
 
 /// How a fake gateway treats each connection.
 #[derive(Clone, Copy, Debug)]
@@ -83,16 +84,7 @@ impl Drop for Fake {
 /// Counts heads that arrived.
 async fn read_head(s: &mut TcpStream, heads: &AtomicUsize) -> String {
     let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(WAIT, read).await;
+    let _ = tokio::time::timeout(WAIT, read_until_head_end(s, &mut head)).await;
     if !head.is_empty() {
         heads.fetch_add(1, Ordering::SeqCst);
     }

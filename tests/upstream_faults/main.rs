@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::*;
 use fake::{Behave, Fake};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -71,6 +71,20 @@ async fn upstream_errors(s: &Setup, kind: &str) -> f64 {
     )
 }
 
+/// A fault as client and operator see it: [`assert_fault`], one count of
+/// `kind` in the upstream-errors metric, and bob still served.
+async fn assert_fault_counted(
+    s: &Setup,
+    method: &str,
+    (status, reason): (u16, &str),
+    kind: &str,
+    after: &str,
+) {
+    assert_fault(s, method, status, reason).await;
+    assert_eq!(upstream_errors(s, kind).await, 1.0);
+    others_still_served(s, after).await;
+}
+
 /// One request as alice: the refusal's status and reason, with the
 /// request ID in body, header and access log.
 async fn assert_fault(s: &Setup, method: &str, status: u16, reason: &str) -> String {
@@ -97,49 +111,60 @@ async fn assert_fault(s: &Setup, method: &str, status: u16, reason: &str) -> Str
 async fn a_reset_before_the_response_head_gives_502_and_is_not_replayed() {
     let fake = Fake::start(Behave::ResetBeforeHead).await;
     let s = setup(&fake.url(), "").await;
-    assert_fault(&s, "POST", 502, "upstream_reset").await;
+    assert_fault_counted(
+        &s,
+        "POST",
+        (502, "upstream_reset"),
+        "reset",
+        "reset before head",
+    )
+    .await;
     assert_eq!(
         fake.heads(),
         1,
         "a POST the gateway may have seen is not retried"
     );
-    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
-    others_still_served(&s, "reset before head").await;
 }
 
 #[tokio::test]
 async fn a_close_before_the_response_head_gives_502() {
     let fake = Fake::start(Behave::CloseBeforeHead).await;
     let s = setup(&fake.url(), "").await;
-    assert_fault(&s, "GET", 502, "upstream_reset").await;
-    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
-    others_still_served(&s, "close before head").await;
+    assert_fault_counted(
+        &s,
+        "GET",
+        (502, "upstream_reset"),
+        "reset",
+        "close before head",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_gateway_that_accepts_and_resets_at_once_gives_502() {
     let fake = Fake::start(Behave::AcceptAndReset).await;
     let s = setup(&fake.url(), "").await;
-    assert_fault(&s, "GET", 502, "upstream_reset").await;
-    assert_eq!(upstream_errors(&s, "reset").await, 1.0);
-    others_still_served(&s, "accept and reset").await;
+    assert_fault_counted(
+        &s,
+        "GET",
+        (502, "upstream_reset"),
+        "reset",
+        "accept and reset",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_refused_connection_gives_502_connect() {
     let s = setup(&format!("http://{}", closed_port()), "").await;
-    assert_fault(&s, "GET", 502, "upstream_connect").await;
-    assert_eq!(upstream_errors(&s, "connect").await, 1.0);
-    others_still_served(&s, "refused").await;
+    assert_fault_counted(&s, "GET", (502, "upstream_connect"), "connect", "refused").await;
 }
 
 #[tokio::test]
 async fn a_gateway_stalling_past_upstream_response_gives_504() {
     let fake = Fake::start(Behave::Stall).await;
     let s = setup(&fake.url(), "[timeouts]\nupstream_response = \"1s\"\n").await;
-    assert_fault(&s, "GET", 504, "upstream_timeout").await;
-    assert_eq!(upstream_errors(&s, "timeout").await, 1.0);
-    others_still_served(&s, "stall").await;
+    assert_fault_counted(&s, "GET", (504, "upstream_timeout"), "timeout", "stall").await;
 }
 
 /// Read a raw response until the server closes (bounded): head and the
@@ -156,16 +181,7 @@ async fn read_cut_response(addr: SocketAddr) -> (RawReply, usize) {
     .await
     .unwrap();
     let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let read = async {
-        loop {
-            match c.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
+    tokio::time::timeout(WAIT, read_until_close(&mut c, &mut out))
         .await
         .expect("the client's connection is cut, not left hanging");
     let text = String::from_utf8_lossy(&out).into_owned();
@@ -276,19 +292,11 @@ async fn a_websocket_dropped_by_the_gateway_closes_with_1011_naming_the_request_
     }
     assert_eq!(open, 0.0, "the open-WebSockets gauge returns to 0");
     assert_eq!(upstream_errors(&s, "reset").await, 1.0);
-    let mut line = None;
-    for _ in 0..100 {
-        line = s
-            .cfg
-            .access_log()
-            .into_iter()
-            .find(|l| l["request_id"] == rid.as_str() && l["kind"] == "websocket");
-        if line.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let line = line.expect("a websocket access-log line");
+    let line = s
+        .cfg
+        .websocket_line(&rid)
+        .await
+        .expect("a websocket access-log line");
     assert_eq!(line["decision"], "error");
     assert_eq!(line["reason"], "upstream_reset");
     others_still_served(&s, "WebSocket reset").await;
