@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::Message;
 const ALICE: &str = "alice-faults-token-0123456789";
 const BOB: &str = "bob-faults-token-9876543210";
 const WAIT: Duration = Duration::from_secs(10);
+/// What a client gets when the gateway resets or closes before answering.
+const RESET: (u16, &str) = (502, "upstream_reset");
 
 struct Setup {
     bob_up: Upstream,
@@ -71,6 +73,21 @@ async fn upstream_errors(s: &Setup, kind: &str) -> f64 {
     )
 }
 
+/// The upstream resets counted, polled (bounded) until the one a cut body
+/// makes has been: it is counted when the body breaks, just after the
+/// client's connection is cut.
+async fn resets_once_counted(s: &Setup) -> f64 {
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        counted = upstream_errors(s, "reset").await;
+        if counted == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    counted
+}
+
 /// A fault as client and operator see it: [`assert_fault`], one count of
 /// `kind` in the upstream-errors metric, and bob still served.
 async fn assert_fault_counted(
@@ -111,14 +128,7 @@ async fn assert_fault(s: &Setup, method: &str, status: u16, reason: &str) -> Str
 async fn a_reset_before_the_response_head_gives_502_and_is_not_replayed() {
     let fake = Fake::start(Behave::ResetBeforeHead).await;
     let s = setup(&fake.url(), "").await;
-    assert_fault_counted(
-        &s,
-        "POST",
-        (502, "upstream_reset"),
-        "reset",
-        "reset before head",
-    )
-    .await;
+    assert_fault_counted(&s, "POST", RESET, "reset", "reset before head").await;
     assert_eq!(
         fake.heads(),
         1,
@@ -130,28 +140,14 @@ async fn a_reset_before_the_response_head_gives_502_and_is_not_replayed() {
 async fn a_close_before_the_response_head_gives_502() {
     let fake = Fake::start(Behave::CloseBeforeHead).await;
     let s = setup(&fake.url(), "").await;
-    assert_fault_counted(
-        &s,
-        "GET",
-        (502, "upstream_reset"),
-        "reset",
-        "close before head",
-    )
-    .await;
+    assert_fault_counted(&s, "GET", RESET, "reset", "close before head").await;
 }
 
 #[tokio::test]
 async fn a_gateway_that_accepts_and_resets_at_once_gives_502() {
     let fake = Fake::start(Behave::AcceptAndReset).await;
     let s = setup(&fake.url(), "").await;
-    assert_fault_counted(
-        &s,
-        "GET",
-        (502, "upstream_reset"),
-        "reset",
-        "accept and reset",
-    )
-    .await;
+    assert_fault_counted(&s, "GET", RESET, "reset", "accept and reset").await;
 }
 
 #[tokio::test]
@@ -198,16 +194,7 @@ async fn a_reset_mid_body_cuts_the_clients_connection_and_is_counted() {
     assert!(is_uuid_v7(r.header("x-request-id").unwrap()));
     assert_eq!(r.header("content-length"), Some("100000"));
     assert!(got < 100_000, "the body is cut short ({got} bytes)");
-    // The fault is counted when the body breaks, just after the cut.
-    let mut counted = 0.0;
-    for _ in 0..100 {
-        counted = upstream_errors(&s, "reset").await;
-        if counted == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(counted, 1.0);
+    assert_eq!(resets_once_counted(&s).await, 1.0);
     others_still_served(&s, "reset mid-body").await;
 }
 
@@ -220,15 +207,7 @@ async fn a_reset_mid_stream_cuts_a_chunked_response_and_is_counted() {
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert!(r.body.contains("data: first"), "streamed before the reset");
     assert!(!r.body.ends_with("0\r\n\r\n"), "no clean end of stream");
-    let mut counted = 0.0;
-    for _ in 0..100 {
-        counted = upstream_errors(&s, "reset").await;
-        if counted == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(counted, 1.0);
+    assert_eq!(resets_once_counted(&s).await, 1.0);
     others_still_served(&s, "reset mid-stream").await;
 }
 
