@@ -151,7 +151,8 @@ if [ "$pgo" = 1 ]; then
   URL[pgo]=$scheme://127.0.0.1:19020/ PID[pgo]=$PID_x_pgo
 fi
 if [ "$floor" = 1 ]; then
-  port_busy 19030 && die "--floor: port 19030 for the TCP relay is already in use"
+  l4_port=19030
+  port_busy $l4_port && die "--floor: port $l4_port for the TCP relay is already in use"
   l4_bind=""
   [ "$tls" = 1 ] && l4_bind=" ssl crt $RUN/server-full.pem alpn http/1.1"
   cat >"$RUN/haproxy-l4.cfg" <<CFG
@@ -164,15 +165,15 @@ defaults
     timeout client  60s
     timeout server  60s
 frontend l4
-    bind 127.0.0.1:19030$l4_bind
+    bind 127.0.0.1:$l4_port$l4_bind
     default_backend upstream
 backend upstream
     server upstream 127.0.0.1:$UPSTREAM_PORT
 CFG
   haproxy -c -q -f "$RUN/haproxy-l4.cfg" || die "--floor: the TCP relay's config failed its check"
   bench_start l4 "$PROXY_CPU" haproxy -db -f "$RUN/haproxy-l4.cfg"
-  wait_port 19030 10 "$PID_l4" || die "--floor: the TCP relay did not start: $(tail -5 "$RUN/l4.log")"
-  URL[l4]=$scheme://127.0.0.1:19030/ PID[l4]=$PID_l4
+  wait_port $l4_port 10 "$PID_l4" || die "--floor: the TCP relay did not start: $(tail -5 "$RUN/l4.log")"
+  URL[l4]=$scheme://127.0.0.1:$l4_port/ PID[l4]=$PID_l4
   only="$only l4"
 fi
 # ticks PID -> "utime stime" (clock ticks, all threads)
