@@ -116,15 +116,7 @@ where
 /// Poll the open-WebSockets gauge of `member` until it reads `want` (2 s).
 async fn ws_gauge_reaches(admin: SocketAddr, member: &str, want: f64) -> f64 {
     let series = format!("clawgate_websockets_open{{member=\"{member}\"}}");
-    let mut last = f64::NAN;
-    for _ in 0..100 {
-        last = sample(&metrics(admin).await, &series);
-        if last == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    last
+    sample_reaches(admin, &series, want).await
 }
 
 #[tokio::test]

@@ -263,21 +263,20 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
 /// Unbounded: callers put it under a timeout, and what arrived is in
 /// `out` either way.
 pub async fn read_until_close(s: &mut TcpStream, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
+    read_until(s, out, |_| false).await
 }
 
 /// Read from `s` into `out` until a head's blank line has arrived or the
 /// peer closes; the connection is left open. Unbounded, as
 /// [`read_until_close`].
 pub async fn read_until_head_end(s: &mut TcpStream, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 4096];
-    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+    read_until(s, out, |got| got.windows(4).any(|w| w == b"\r\n\r\n")).await
+}
+
+/// Read from `s` into `out` until `done(out)` or the peer closes.
+async fn read_until(s: &mut TcpStream, out: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let mut buf = [0u8; 8192];
+    while !done(out) {
         match s.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => out.extend_from_slice(&buf[..n]),
@@ -291,6 +290,20 @@ pub async fn metrics(admin: SocketAddr) -> String {
 }
 
 /// Value of one sample line (`name{labels}`), 0 when absent.
+/// Poll the admin listener's `series` until it reads `want`, for up to
+/// 2 s; the last value read.
+pub async fn sample_reaches(admin: SocketAddr, series: &str, want: f64) -> f64 {
+    let mut last = f64::NAN;
+    for _ in 0..100 {
+        last = sample(&metrics(admin).await, series);
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last
+}
+
 pub fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()

@@ -66,26 +66,21 @@ async fn others_still_served(s: &Setup, after: &str) {
 }
 
 async fn upstream_errors(s: &Setup, kind: &str) -> f64 {
-    let m = metrics(s.server.admin_addr).await;
     sample(
-        &m,
-        &format!(r#"clawgate_upstream_errors_total{{kind="{kind}",upstream="faulty"}}"#),
+        &metrics(s.server.admin_addr).await,
+        &upstream_errors_series(kind),
     )
+}
+
+fn upstream_errors_series(kind: &str) -> String {
+    format!(r#"clawgate_upstream_errors_total{{kind="{kind}",upstream="faulty"}}"#)
 }
 
 /// The upstream resets counted, polled (bounded) until the one a cut body
 /// makes has been: it is counted when the body breaks, just after the
 /// client's connection is cut.
 async fn resets_once_counted(s: &Setup) -> f64 {
-    let mut counted = 0.0;
-    for _ in 0..100 {
-        counted = upstream_errors(s, "reset").await;
-        if counted == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    counted
+    sample_reaches(s.server.admin_addr, &upstream_errors_series("reset"), 1.0).await
 }
 
 /// A fault as client and operator see it: [`assert_fault`], one count of
@@ -261,14 +256,7 @@ async fn a_websocket_dropped_by_the_gateway_closes_with_1011_naming_the_request_
     assert!(close.reason.contains("upstream_reset"), "{}", close.reason);
     assert!(close.reason.contains(&rid), "{}", close.reason);
 
-    let mut open = f64::NAN;
-    for _ in 0..100 {
-        open = sample(&metrics(s.server.admin_addr).await, gauge);
-        if open == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let open = sample_reaches(s.server.admin_addr, gauge, 0.0).await;
     assert_eq!(open, 0.0, "the open-WebSockets gauge returns to 0");
     assert_eq!(upstream_errors(&s, "reset").await, 1.0);
     let line = s
@@ -300,13 +288,7 @@ async fn a_gateway_ending_the_tcp_connection_after_the_clients_close_frame_is_no
     .await;
     assert!(ended.is_ok(), "the connection ends");
     let gauge = r#"clawgate_websockets_open{member="alice"}"#;
-    for _ in 0..100 {
-        if sample(&metrics(s.server.admin_addr).await, gauge) == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(sample(&metrics(s.server.admin_addr).await, gauge), 0.0);
+    assert_eq!(sample_reaches(s.server.admin_addr, gauge, 0.0).await, 0.0);
     assert_eq!(upstream_errors(&s, "reset").await, 0.0);
 }
 
