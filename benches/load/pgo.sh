@@ -6,9 +6,11 @@
 # benches/PERFORMANCE.md), the allow path's user time is flat: no function
 # outside the inlined request loop is above ≈2 % of it. What is left is the
 # compiler's guesses about which branches are taken and what to inline;
-# a profile of real requests replaces the guesses. The default build
-# (`cargo build --release`) is unchanged; this is a second, optional build
-# of the same source, measured beside it (syscalls.sh --pgo).
+# a profile of real requests replaces the guesses. This is the build to
+# deploy (config/examples/ install it): `.ci/run` makes it on every run and
+# runs the real-OpenClaw suite on it. `cargo build --release` stays plain
+# (cargo has no stable per-profile flags to keep a profile out of debug and
+# test builds) and is measured beside it (syscalls.sh --pgo).
 #
 # Steps:
 #   1. an instrumented build (RUSTFLAGS=-Cprofile-generate) in target/pgo-gen;
