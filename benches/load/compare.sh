@@ -71,16 +71,14 @@ done
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---- 1. tools -------------------------------------------------------------------
-missing=()
-for t in nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind:valgrind curl:curl; do
-  command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$install" = 1 ] || { log "missing: ${missing[*]} (drop --no-install)"; exit 1; }
-  log "installing ${missing[*]} from Debian"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+# shellcheck source=procs.sh
+source "$here/procs.sh"
+mapfile -t missing < <(missing_tools nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind:valgrind curl:curl)
+if [ ${#missing[@]} -gt 0 ] && [ "$install" = 0 ]; then
+  log "missing: ${missing[*]} (drop --no-install)"
+  exit 1
 fi
+debian_install compare.sh "${missing[@]}"
 [ -x "$shared/compare.sh" ] || { log "shared harness not found at $shared (set CLAWGATE_SHARED_BENCH)"; exit 1; }
 
 # ---- 2. build ---------------------------------------------------------------------

@@ -18,8 +18,8 @@
 #      behind an nginx upstream, serves wrk's requests for --seconds each,
 #      allowed and refused, with the default limits, as a deployment runs
 #      them (a flood of wrong tokens from one address gets 401 sixty times
-#      a minute, then 429), plus h2load's HTTP/2 (prior knowledge) if
-#      h2load is installed; then the same over TLS (keep-alive); each
+#      a minute, then 429), plus h2load's HTTP/2 (prior knowledge);
+#      then the same over TLS (keep-alive); each
 #      instance stops with SIGTERM (a drained exit writes its profile).
 #      Which requests, --train says:
 #        mixed  (default) requests of many shapes (pgo-mix.lua): browser
@@ -46,7 +46,8 @@
 #
 # Usage: benches/load/pgo.sh [--seconds S] [--train mixed|bench]
 #        (--seconds: default 4, at most 60)
-# Needs: nginx (the upstream), wrk, openssl; h2load optional. ≈9 minutes on
+# Needs: nginx (the upstream), wrk, openssl and h2load, installed from
+# Debian when missing (procs.sh's debian_install). ≈9 minutes on
 # 2 cores (two release builds; ≈5 when the instrumented one is still
 # built). Loopback only (ports 19041-19043 and, for clawgate's admin
 # listeners, 19142-19143); every process it starts is stopped by PID on
@@ -68,9 +69,10 @@ done
 case $seconds in ''|*[!0-9]*) echo "pgo.sh: --seconds takes a whole number" >&2; exit 2 ;; esac
 [ "$seconds" -ge 1 ] && [ "$seconds" -le 60 ] || { echo "pgo.sh: --seconds between 1 and 60" >&2; exit 2; }
 case $mix in mixed|bench) ;; *) echo "pgo.sh: --train takes mixed or bench, not '$mix'" >&2; exit 2 ;; esac
-for tool in wrk nginx openssl; do
-  command -v "$tool" >/dev/null || { echo "pgo.sh: $tool not found (apt-get install wrk nginx-light openssl)" >&2; exit 1; }
-done
+# shellcheck source=procs.sh
+source "$here/procs.sh"
+mapfile -t missing < <(missing_tools nginx:nginx-light wrk:wrk openssl:openssl h2load:nghttp2-client)
+debian_install pgo.sh "${missing[@]}"
 up_port=19041 http_port=19042 tls_port=19043
 for p in $up_port $http_port $tls_port $((http_port + 100)) $((tls_port + 100)); do
   [ -z "$(ss -ltnH "sport = :$p" 2>/dev/null)" ] || { echo "pgo.sh: port $p is in use" >&2; exit 1; }
@@ -81,8 +83,6 @@ profdata=$(find "$(rustc --print sysroot)/lib/rustlib" -name llvm-profdata -type
 [ -x "$profdata" ] || { echo "pgo.sh: llvm-profdata not found after 'rustup component add llvm-tools'" >&2; exit 1; }
 
 data=$(mktemp -d /tmp/clawgate-pgo.XXXXXX)
-# shellcheck source=procs.sh
-source "$here/procs.sh"
 PIDS=()
 trap 'stop_pids 10 "${PIDS[@]}"; rm -rf "$data"' EXIT
 # The proxy on one core and the load on the other, as the benchmarks run
@@ -201,7 +201,7 @@ h2c() {
 echo "pgo.sh: 2/4 training ($mix) for ${seconds}s per kind of request" >&2
 start $http_port
 train http http://127.0.0.1:$http_port/
-if command -v h2load >/dev/null; then h2c http://127.0.0.1:$http_port/; fi
+h2c http://127.0.0.1:$http_port/
 stop_pids 10 "${PIDS[-1]}"
 "$here/make-cert.sh" "$data/tls"
 start $tls_port CLAWGATE_BENCH_TLS_CERT="$data/tls/server.pem" CLAWGATE_BENCH_TLS_KEY="$data/tls/server.key"

@@ -1,5 +1,23 @@
-# procs.sh: starting and stopping helpers shared by the load scripts that
-# run without the shared harness (ws_scale.sh, pgo.sh). Source it.
+# procs.sh: helpers shared by the load scripts (tools, starting and
+# stopping processes; ws_scale.sh, pgo.sh, compare.sh). Source it.
+
+# missing_tools TOOL:PACKAGE...: the Debian packages of the tools not on
+# PATH, one per line.
+missing_tools() {
+  local t
+  for t in "$@"; do command -v "${t%%:*}" >/dev/null 2>&1 || echo "${t#*:}"; done
+}
+
+# debian_install WHO PACKAGE...: apt-get install them (nothing when none);
+# WHO names the script in its message. As root, on a fresh machine too.
+debian_install() {
+  local who=$1
+  shift
+  [ $# -gt 0 ] || return 0
+  echo "$who: installing $* from Debian" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 # wait_port PORT PID [TRIES]: until something listens on 127.0.0.1:PORT
 # (TRIES × 50 ms, default 200 = 10 s); fails at once if PID exits first.

@@ -289,7 +289,6 @@ pub async fn metrics(admin: SocketAddr) -> String {
     String::from_utf8(get(admin, "/metrics", &[]).await.body.to_vec()).unwrap()
 }
 
-/// Value of one sample line (`name{labels}`), 0 when absent.
 /// Poll the admin listener's `series` until it reads `want`, for up to
 /// 2 s; the last value read.
 pub async fn sample_reaches(admin: SocketAddr, series: &str, want: f64) -> f64 {
@@ -304,6 +303,7 @@ pub async fn sample_reaches(admin: SocketAddr, series: &str, want: f64) -> f64 {
     last
 }
 
+/// Value of one sample line (`name{labels}`), 0 when absent.
 pub fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
