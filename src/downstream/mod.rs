@@ -196,7 +196,11 @@ where
     let info = BodyInfo {
         head_request,
         ended: body.is_end_stream(),
-        exact: hint.exact(),
+        // The gateway's answer to a HEAD is bodiless whatever its framing
+        // says: its lines carry that framing, and no length is made up.
+        exact: hint
+            .exact()
+            .filter(|_| !(head_request && matches!(body, Either::Left(_)))),
     };
     out.clear();
     let (framing, close) = write::head(

@@ -25,6 +25,8 @@ pub enum Framing {
 pub struct BodyInfo {
     pub head_request: bool,
     pub ended: bool,
+    /// The body's exact length; for a `HEAD`, that of the `GET` it
+    /// stands for if known (`None` for the gateway's: its lines say).
     pub exact: Option<u64>,
 }
 
@@ -79,18 +81,25 @@ pub fn head(
         } else {
             Framing::Length
         }
+    } else if body.head_request {
+        // The length a GET would get, when known (clawgate's own answers);
+        // the gateway's HEAD framing is in its lines, never made up here.
+        if let Some(n) = body.exact {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::None
     } else if body.ended || body.exact.is_some() {
         let n = body.exact.unwrap_or(0);
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa(n, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
-        if body.head_request || n == 0 {
+        if n == 0 {
             Framing::None
         } else {
             Framing::Length
         }
-    } else if body.head_request {
-        Framing::None
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         Framing::Chunked
@@ -212,6 +221,9 @@ mod tests {
         let (f, s) = frame(StatusCode::OK, info(true, false, Some(7)));
         assert_eq!(f, Framing::None, "HEAD: length announced, no body");
         assert!(s.contains("content-length: 7\r\n"));
+        let (f, s) = frame(StatusCode::OK, info(true, true, None));
+        assert_eq!(f, Framing::None, "HEAD of unknown length");
+        assert!(!s.contains("content-length") && !s.contains("transfer-encoding"));
         let (f, _) = frame(StatusCode::NOT_MODIFIED, info(false, false, None));
         assert_eq!(f, Framing::None);
     }

@@ -244,6 +244,22 @@ pub(crate) async fn respond(s: &mut TcpStream, req: &Seen, log: &Log) -> Next {
             let _ = s.write_all(&wire).await;
             Next::KeepGoing
         }
+        "/head-chunked" | "/head-close" | "/head-1234" => {
+            // A HEAD answered with the framing a GET would get: chunked,
+            // delimited by close (no length at all), or a length.
+            let framing = match path {
+                "/head-chunked" => "transfer-encoding: chunked\r\n",
+                "/head-close" => "",
+                _ => "content-length: 1234\r\n",
+            };
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n{framing}\r\n");
+            let _ = s.write_all(head.as_bytes()).await;
+            if req.method == "HEAD" {
+                return Next::KeepGoing;
+            }
+            let _ = s.write_all(&plain("500 Internal Server Error", "", "HEAD only")).await;
+            Next::CloseAfter(Duration::ZERO)
+        }
         "/204" => {
             let _ = s
                 .write_all(b"HTTP/1.1 204 No Content\r\nx-status: 204\r\n\r\n")

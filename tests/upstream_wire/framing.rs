@@ -79,6 +79,48 @@ async fn a_head_response_has_no_body_and_the_connections_stay_usable() {
 }
 
 #[tokio::test]
+async fn a_head_response_keeps_the_gateways_framing_and_gets_no_made_up_length() {
+    let (fake, _cfg, server) = setup().await;
+    // (path, transfer-encoding, content-length) as the gateway sent them.
+    let cases = [
+        ("/head-chunked", Some("chunked"), None),
+        ("/head-close", None, None),
+        ("/head-1234", None, Some("1234")),
+    ];
+    let mut c = RawClient::connect(server.addr).await;
+    for (path, te, length) in cases {
+        c.send(&raw_request("HEAD", path, "", b"")).await;
+        let r = c.response("HEAD").await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("transfer-encoding"), te, "{path}: {:?}", r.headers);
+        assert_eq!(r.header("content-length"), length, "{path}: {:?}", r.headers);
+        assert!(
+            c.quiet_for(Duration::from_millis(100)).await,
+            "{path}: no body bytes follow a HEAD response: {:?}",
+            String::from_utf8_lossy(&c.buf)
+        );
+    }
+    // The connections stay usable on both sides.
+    let r = c.exchange("GET", "/plain", "", b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(fake.conns(), 1);
+
+    // h2 has no transfer coding: a length only where the gateway gave one.
+    let mut h2 = h2c(server.addr).await;
+    for (path, _, length) in cases {
+        let req = http::Request::head(format!("http://gw{path}"))
+            .header("authorization", bearer())
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let got = resp.headers().get("content-length").map(|v| v.to_str().unwrap());
+        assert_eq!(got, length, "h2 {path}: {:?}", resp.headers());
+        assert!(resp.headers().get("transfer-encoding").is_none(), "h2 {path}");
+    }
+}
+
+#[tokio::test]
 async fn no_content_and_not_modified_have_no_body_and_reuse_the_connection() {
     let (fake, _cfg, server) = setup().await;
     let mut c = RawClient::connect(server.addr).await;

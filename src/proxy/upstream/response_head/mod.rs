@@ -156,9 +156,14 @@ pub fn parse_response(
         content_length: length.filter(|_| !transfer_coded),
         ..HeadFields::default()
     };
+    let head_request = request_method == Method::HEAD;
     let passed = |h: &httparse::Header<'_>, kind: Kind| {
         let hop = if switching && kind == Kind::Upgrade {
             false // a 101 names its protocol
+        } else if head_request && kind == Kind::TransferEncoding {
+            // A HEAD response has no body to frame: its Transfer-Encoding
+            // says how a GET's would come, and the client gets it as sent.
+            false
         } else {
             kind.is_hop_by_hop()
             // Transfer-Encoding overrides Content-Length (§6.3 item 3): the
@@ -304,6 +309,16 @@ mod tests {
         .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.fields.lines.is_empty(), "no length, no transfer coding");
+        assert_eq!(h.fields.content_length, None);
+        // To a HEAD, the framing a GET would get is passed on as it is.
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::HEAD,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, Framing::Empty);
+        assert_eq!(&h.fields.lines[..], b"Transfer-Encoding: chunked\r\n");
         assert_eq!(h.fields.content_length, None);
     }
 
