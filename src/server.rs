@@ -20,6 +20,10 @@ use crate::reload;
 use crate::state::State;
 use crate::{admin, listener};
 
+/// How long connections get, once the drain deadline cut their streams,
+/// to send the reset or close that tells their clients.
+const CUT_GRACE: Duration = Duration::from_secs(1);
+
 pub struct Server {
     pub state: Arc<State>,
     /// Where members connect (the bound address, port resolved).
@@ -132,20 +136,31 @@ impl Server {
         &self.dir
     }
 
-    /// Stop accepting, let in-flight requests finish within `drain`, close
-    /// tunnels with "going away". Returns whether everything finished in time.
+    /// Stop accepting, close WebSockets with "going away", let in-flight
+    /// requests and open event streams finish within `drain`; cut the
+    /// streams still open then. Returns whether everything finished in time.
     pub async fn shutdown(self, drain: Duration) -> bool {
+        use crate::proxy::tunnel::{DRAIN_DEADLINE, GOING_AWAY};
         self.state.start_draining();
         let _ = self.stop.send(true);
         let _ = self.accept_task.await;
-        self.state
-            .tunnels
-            .close_all(crate::proxy::tunnel::GOING_AWAY);
+        self.state.tunnels.close_tunnels(GOING_AWAY);
         // The accept loop has ended: no new connection joins the drain.
         self.graceful.start();
         let clean = tokio::time::timeout(drain, self.graceful.drained())
             .await
             .is_ok();
+        if !clean {
+            // Cut, so their clients see a truncation rather than an end,
+            // and give the connections a moment to say so before exit.
+            let cut = self.state.tunnels.cut_streams(DRAIN_DEADLINE);
+            tracing::warn!(
+                cut,
+                open = self.graceful.open(),
+                "drain deadline reached; cutting what is still open"
+            );
+            let _ = tokio::time::timeout(CUT_GRACE, self.graceful.drained()).await;
+        }
         let _ = self.admin_stop.send(true);
         crate::deny_log::flush();
         self.state.access_log.flush();

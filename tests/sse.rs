@@ -1,6 +1,7 @@
 //! Server-sent events are streamed, not buffered: the first event reaches
 //! the client while the upstream is still holding the stream open, over
-//! HTTP/1.1 and over h2.
+//! HTTP/1.1 and over h2. At SIGTERM an open stream runs on until it ends
+//! or `timeouts.drain` is up; then it is cut so the client can tell.
 
 mod common;
 
@@ -201,4 +202,185 @@ async fn an_unaffected_event_stream_survives_a_reload() {
         Duration::from_secs(5),
     )
     .await;
+}
+
+/// A raw-TCP gateway that answers every request with an event stream:
+/// `data: N` every 100 ms, and the last chunk after `events` of them
+/// (never, if `None`).
+async fn event_gateway(events: Option<usize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                read_until_head_end(&mut s, &mut head).await;
+                if !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    return; // clawgate's startup probe sends nothing
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                for n in 0.. {
+                    if events.is_some_and(|e| n == e) {
+                        let _ = s.write_all(b"0\r\n\r\n").await;
+                        break;
+                    }
+                    let event = format!("data: {n}\n\n");
+                    let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                    if s.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    url
+}
+
+/// An HTTP/1.1 connection with an open event stream whose first event
+/// has arrived; what arrived so far (head included) is returned with it.
+async fn open_h1_stream(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /events HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {ALICE}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let first = async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("data: 0\n\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the first event: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the first event arrives");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    (s, got)
+}
+
+/// The `data: N` numbers in what arrived.
+fn events(got: &[u8]) -> Vec<usize> {
+    String::from_utf8_lossy(got)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ")?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_open_event_stream_run_to_its_own_end() {
+    // 30 events, 3 s in all: well inside the 30 s drain.
+    let gw = event_gateway(Some(30)).await;
+    let cfg = ConfigDir::new(&[("prod", gw)], &[MemberSpec::new("alice", ALICE)]);
+    let mut p = Proc::start(&cfg);
+    let (mut s, mut got) = open_h1_stream(p.addr).await;
+    p.signal("-TERM");
+    p.wait_log("draining", Duration::from_secs(5));
+    let before = events(&got).len();
+    tokio::time::timeout(Duration::from_secs(15), read_until_close(&mut s, &mut got))
+        .await
+        .expect("the stream ends within its own 3 s");
+    let seen = events(&got);
+    assert_eq!(
+        seen,
+        (0..30).collect::<Vec<_>>(),
+        "every event, in order ({before} before SIGTERM)"
+    );
+    assert!(
+        got.ends_with(b"\r\n0\r\n\r\n"),
+        "a clean end: the last chunk; got {:?}",
+        String::from_utf8_lossy(&got[got.len().saturating_sub(60)..])
+    );
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test]
+async fn the_drain_deadline_cuts_an_endless_event_stream_so_the_client_can_tell() {
+    let gw = event_gateway(None).await;
+    let cfg = ConfigDir::new(&[("prod", gw)], &[MemberSpec::new("alice", ALICE)]);
+    cfg.write_base("[timeouts]\ndrain = \"1500ms\"\n");
+    let mut p = Proc::start(&cfg);
+    let (mut s, mut got) = open_h1_stream(p.addr).await;
+
+    // The same over h2.
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (h2, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut h2 = h2.ready().await.unwrap();
+    let req = http::Request::get("http://gw/events")
+        .header("authorization", format!("Bearer {ALICE}"))
+        .body(())
+        .unwrap();
+    let (resp, _) = h2.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let h2_read = tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            match body.data().await {
+                Some(Ok(d)) => {
+                    let _ = body.flow_control().release_capacity(d.len());
+                    got.extend_from_slice(&d);
+                }
+                Some(Err(e)) => return (got, Some(e)),
+                None => return (got, None),
+            }
+        }
+    });
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.signal("-TERM");
+    let term = std::time::Instant::now();
+    p.wait_log("draining", Duration::from_secs(5));
+    let before = events(&got).len();
+    tokio::time::timeout(Duration::from_secs(10), read_until_close(&mut s, &mut got))
+        .await
+        .expect("the connection is closed soon after the deadline");
+    let cut_after = term.elapsed();
+    let tail = String::from_utf8_lossy(&got[got.len().saturating_sub(60)..]).into_owned();
+    assert!(
+        !got.ends_with(b"0\r\n\r\n"),
+        "cut, not ended: no last chunk; got {tail:?}"
+    );
+    assert!(
+        cut_after >= Duration::from_millis(1200),
+        "ran until the deadline, not {cut_after:?}"
+    );
+    assert!(
+        events(&got).len() >= before + 8,
+        "events kept coming after SIGTERM: {before} before, {} in all",
+        events(&got).len()
+    );
+
+    let (h2_got, err) = tokio::time::timeout(Duration::from_secs(10), h2_read)
+        .await
+        .expect("the h2 stream ends")
+        .unwrap();
+    assert!(
+        events(&h2_got).len() >= 10,
+        "h2 events kept coming: {}",
+        events(&h2_got).len()
+    );
+    let err = err.expect("the h2 stream is reset, not ended with END_STREAM");
+    assert!(
+        err.is_reset() && err.reason() == Some(h2::Reason::INTERNAL_ERROR),
+        "an RST_STREAM, not a lost connection: {err:?}"
+    );
+    p.wait_log("drain deadline", Duration::from_secs(5));
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
 }

@@ -29,6 +29,11 @@ use super::upstream::UpstreamError;
 /// Close reason for a draining proxy (WebSocket close 1001).
 pub const GOING_AWAY: &str = "going_away";
 
+/// Why an event stream still open when the drain's time is up is cut: its
+/// client must see a truncated body (no last chunk on HTTP/1.1, a reset
+/// stream on h2), never a clean end it would take for the whole stream.
+pub const DRAIN_DEADLINE: &str = "drain_deadline";
+
 /// What authorized a tunnel, re-checked on reload.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -80,6 +85,8 @@ impl Grant {
 struct Entry {
     grant: Grant,
     close: Option<oneshot::Sender<&'static str>>,
+    /// An event stream ([`StreamWatch`]), not an upgraded connection.
+    stream: bool,
 }
 
 #[derive(Default)]
@@ -97,7 +104,7 @@ impl Tunnels {
         self.len() == 0
     }
 
-    fn register(&self, grant: Grant) -> (u64, oneshot::Receiver<&'static str>) {
+    fn register(&self, grant: Grant, stream: bool) -> (u64, oneshot::Receiver<&'static str>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut m) = self.open.lock() {
@@ -106,6 +113,7 @@ impl Tunnels {
                 Entry {
                     grant,
                     close: Some(tx),
+                    stream,
                 },
             );
         }
@@ -137,20 +145,36 @@ impl Tunnels {
         closed
     }
 
-    /// Close every tunnel (drain).
-    pub fn close_all(&self, reason: &'static str) {
-        if let Ok(mut m) = self.open.lock() {
-            for entry in m.values_mut() {
-                if let Some(tx) = entry.close.take() {
-                    let _ = tx.send(reason);
-                }
+    /// Close every upgraded connection (a drain starting: WebSockets get
+    /// a close frame saying why). Event streams are left to run.
+    pub fn close_tunnels(&self, reason: &'static str) -> usize {
+        self.close_where(reason, false)
+    }
+
+    /// End every open event stream (the drain's time is up). Returns
+    /// how many.
+    pub fn cut_streams(&self, reason: &'static str) -> usize {
+        self.close_where(reason, true)
+    }
+
+    fn close_where(&self, reason: &'static str, streams: bool) -> usize {
+        let Ok(mut m) = self.open.lock() else {
+            return 0;
+        };
+        let mut closed = 0;
+        for entry in m.values_mut().filter(|e| e.stream == streams) {
+            if let Some(tx) = entry.close.take() {
+                let _ = tx.send(reason);
+                closed += 1;
             }
         }
+        closed
     }
 }
 
 /// An open streamed response (SSE) registered like a tunnel, so a reload
-/// that revokes its grant, the token's expiry, or a drain ends it.
+/// that revokes its grant or the token's expiry ends it, and a drain
+/// whose time is up cuts it ([`DRAIN_DEADLINE`]).
 pub struct StreamWatch {
     state: Arc<State>,
     id: u64,
@@ -167,7 +191,7 @@ impl StreamWatch {
             Box::pin(tokio::time::sleep(left))
         });
         let member = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
-        let (id, rx) = state.tunnels.register(grant);
+        let (id, rx) = state.tunnels.register(grant, true);
         StreamWatch {
             state: state.clone(),
             id,
@@ -192,7 +216,9 @@ impl StreamWatch {
         } else {
             return std::task::Poll::Pending;
         };
-        if reason != GOING_AWAY {
+        if reason == DRAIN_DEADLINE {
+            tracing::info!(request_id = ?self.request_id, member = %self.member, "cut open event stream at the drain deadline");
+        } else {
             self.state
                 .metrics
                 .revoked_connections
@@ -275,7 +301,7 @@ pub fn spawn(
         let started = Instant::now();
         let expires = grant.expires;
         let member_label = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
-        let (id, mut close_rx) = state.tunnels.register(grant);
+        let (id, mut close_rx) = state.tunnels.register(grant, false);
         let gauge = state
             .metrics
             .websockets_open

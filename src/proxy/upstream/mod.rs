@@ -419,10 +419,18 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         if let Some(w) = self.watch.as_mut() {
-            if w.poll_stop(cx).is_ready() {
+            if let Poll::Ready(reason) = w.poll_stop(cx) {
                 // Mid-stream: dropping the body closes the connection.
                 self.watch = None;
                 self.inner = UpstreamBody::empty();
+                if reason == super::tunnel::DRAIN_DEADLINE {
+                    // An error, not an end: the client's connection is
+                    // cut before the last chunk (h2: the stream is reset).
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "event stream cut at the drain deadline",
+                    ))));
+                }
                 return Poll::Ready(None);
             }
         }
