@@ -115,11 +115,19 @@ pub(super) fn forward<'a>(
             },
             chunked,
         );
+        // Looked up only for a request with a body: a bodiless one
+        // (every request the lean loop reads) has nothing to wait for.
+        let expect_continue = !body.is_end_stream()
+            && req
+                .fields
+                .get("expect")
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
         let out = upstream::Outgoing {
             method,
             head: &head,
             body,
             chunked,
+            expect_continue,
         };
 
         let t0 = Instant::now();

@@ -1,5 +1,6 @@
 //! Request bodies (sized and chunked) reach the gateway byte for byte,
-//! and a refusal while a body is still being sent reaches the client.
+//! a refusal while a body is still being sent reaches the client, and
+//! `Expect: 100-continue` is answered by the gateway, not by clawgate.
 
 use super::*;
 
@@ -100,4 +101,73 @@ async fn an_early_refusal_while_the_body_is_still_being_sent_reaches_the_client(
     let r = alice_get(server.addr, "/plain").await;
     assert_eq!(r.status, 200);
     assert_eq!(fake.conns(), 2);
+}
+
+/// Send a 1 MiB body's head with `Expect: 100-continue`, as a client
+/// does: the body only after a `100 Continue` (or a 1 s wait, as curl).
+/// Returns the statuses of the heads received, the final one last.
+async fn expect_continue(c: &mut RawClient, path: &str) -> (Vec<u16>, RawResp) {
+    let body = vec![b'x'; 1024 * 1024];
+    let head = raw_request(
+        "POST",
+        path,
+        "expect: 100-continue\r\ncontent-length: 1048576\r\n",
+        b"",
+    );
+    c.send(&head).await;
+    let mut statuses = Vec::new();
+    let got_head = timeout(Duration::from_secs(1), async {
+        while find(&c.buf, b"\r\n\r\n").is_none() {
+            if !c.fill().await {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok();
+    if !got_head || c.buf.starts_with(b"HTTP/1.1 100 ") {
+        if got_head {
+            statuses.push(c.head().await.0);
+        }
+        // Sent as the client would; a proxy that already closed may refuse it.
+        let _ = timeout(WAIT, c.s.write_all(&body)).await;
+    }
+    let r = c.response("POST").await;
+    statuses.push(r.status);
+    (statuses, r)
+}
+
+#[tokio::test]
+async fn a_gateway_refusing_an_expect_100_continue_body_reaches_the_client_as_its_status() {
+    let (fake, _cfg, server) = setup().await;
+    let mut c = RawClient::connect(server.addr).await;
+    let (statuses, r) = expect_continue(&mut c, "/expect-413").await;
+    assert_eq!(
+        statuses,
+        [413],
+        "the gateway's refusal, no 100 first: {}",
+        r.text()
+    );
+    assert_eq!(r.text(), "refused early");
+    assert_eq!(fake.last().header("expect"), Some("100-continue"));
+    // The body was never read: the connection is not used again.
+    assert!(!c.fill().await, "closed after the refusal");
+    // And the proxy keeps serving.
+    assert_eq!(alice_get(server.addr, "/plain").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_gateways_100_continue_is_what_invites_the_clients_body() {
+    let (fake, _cfg, server) = setup().await;
+    let mut c = RawClient::connect(server.addr).await;
+    let started = std::time::Instant::now();
+    let (statuses, r) = expect_continue(&mut c, "/expect-100").await;
+    assert_eq!(statuses, [100, 200], "{}", r.text());
+    assert_eq!(r.text(), "conn=1 req=1 body=1048576");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the 100 came with the gateway's, not after a wait: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.last().body.map(|b| b.len()), Ok(1024 * 1024));
 }

@@ -106,7 +106,11 @@ pub(crate) async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option
     let length: usize = header(&headers, "content-length")
         .map(|l| l.parse().expect("a numeric content-length"))
         .unwrap_or(0);
-    let (raw_body, body) = if target == "/early-413" {
+    if target == "/expect-100" {
+        // Asked to, the gateway invites the body before reading it.
+        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    }
+    let (raw_body, body) = if target == "/early-413" || target == "/expect-413" {
         // Answered before the body is read (see `respond`).
         (Vec::new(), Ok(Vec::new()))
     } else if chunked {
@@ -257,7 +261,9 @@ pub(crate) async fn respond(s: &mut TcpStream, req: &Seen, log: &Log) -> Next {
             if req.method == "HEAD" {
                 return Next::KeepGoing;
             }
-            let _ = s.write_all(&plain("500 Internal Server Error", "", "HEAD only")).await;
+            let _ = s
+                .write_all(&plain("500 Internal Server Error", "", "HEAD only"))
+                .await;
             Next::CloseAfter(Duration::ZERO)
         }
         "/204" => {
@@ -325,6 +331,17 @@ pub(crate) async fn respond(s: &mut TcpStream, req: &Seen, log: &Log) -> Next {
             let mut chunk = [0u8; 64 * 1024];
             let drained = async { while matches!(s.read(&mut chunk).await, Ok(k) if k > 0) {} };
             let _ = timeout(WAIT, drained).await;
+            Next::CloseAfter(Duration::ZERO)
+        }
+        "/expect-413" => {
+            // Refuse at once and close, without reading a byte of the body.
+            let _ = s
+                .write_all(&plain(
+                    "413 Content Too Large",
+                    "connection: close\r\n",
+                    "refused early",
+                ))
+                .await;
             Next::CloseAfter(Duration::ZERO)
         }
         "/dribble" => {

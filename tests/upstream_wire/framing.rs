@@ -93,7 +93,12 @@ async fn a_head_response_keeps_the_gateways_framing_and_gets_no_made_up_length()
         let r = c.response("HEAD").await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("transfer-encoding"), te, "{path}: {:?}", r.headers);
-        assert_eq!(r.header("content-length"), length, "{path}: {:?}", r.headers);
+        assert_eq!(
+            r.header("content-length"),
+            length,
+            "{path}: {:?}",
+            r.headers
+        );
         assert!(
             c.quiet_for(Duration::from_millis(100)).await,
             "{path}: no body bytes follow a HEAD response: {:?}",
@@ -114,9 +119,15 @@ async fn a_head_response_keeps_the_gateways_framing_and_gets_no_made_up_length()
             .unwrap();
         let resp = h2.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
-        let got = resp.headers().get("content-length").map(|v| v.to_str().unwrap());
+        let got = resp
+            .headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap());
         assert_eq!(got, length, "h2 {path}: {:?}", resp.headers());
-        assert!(resp.headers().get("transfer-encoding").is_none(), "h2 {path}");
+        assert!(
+            resp.headers().get("transfer-encoding").is_none(),
+            "h2 {path}"
+        );
     }
 }
 

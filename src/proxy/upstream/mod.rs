@@ -119,7 +119,14 @@ pub struct Outgoing<'a> {
     pub body: OutBody,
     /// The head announces chunked transfer coding: the body is sent so.
     pub chunked: bool,
+    /// The client sent `Expect: 100-continue` (forwarded in the head):
+    /// the gateway is asked before the body is read (see [`round_trip`]).
+    pub expect_continue: bool,
 }
+
+/// How long the gateway has to answer `Expect: 100-continue` before the
+/// body is sent anyway (RFC 9110 §10.1.1; curl waits as long).
+const CONTINUE_WAIT: Duration = Duration::from_secs(1);
 
 /// Pools by authority: a handful of upstreams, so a scan beats hashing.
 #[derive(Default)]
@@ -206,8 +213,14 @@ impl UpstreamClient {
                 };
                 conn.write.clear();
                 conn.write.extend_from_slice(req.head);
-                match round_trip(&mut conn, req.method, &mut req.body, req.chunked, timeouts).await
-                {
+                let sent = round_trip(
+                    &mut conn,
+                    req.method,
+                    &mut req.body,
+                    (req.chunked, req.expect_continue),
+                    timeouts,
+                );
+                match sent.await {
                     Ok(head) => break (conn, head),
                     Err(f) if pooled && bodiless && f.replayable => continue,
                     Err(f) => return Err(f.error),
@@ -222,12 +235,20 @@ impl UpstreamClient {
 }
 
 /// Write the request (head, then body) and read the response head,
-/// skipping interim 1xx responses other than 101.
+/// skipping interim 1xx responses other than 101. `(chunked, expect)`:
+/// the body goes chunked; the client asked `Expect: 100-continue`.
+///
+/// With `expect`, the head goes alone and the body is not read from the
+/// client until the gateway says `100 Continue` (or has said nothing for
+/// [`CONTINUE_WAIT`]): reading it is what makes hyper send the client
+/// its `100 Continue`, so the client's 100 is the gateway's. A gateway
+/// that refuses at once (403, 413) has its answer relayed, the body
+/// never sent; hyper then closes the client's connection, its body unread.
 async fn round_trip(
     conn: &mut Connection,
     method: &Method,
     body: &mut OutBody,
-    chunked: bool,
+    (chunked, expect): (bool, bool),
     timeouts: Timeouts,
 ) -> Result<ResponseHead, Failure> {
     use crate::coarse_timer::timeout;
@@ -238,6 +259,18 @@ async fn round_trip(
     };
     // The first body frame rides with the head: one write for most requests.
     let mut body_done = body.is_end_stream();
+    if !body_done && expect {
+        write_buffered(conn, timeouts.response, true).await?;
+        conn.write.clear();
+        conn.deadline.arm(CONTINUE_WAIT.min(timeouts.response));
+        let answer = await_continue(conn, method).await;
+        conn.deadline.disarm();
+        if let Some(mut head) = answer? {
+            // The gateway may still expect the body it refused.
+            head.keep_alive = false;
+            return Ok(head);
+        }
+    }
     if !body_done {
         match next_frame(body).await? {
             Some(Ok(frame)) => {
@@ -301,6 +334,33 @@ async fn write_buffered(
             replayable,
         }),
         Err(_) => Err(Failure::fatal(UpstreamError::Timeout)),
+    }
+}
+
+/// After a head with `Expect: 100-continue`: `None` once the gateway
+/// says `100 Continue` or `conn.deadline` passes (send the body), or its
+/// final answer, given before any body byte.
+async fn await_continue(
+    conn: &mut Connection,
+    method: &Method,
+) -> Result<Option<ResponseHead>, Failure> {
+    loop {
+        match response_head::parse_response(&mut conn.read, method) {
+            Ok(Some(head)) if head.status == StatusCode::CONTINUE => return Ok(None),
+            // 103 Early Hints and the like: still waiting.
+            Ok(Some(head))
+                if head.status.is_informational() && head.framing != Framing::Upgrade => {}
+            Ok(Some(head)) => return Ok(Some(head)),
+            Ok(None) => match conn.read_more_or_expire().await {
+                Err(Elapsed) => return Ok(None),
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(Failure::fatal(UpstreamError::Reset)),
+            },
+            Err(e) => {
+                tracing::debug!("unusable response head from the gateway: {e:?}");
+                return Err(Failure::fatal(UpstreamError::Reset));
+            }
+        }
     }
 }
 
