@@ -1,7 +1,8 @@
 //! The lean HTTP/1.1 loop (`src/downstream`) on raw sockets: plain requests and
 //! requests it hands to hyper (a body) on one keep-alive connection,
-//! pipelining, HEAD, `Connection: close`, and the answers to heads that are
-//! not HTTP or are too large, which now carry a request ID.
+//! pipelining, HEAD, `Connection: close`, the answers to heads that are
+//! not HTTP or are too large, which now carry a request ID, and HTTP/1.0
+//! clients, answered `HTTP/1.1` (RFC 9110 §6.2) with 1.0's framing.
 //!
 //! Every read is bounded by WAIT.
 
@@ -320,4 +321,108 @@ async fn the_client_gets_one_request_id_ours_even_when_the_gateway_names_its_own
         assert!(is_uuid_v7(ids[0]), "{ids:?}");
     }
     assert_eq!(up.count(), 2);
+}
+
+/// Send `request` on a new connection; what came back before it closed.
+async fn http10(server: &clawgate::server::Server, request: &str) -> String {
+    let text = raw(server.addr, request.as_bytes(), WAIT).await;
+    assert!(!text.is_empty(), "no answer to {request:?}");
+    text
+}
+
+#[tokio::test]
+async fn http_1_0_clients_are_answered_http_1_1_and_the_connection_closes() {
+    let (up, _cfg, server) = setup().await;
+    let auth = format!("Authorization: Bearer {ALICE}\r\n");
+    let cases = [
+        // Forwarded, by the lean loop.
+        (
+            format!("GET /ten HTTP/1.0\r\nHost: gw.test\r\n{auth}\r\n"),
+            200,
+        ),
+        // Without Host: HTTP/1.0 may leave it out.
+        (format!("GET /ten HTTP/1.0\r\n{auth}\r\n"), 200),
+        // Forwarded with a body, by hyper.
+        (
+            format!("POST /ten HTTP/1.0\r\nHost: gw.test\r\n{auth}Content-Length: 5\r\n\r\nhello"),
+            200,
+        ),
+        // Refused here.
+        (
+            "GET /ten HTTP/1.0\r\nHost: gw.test\r\n\r\n".to_string(),
+            401,
+        ),
+        (
+            format!("GET http://gw.test/ten HTTP/1.0\r\n{auth}\r\n"),
+            400,
+        ),
+        (
+            "POST /ten HTTP/1.0\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello".to_string(),
+            401,
+        ),
+    ];
+    for (request, status) in &cases {
+        // `raw` reads until the proxy closes: 1.0 without keep-alive.
+        let text = http10(&server, request).await;
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?} got {text:?}"
+        );
+        let reply = RawReply::parse(&text);
+        assert_eq!(reply.header("connection"), Some("close"), "{request:?}");
+        assert_eq!(reply.header("transfer-encoding"), None, "{request:?}");
+        let length: usize = reply.header("content-length").unwrap().parse().unwrap();
+        assert_eq!(reply.body.len(), length, "{request:?}");
+    }
+    assert_eq!(up.count(), 3);
+}
+
+#[tokio::test]
+async fn an_http_1_0_client_gets_a_stream_delimited_by_close_and_may_keep_alive() {
+    let (up, _cfg, server) = setup().await;
+    // A body of unknown length: no chunked coding for 1.0, the end is the close.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let req =
+        format!("GET /sse HTTP/1.0\r\nHost: gw.test\r\nAuthorization: Bearer {ALICE}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let first = async {
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("data: first") {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, first)
+        .await
+        .expect("the first event");
+    up.release_sse();
+    tokio::time::timeout(WAIT, read_until_close(&mut s, &mut got))
+        .await
+        .expect("closed at the end of the stream");
+    let text = String::from_utf8(got).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    let reply = RawReply::parse(&text);
+    assert_eq!(reply.header("transfer-encoding"), None, "{text}");
+    assert_eq!(reply.header("connection"), Some("close"), "{text}");
+    assert_eq!(reply.body, "data: first\n\ndata: last\n\n");
+
+    // Asked to, a known length keeps the connection.
+    let mut c = connect(&server).await;
+    let ka = format!(
+        "GET /ka HTTP/1.0\r\nHost: gw.test\r\nAuthorization: Bearer {ALICE}\r\nConnection: keep-alive\r\n\r\n"
+    );
+    for _ in 0..2 {
+        c.s.write_all(ka.as_bytes()).await.unwrap();
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    c.s.write_all(b"HEAD /ka HTTP/1.0\r\nHost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let r = c.response(true).await;
+    assert_eq!(r.status, 401);
+    assert!(c.closed().await, "1.0 without keep-alive: closed");
 }

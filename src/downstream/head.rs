@@ -1,12 +1,15 @@
 //! Reading a request head for the lean loop: httparse over the connection's
 //! buffer, then a [`ClientRequest`] whose fields are slices of the bytes
-//! read (`proxy::fields`). Only plain requests are taken: HTTP/1.1, no
-//! body, no upgrade, no `Expect`; anything else is handed to hyper whole.
+//! read (`proxy::fields`). Only plain requests are taken: HTTP/1.1 or
+//! 1.0, no body, no upgrade, no `Expect`; anything else is handed to
+//! hyper whole. HTTP/1.0 is read here because hyper would answer it with
+//! an `HTTP/1.0` status line, where RFC 9110 §6.2 wants the server's own
+//! version (as nginx does).
 
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::{Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri, Version};
 
 use crate::proxy::fields::Builder;
 use crate::proxy::ClientRequest;
@@ -22,8 +25,8 @@ pub enum Head {
     Partial,
     /// A plain request, its head taken off the buffer.
     Plain(Plain),
-    /// A request the loop leaves to hyper (body, upgrade, HTTP/1.0, h2
-    /// preface...): the buffer is untouched.
+    /// A request the loop leaves to hyper (body, upgrade, h2 preface...):
+    /// the buffer is untouched.
     Handover,
     /// Answer with this status and close: 400 (not HTTP) or 431 (head
     /// over `max_header_bytes` or over [`MAX_HEADERS`] fields).
@@ -32,7 +35,8 @@ pub enum Head {
 
 pub struct Plain {
     pub req: ClientRequest,
-    /// The client sent `Connection: close`.
+    /// The connection ends after this answer: the client sent
+    /// `Connection: close`, or is HTTP/1.0 and did not ask to keep it.
     pub close: bool,
 }
 
@@ -53,9 +57,14 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         Err(_) => return Head::Malformed(StatusCode::BAD_REQUEST),
     };
     // Heads over 64 KiB (max_header_bytes raised) are rare: hyper reads them.
-    if parsed.version != Some(1) || len > usize::from(u16::MAX) {
+    if len > usize::from(u16::MAX) {
         return Head::Handover;
     }
+    let version = match parsed.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Head::Handover,
+    };
     let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
         return Head::Malformed(StatusCode::BAD_REQUEST);
     };
@@ -64,7 +73,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
     }
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| s.as_ptr() as usize - base;
-    let mut close = false;
+    let (mut close, mut keep_alive) = (false, false);
     let mut fields = Builder::new();
     for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
@@ -76,8 +85,13 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
             6 if name.eq_ignore_ascii_case(b"expect") => false,
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 let v = h.value.trim_ascii();
-                close = v.eq_ignore_ascii_case(b"close");
-                close || v.eq_ignore_ascii_case(b"keep-alive")
+                let (c, k) = (
+                    v.eq_ignore_ascii_case(b"close"),
+                    v.eq_ignore_ascii_case(b"keep-alive"),
+                );
+                close |= c;
+                keep_alive |= k;
+                c || k
             }
             _ => true,
         };
@@ -96,8 +110,17 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
     let Ok(uri) = Uri::from_maybe_shared(fields.head_slice(target.0, target.1)) else {
         return Head::Malformed(StatusCode::BAD_REQUEST);
     };
-    let req = ClientRequest::plain(method, uri, fields);
+    // HTTP/1.0 closes unless asked not to (RFC 9112 §9.3).
+    close |= version == Version::HTTP_10 && !keep_alive;
+    let req = ClientRequest::plain(method, uri, version, fields);
     Head::Plain(Plain { req, close })
+}
+
+/// Is the request at the front of `buf` an HTTP/1.0 one? (For a handover
+/// to hyper, which answers those with an `HTTP/1.0` status line.)
+pub fn is_http10(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    line.trim_ascii_end().ends_with(b" HTTP/1.0")
 }
 
 fn too_large() -> StatusCode {
@@ -152,6 +175,18 @@ mod tests {
     }
 
     #[test]
+    fn http_1_0_is_read_here_and_closes_unless_kept_alive() {
+        let (p, _) = plain("GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(p.req.version, Version::HTTP_10);
+        assert!(p.close);
+        let (p, _) = plain("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(!p.close);
+        let (p, _) = plain("GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(p.req.version, Version::HTTP_11);
+        assert!(!p.close);
+    }
+
+    #[test]
     fn bodies_upgrades_and_other_versions_go_to_hyper() {
         assert_eq!(
             kind("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"),
@@ -173,7 +208,12 @@ mod tests {
             kind("PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"),
             "handover"
         );
-        assert_eq!(kind("GET / HTTP/1.0\r\n\r\n"), "handover");
+        assert_eq!(
+            kind("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n"),
+            "handover"
+        );
+        assert!(is_http10(b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n"));
+        assert!(!is_http10(b"POST / HTTP/1.1\r\nX: HTTP/1.0\r\n\r\n"));
         assert_eq!(kind("CONNECT a:1 HTTP/1.1\r\n\r\n"), "handover");
         assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "handover");
     }

@@ -6,9 +6,10 @@
 //! here: one read buffer, httparse, the response head written straight
 //! from the `Response`, head and body in one write when the body is ready.
 //! It costs about a third of what hyper's server dispatcher does per
-//! request. Anything else (a body, a WebSocket upgrade, HTTP/1.0, h2) is
-//! handed to hyper for the rest of the connection, bytes already read
-//! included ([`hyper_conn`]).
+//! request. Anything else (a body, a WebSocket upgrade, h2) is handed to
+//! hyper for the rest of the connection, bytes already read included
+//! ([`hyper_conn`]). Plain HTTP/1.0 requests are served here, answered
+//! `HTTP/1.1` as RFC 9110 §6.2 asks (hyper would say `HTTP/1.0`).
 //!
 //! Both answer through the same `proxy::serve`, so what a request gets
 //! does not depend on which one read it.
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use http::{Method, Response, StatusCode};
+use http::{Method, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -106,8 +107,9 @@ where
                     Head::Partial => {}
                     Head::Handover => {
                         drop(deadline);
+                        let http10 = head::is_http10(&buf);
                         let io = Prefixed::new(buf, io);
-                        return hyper_conn::serve(state, &snap, io, conn, &stop).await;
+                        return hyper_conn::serve(state, &snap, io, conn, &stop, http10).await;
                     }
                     Head::Malformed(status) => {
                         return malformed(&mut io, &mut out, status).await;
@@ -151,9 +153,14 @@ where
         }
 
         let head_request = plain.req.method == Method::HEAD;
+        let http10 = plain.req.version == Version::HTTP_10;
         let Ok(resp) = proxy::serve(&state, &conn, plain.req).await;
         let close = plain.close || stop.load(Ordering::Acquire);
-        match respond(&mut io, &mut out, resp, head_request, close).await {
+        let req = Req {
+            head: head_request,
+            http10,
+        };
+        match respond(&mut io, &mut out, resp, req, close).await {
             Ok(false) => {}
             Ok(true) => {
                 let _ = io.shutdown().await;
@@ -179,19 +186,37 @@ fn poll_read_buf<IO: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
+/// What the response writer needs to know of the request.
+#[derive(Clone, Copy)]
+struct Req {
+    /// `HEAD`: no body is written.
+    head: bool,
+    /// HTTP/1.0: no chunked coding.
+    http10: bool,
+}
+
 /// Write the response; `Ok(true)` when the connection must close after it.
 async fn respond<IO>(
     io: &mut IO,
     out: &mut Vec<u8>,
     resp: Response<proxy::Body>,
-    head_request: bool,
+    req: Req,
     close: bool,
 ) -> Result<bool, BoxError>
 where
     IO: AsyncWrite + Unpin,
 {
+    let head_request = req.head;
     let (parts, mut body) = resp.into_parts();
-    let fields = proxy::take_head_fields(&mut body);
+    let mut fields = proxy::take_head_fields(&mut body);
+    if req.http10 && head_request {
+        // The gateway's answer to a HEAD keeps its Transfer-Encoding, which
+        // an HTTP/1.0 client must not be sent (RFC 9112 §6.1). Rare: the
+        // copy is fine.
+        if let Some(f) = fields.as_mut() {
+            f.retain(|n| !n.eq_ignore_ascii_case(b"transfer-encoding"));
+        }
+    }
     let hint = body.size_hint();
     let info = BodyInfo {
         head_request,
@@ -201,6 +226,7 @@ where
         exact: hint
             .exact()
             .filter(|_| !(head_request && matches!(body, Either::Left(_)))),
+        http10: req.http10,
     };
     out.clear();
     let (framing, close) = write::head(
@@ -286,7 +312,11 @@ where
     if let Some(f) = proxy::head_fields(resp.body_mut()) {
         f.request_id = Some(rid);
     }
-    respond(io, out, resp, false, true).await?;
+    let req = Req {
+        head: false,
+        http10: false,
+    };
+    respond(io, out, resp, req, true).await?;
     let _ = io.shutdown().await;
     Ok(())
 }

@@ -19,6 +19,9 @@ pub enum Framing {
     Length,
     /// `Transfer-Encoding: chunked` (an event stream, say).
     Chunked,
+    /// Until the connection closes: a body of unknown length to an
+    /// HTTP/1.0 client, which knows no chunked coding.
+    Close,
 }
 
 /// What the head writer needs to know about the body.
@@ -28,10 +31,14 @@ pub struct BodyInfo {
     /// The body's exact length; for a `HEAD`, that of the `GET` it
     /// stands for if known (`None` for the gateway's: its lines say).
     pub exact: Option<u64>,
+    /// The request was HTTP/1.0: no chunked coding, and a connection kept
+    /// open says so (`connection: keep-alive`).
+    pub http10: bool,
 }
 
-/// Write the head; returns the framing and whether the response asked for
-/// the connection to close. `close` adds `Connection: close`.
+/// Write the head; returns the framing and whether the connection must
+/// close after it. `close` adds `Connection: close`. The status line says
+/// `HTTP/1.1` to HTTP/1.0 clients too (RFC 9110 §6.2).
 pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -100,12 +107,17 @@ pub fn head(
         } else {
             Framing::Length
         }
+    } else if body.http10 {
+        Framing::Close
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         Framing::Chunked
     };
+    let close = close || framing == Framing::Close;
     if close && !asked_close {
         out.extend_from_slice(b"connection: close\r\n");
+    } else if body.http10 && !close && !asked_close {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
     (framing, close || asked_close)
@@ -169,7 +181,32 @@ mod tests {
             head_request,
             ended,
             exact,
+            http10: false,
         }
+    }
+
+    #[test]
+    fn an_http_1_0_client_gets_http_1_1_no_chunks_and_its_keep_alive() {
+        let h = HeaderMap::new();
+        let ten = |i: BodyInfo, close| {
+            let mut out = Vec::new();
+            let i = BodyInfo { http10: true, ..i };
+            let (f, c) = head(&mut out, StatusCode::OK, &h, None, &i, close);
+            (f, c, text(&out))
+        };
+        let (f, c, s) = ten(info(false, false, None), false);
+        assert_eq!(
+            (f, c),
+            (Framing::Close, true),
+            "unknown length: until close"
+        );
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\n"), "{s}");
+        assert!(!s.contains("transfer-encoding") && s.contains("connection: close\r\n"));
+        let (f, c, s) = ten(info(false, false, Some(3)), false);
+        assert_eq!((f, c), (Framing::Length, false));
+        assert!(s.contains("connection: keep-alive\r\n"), "{s}");
+        let (_, c, s) = ten(info(false, false, Some(3)), true);
+        assert!(c && s.contains("connection: close\r\n") && !s.contains("keep-alive"));
     }
 
     fn text(out: &[u8]) -> String {

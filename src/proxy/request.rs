@@ -24,12 +24,12 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
-    /// A bodyless request read by the lean loop.
-    pub fn plain(method: Method, uri: Uri, fields: Fields) -> ClientRequest {
+    /// A bodyless request read by the lean loop (HTTP/1.1 or 1.0).
+    pub fn plain(method: Method, uri: Uri, version: Version, fields: Fields) -> ClientRequest {
         ClientRequest {
             method,
             uri,
-            version: Version::HTTP_11,
+            version,
             fields,
             body: RequestBody::Empty,
             upgrade: None,
