@@ -194,7 +194,7 @@ pub fn serve<'a>(
         // 2.3 % of the allow path's CPU).
         let answered = match decide(state, &snap, conn, &req, &mut ex) {
             Err(refusal) => Err(refusal),
-            Ok(Next::Login) => login::handle(&snap, req, &mut ex).await,
+            Ok(Next::Login) => Ok(login::handle(state, &snap, req, &mut ex).await),
             Ok(Next::Forward { to, host }) => {
                 let (caller, upstream) = to.caller(&snap);
                 forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
