@@ -119,6 +119,15 @@ pub fn forbidden(reason: Reason, request_id: &str, member: &str, explained: &Exp
     json(StatusCode::FORBIDDEN, body)
 }
 
+/// 403 without the diff, for a caller who is not an identified member:
+/// the error fields only.
+pub fn forbidden_bare(reason: Reason, request_id: &str) -> Answer {
+    json(
+        StatusCode::FORBIDDEN,
+        error_body("forbidden", reason.code(), request_id),
+    )
+}
+
 /// Any other JSON error (400, 405, 413, 502, 504...).
 pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Answer {
     let body = error_body(
@@ -251,6 +260,17 @@ mod tests {
             serde_json::to_value(&diff.client_ip).unwrap()
         );
         assert_eq!(v.as_object().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn a_bare_403_body_has_only_the_error_fields() {
+        let r = forbidden_bare(Reason::CidrNotAllowed, "rid-1");
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "forbidden", "reason": "cidr_not_allowed", "request_id": "rid-1"})
+        );
     }
 
     #[test]

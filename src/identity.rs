@@ -31,9 +31,18 @@ pub type CredentialId = Arc<str>;
 /// How a member was identified: kept for the access log and revocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
-    Cert { sha256_hex: CredentialId },
-    Token { token_id: CredentialId },
-    Session { token_id: CredentialId },
+    Cert {
+        sha256_hex: CredentialId,
+    },
+    Token {
+        token_id: CredentialId,
+    },
+    /// A browser's session cookie, minted from `token_id`, good until
+    /// `expires` (which an open WebSocket opened with it is held to).
+    Session {
+        token_id: CredentialId,
+        expires: SystemTime,
+    },
 }
 
 impl Via {
@@ -41,7 +50,7 @@ impl Via {
     pub fn credential_id(&self) -> &CredentialId {
         match self {
             Via::Cert { sha256_hex } => sha256_hex,
-            Via::Token { token_id } | Via::Session { token_id } => token_id,
+            Via::Token { token_id } | Via::Session { token_id, .. } => token_id,
         }
     }
 }

@@ -173,3 +173,19 @@ fn the_binary_exits_non_zero_on_a_broken_dir_printing_file_and_line() {
     assert!(stderr.contains(&want), "stderr lacks {want}: {stderr}");
     assert!(stderr.contains("EGRESS_CIDR"), "{stderr}");
 }
+
+#[test]
+fn public_prefix_that_no_checked_request_could_match_is_refused() {
+    for prefix in ["/hooks/../", "/%68ooks/", "//hooks/", "/hooks%2f"] {
+        let cfg = config_dir();
+        cfg.write_base(&format!(
+            "[[public]]\npath_prefix = \"{prefix}\"\nsource_cidrs = [\"127.0.0.1/32\"]\n"
+        ));
+        let e = refused(cfg.path());
+        assert!(e.reason.contains("not a plain path"), "{prefix}: {e}");
+        assert!(
+            e.to_string().contains("public[0].path_prefix"),
+            "{prefix}: {e}"
+        );
+    }
+}

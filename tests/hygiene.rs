@@ -227,26 +227,72 @@ async fn paths_outside_the_public_prefix_still_need_credentials() {
 }
 
 #[tokio::test]
-async fn public_route_refuses_a_source_outside_its_cidrs_with_403() {
+async fn public_route_refuses_a_source_outside_its_cidrs_with_403_and_no_allowlist() {
     let hooks = "[[public]]\npath_prefix = \"/hooks/\"\nsource_cidrs = [\"10.0.0.0/8\"]\n";
     let (up, cfg, server) = setup_with(hooks, MemberSpec::new("alice", ALICE)).await;
     let r = get(
         server.addr,
         "/hooks/github",
-        &[("authorization", "Bearer hook-secret")],
+        &[
+            ("authorization", "Bearer hook-secret"),
+            ("origin", "https://hooks.example.net"),
+        ],
     )
     .await;
     assert_eq!(r.status, 403);
     let b = r.json();
-    assert_eq!(b["reason"], "cidr_not_allowed");
-    assert_eq!(b["request_id"], r.request_id());
-    assert_eq!(b["member"], "-");
-    assert_eq!(b["client_ip"]["presented"], "127.0.0.1");
-    assert_eq!(b["client_ip"]["allowed"], serde_json::json!(["10.0.0.0/8"]));
+    // A stranger learns that it was refused, not what would pass.
+    assert_eq!(
+        b,
+        serde_json::json!({
+            "error": "forbidden",
+            "reason": "cidr_not_allowed",
+            "request_id": r.request_id(),
+        })
+    );
+    let text = String::from_utf8_lossy(&r.body);
+    for leak in ["10.0.0.0/8", "/hooks/", "127.0.0.1"] {
+        assert!(!text.contains(leak), "{leak} in the body: {text}");
+    }
     assert_eq!(up.count(), 0);
+    // On-call still sees the whole diff.
     let line = cfg.log_line(r.request_id()).await;
     assert_eq!(line["reason"], "cidr_not_allowed");
-    assert_eq!(line["diff"]["client_ip"], b["client_ip"]);
+    assert_eq!(line["member"], "-");
+    assert_eq!(line["diff"]["client_ip"]["presented"], "127.0.0.1");
+    assert_eq!(
+        line["diff"]["client_ip"]["allowed"],
+        serde_json::json!(["10.0.0.0/8"])
+    );
+    assert!(line["diff"]["origin"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("/hooks/"));
+
+    // A member's own 403 on the same proxy keeps its diff in the body.
+    let r = get(
+        server.addr,
+        "/api",
+        &[
+            ("authorization", &bearer()),
+            ("origin", "https://evil.example.net"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let b = r.json();
+    assert_eq!(b["reason"], "origin_not_allowed");
+    assert_eq!(b["member"], "alice");
+    assert_eq!(b["origin"]["presented"], "https://evil.example.net");
+    assert_eq!(
+        b["origin"]["allowed"],
+        serde_json::json!(["none", "https://alice.example.com"])
+    );
+    assert_eq!(
+        b["client_ip"]["allowed"],
+        serde_json::json!(["127.0.0.0/8", "::1/128"])
+    );
+    assert_eq!(up.count(), 0);
 }
 
 #[tokio::test]

@@ -218,6 +218,18 @@ fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError>
                     "'/' would make every path public; use a narrow prefix such as /hooks/".into(),
                 ));
             }
+            // Requests are matched after `proxy::target`'s check and
+            // decoding: a prefix they refuse or decode could never match.
+            if crate::proxy::target::check(&path_prefix).is_err()
+                || crate::proxy::target::has_encoded_unreserved(&path_prefix)
+            {
+                return Err(key_err(
+                    &format!("{key}.path_prefix"),
+                    format!(
+                        "'{path_prefix}' is not a plain path (no '.' or '..' segments, backslashes, encoded slashes, control characters or escaped letters)"
+                    ),
+                ));
+            }
             let nets = source_cidrs
                 .iter()
                 .map(|s| cidr::parse_net(s))

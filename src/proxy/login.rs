@@ -3,21 +3,29 @@
 //! GET shows a one-field form; POST takes the member's token (form field
 //! `token`, or a bearer header), checks it and the member's policy exactly
 //! like any request, and answers 303 with a session cookie. The cookie
-//! never outlives the token it was minted from.
+//! never outlives the token it was minted from. Logout is a POST.
+//!
+//! The form is a password prompt an attacker would love to frame, replay
+//! slowly or brute-force: every answer here is unframeable and uncached,
+//! the body has `header_read` to arrive, failures count towards the
+//! per-IP block, and a blocked address is refused before its token is
+//! looked at.
 
 use std::time::SystemTime;
 
 use super::ClientRequest;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Limited};
+use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 
-use super::{headers, local_body, Body, Exchange, LocalBody, Refusal, SESSION_COOKIE};
+use super::outcome::respond;
+use super::{headers, local_body, Body, Decision, Exchange, LocalBody, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
-use crate::deny::Reason;
+use crate::deny::{self, Reason};
 use crate::identity::{self, IdentifyError, Via};
 use crate::policy;
 use crate::session;
+use crate::state::State;
 
 pub const LOGIN_PATH: &str = "/_clawgate/login";
 pub const LOGOUT_PATH: &str = "/_clawgate/logout";
@@ -50,11 +58,56 @@ fn redirect(to: &str, cookie: String) -> Result<Response<Body>, Refusal> {
     Ok(r)
 }
 
-/// Only same-site relative paths: never an open redirect.
+/// Only a same-origin absolute path: never an open redirect. Browsers
+/// drop tabs and newlines from a URL and read `\` as `/`, so
+/// `/\t/evil.example` is `//evil.example`, another host; and a gateway
+/// behind may decode `%2F` or `%5C` before it redirects again. So the
+/// value must be printable ASCII starting with one `/`, and, percent-
+/// decoded, hold no control byte, whitespace or backslash and not start
+/// with `//`. Anything else is `/`.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n) if same_origin_path(n.as_bytes()) => n,
         _ => "/",
+    }
+}
+
+fn same_origin_path(raw: &[u8]) -> bool {
+    // Raw: visible ASCII only (no space, control, DEL or non-ASCII byte).
+    if !raw.iter().all(|b| b.is_ascii_graphic()) {
+        return false;
+    }
+    let mut decoded = PercentDecoded { raw, at: 0 };
+    if raw.first() != Some(&b'/') || matches!(decoded.nth(1), Some(b'/' | b'\\')) {
+        return false;
+    }
+    PercentDecoded { raw, at: 0 }
+        .all(|b| !(b.is_ascii_control() || b.is_ascii_whitespace() || b == b'\\'))
+}
+
+/// The bytes of `raw` with each `%XX` decoded once; a `%` not followed by
+/// two hex digits stands for itself.
+struct PercentDecoded<'a> {
+    raw: &'a [u8],
+    at: usize,
+}
+
+impl Iterator for PercentDecoded<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.raw.get(self.at)?;
+        let hex = |i: usize| {
+            self.raw
+                .get(self.at + i)
+                .and_then(|&h| (h as char).to_digit(16))
+        };
+        if let (b'%', Some(hi), Some(lo)) = (b, hex(1), hex(2)) {
+            self.at += 3;
+            return Some((hi * 16 + lo) as u8);
+        }
+        self.at += 1;
+        Some(b)
     }
 }
 
@@ -80,7 +133,59 @@ fn form(next: &str) -> String {
     )
 }
 
+/// Every answer under `/_clawgate/`: neither framed (clickjacking the
+/// token prompt), cached, nor leaking its URL in a `Referer`. The
+/// page loads nothing, so it may load nothing.
+const PAGE_FIELDS: [(HeaderName, &str); 4] = [
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+/// Answer `/_clawgate/login` or `/_clawgate/logout`, refusals mapped here
+/// too so that they carry [`PAGE_FIELDS`] like the pages.
 pub(super) async fn handle(
+    state: &State,
+    snap: &Snapshot,
+    req: ClientRequest,
+    ex: &mut Exchange,
+) -> Response<Body> {
+    let mut resp = match answer(state, snap, req, ex).await {
+        Ok(r) => r,
+        Err(refusal) => respond(snap, ex, refusal),
+    };
+    for (name, value) in PAGE_FIELDS {
+        // A JSON answer carries some fields prewritten: not twice.
+        let prewritten = super::head_fields(resp.body_mut())
+            .is_some_and(|f| f.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_ref())));
+        if !prewritten && !resp.headers().contains_key(&name) {
+            resp.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+    }
+    resp
+}
+
+/// 405 naming the methods this path takes.
+fn method_not_allowed(ex: &mut Exchange, allow: &'static str) -> Response<Body> {
+    ex.decision = Decision::Error;
+    let answer = deny::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        ex.request_id.as_str(),
+    );
+    let mut r = local_body::answer(answer).map(Either::Right);
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+async fn answer(
+    state: &State,
     snap: &Snapshot,
     req: ClientRequest,
     ex: &mut Exchange,
@@ -90,6 +195,10 @@ pub(super) async fn handle(
     };
     let client = ex.client.expect("client ip resolved first");
     if req.path() == LOGOUT_PATH {
+        // A GET that logged out could be fired by any page (an <img>).
+        if req.method != Method::POST {
+            return Ok(method_not_allowed(ex, "POST"));
+        }
         return redirect(LOGIN_PATH, session::clear_cookie(SESSION_COOKIE));
     }
     let query_next = req.uri.query().and_then(|q| {
@@ -97,11 +206,16 @@ pub(super) async fn handle(
             .find(|(k, _)| k == "next")
             .map(|(_, v)| v.into_owned())
     });
-    if req.method == Method::GET {
+    if req.method == Method::GET || req.method == Method::HEAD {
         return Ok(page(StatusCode::OK, form(safe_next(query_next.as_deref()))));
     }
     if req.method != Method::POST {
-        return Err(Refusal::MethodNotAllowed);
+        return Ok(method_not_allowed(ex, "GET, HEAD, POST"));
+    }
+    // Before the token is read: a blocked address learns nothing, not
+    // even whether its next guess was right.
+    if let Some(left) = state.limiter.blocked(client.ip) {
+        return Err(Refusal::TooManyFailures(left));
     }
     let origin = req.fields.get("origin").map(<[u8]>::to_vec);
     let bearer = req
@@ -109,11 +223,15 @@ pub(super) async fn handle(
         .get("authorization")
         .and_then(identity::bearer)
         .map(<[u8]>::to_vec);
-    let body = Limited::new(req.body, MAX_FORM)
-        .collect()
-        .await
-        .map_err(|_| Refusal::PayloadTooLarge)?
-        .to_bytes();
+    // The whole form within `header_read`, as a head would be: a declared
+    // length and silence must not hold the connection.
+    let read = Limited::new(req.body, MAX_FORM).collect();
+    let body = match tokio::time::timeout(snap.timeouts.header_read, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(Refusal::PayloadTooLarge),
+        Ok(Err(_)) => return Err(Refusal::BadRequest("bad_request_body")),
+        Err(_) => return Err(Refusal::BodyTimeout),
+    };
     let mut token = bearer;
     let mut next = query_next;
     for (k, v) in form_urlencoded::parse(&body) {
@@ -125,17 +243,24 @@ pub(super) async fn handle(
     }
     let token = token.ok_or(Refusal::Denied(Reason::NoCredentials))?;
     let now = SystemTime::now();
-    let (member_id, token_id) =
-        snap.credentials
-            .identify_token(&token, now)
-            .map_err(|e| match e {
+    let (member_id, token_id) = match snap.credentials.identify_token(&token, now) {
+        Ok(found) => found,
+        Err(e) => {
+            let reason = match e {
                 IdentifyError::TokenExpired { member, token_id } => {
                     ex.member = Some(member);
                     ex.credential = Some(token_id);
-                    Refusal::Denied(Reason::TokenExpired)
+                    Reason::TokenExpired
                 }
-                _ => Refusal::Denied(Reason::BadToken),
-            })?;
+                _ => Reason::BadToken,
+            };
+            // A failed login is a failed authentication, as on any path.
+            if let Some(left) = state.limiter.failed(client.ip, &snap.limits.per_ip) {
+                return Err(Refusal::TooManyFailures(left));
+            }
+            return Err(Refusal::Denied(reason));
+        }
+    };
     ex.member = Some(member_id);
     ex.credential = Some(token_id.clone());
     let member = &snap.members[member_id];
@@ -205,6 +330,7 @@ pub(super) fn session_identity(
         member,
         via: Via::Session {
             token_id: claims.token_id.into(),
+            expires: claims.expires,
         },
     })
 }
@@ -215,10 +341,34 @@ mod tests {
 
     #[test]
     fn next_is_never_an_open_redirect() {
-        assert_eq!(safe_next(Some("/chat?x=1")), "/chat?x=1");
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(Some("/\\evil")), "/");
+        for good in ["/chat?x=1", "/", "/a/b%2Fc", "/%E2%82%AC", "/100%", "/%zz"] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "//evil.example",
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "/%2F/evil.example",
+            "/%2f/evil.example",
+            "/\\evil.example",
+            "/%5Cevil.example",
+            "/%5cevil.example",
+            "/a\\b",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/%0d%0aSet-Cookie:x=y",
+            "/\r\nSet-Cookie:x=y",
+            "/%00",
+            "/%7F",
+            "/a b",
+            "/a%20b",
+            "/\u{e9}",
+            "%2F%2Fevil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
         assert_eq!(safe_next(None), "/");
     }
 

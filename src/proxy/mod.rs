@@ -18,6 +18,7 @@ mod outcome;
 pub mod relay;
 mod request;
 mod request_body;
+pub(crate) mod target;
 pub mod tunnel;
 pub mod upstream;
 
@@ -154,7 +155,7 @@ struct Exchange {
 pub fn serve<'a>(
     state: &'a Arc<State>,
     conn: &'a Arc<Conn>,
-    req: ClientRequest,
+    mut req: ClientRequest,
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + 'a {
     async move {
         // Dropped unanswered if the client cancels the request (h2 reset).
@@ -182,6 +183,10 @@ pub fn serve<'a>(
             clock: Clock::now(),
             started: state.access_log.enabled().then(Instant::now),
         };
+        // Decided on and forwarded decoded; logged as sent (see `target`).
+        if let Some(uri) = target::decode_unreserved(&req.uri) {
+            req.uri = uri;
+        }
         // The decision is synchronous and the one await is here, not a layer
         // down: every async layer moves its callee's whole future into its
         // own, once a request, and an async `handle` between this and
@@ -189,7 +194,7 @@ pub fn serve<'a>(
         // 2.3 % of the allow path's CPU).
         let answered = match decide(state, &snap, conn, &req, &mut ex) {
             Err(refusal) => Err(refusal),
-            Ok(Next::Login) => login::handle(&snap, req, &mut ex).await,
+            Ok(Next::Login) => Ok(login::handle(state, &snap, req, &mut ex).await),
             Ok(Next::Forward { to, host }) => {
                 let (caller, upstream) = to.caller(&snap);
                 forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
@@ -291,6 +296,11 @@ fn decide<'s>(
     if !req.path().starts_with('/') {
         ex.request_id = request_id::generate_at(ex.clock.since_epoch);
         return Err(Refusal::BadRequest("bad_target"));
+    }
+    // A path the gateway would resolve elsewhere than a prefix match sees.
+    if let Err(why) = target::check(req.path()) {
+        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
+        return Err(Refusal::BadRequest(why));
     }
     let client = client_ip::resolve(
         conn.peer,

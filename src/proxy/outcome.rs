@@ -23,10 +23,14 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
             if reason.is_authentication() {
                 local_body::answer(deny::unauthorized(reason, rid))
             } else {
-                let member = member_label(snap, ex);
-                local_body::answer(match &ex.diff {
-                    Some(diff) => deny::forbidden(reason, rid, member, diff),
-                    None => deny::error(StatusCode::FORBIDDEN, reason.code(), rid),
+                // The diff is for a member fixing their own setup; to anyone
+                // else (a public route's stranger) it would hand out the
+                // allowlist. Theirs goes to the log only (`record`).
+                local_body::answer(match (&ex.diff, ex.member) {
+                    (Some(diff), Some(_)) => {
+                        deny::forbidden(reason, rid, member_label(snap, ex), diff)
+                    }
+                    _ => deny::forbidden_bare(reason, rid),
                 })
             }
         }

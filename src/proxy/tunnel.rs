@@ -28,6 +28,8 @@ use super::upstream::UpstreamError;
 
 /// Close reason for a draining proxy (WebSocket close 1001).
 pub const GOING_AWAY: &str = "going_away";
+const TOKEN_EXPIRED: &str = "token_expired";
+const SESSION_EXPIRED: &str = "session_expired";
 
 /// Why an event stream still open when the drain's time is up is cut: its
 /// client must see a truncated body (no last chunk on HTTP/1.1, a reset
@@ -44,6 +46,9 @@ pub struct Grant {
     pub client_ip: IpAddr,
     pub public_prefix: Option<String>,
     pub expires: Option<SystemTime>,
+    /// The reason code when `expires` passes: the token's, or the
+    /// browser session's when that ends first.
+    pub expiry: &'static str,
 }
 
 impl Grant {
@@ -63,21 +68,29 @@ impl Grant {
                 client_ip,
                 public_prefix: Some(prefix.to_string()),
                 expires: None,
+                expiry: TOKEN_EXPIRED,
             },
-            Caller::Member { member, via } => Grant {
-                member: Some(member.name.clone()),
-                expires: match via {
-                    Via::Token { token_id } | Via::Session { token_id } => {
-                        member.token(token_id).and_then(|t| t.expires)
-                    }
-                    Via::Cert { .. } => None,
-                },
-                via: Some((*via).clone()),
-                cert,
-                origin,
-                client_ip,
-                public_prefix: None,
-            },
+            Caller::Member { member, via } => {
+                let token = |id| member.token(id).and_then(|t| t.expires);
+                let (expires, expiry) = match via {
+                    Via::Token { token_id } => (token(token_id), TOKEN_EXPIRED),
+                    Via::Session { token_id, expires } => match token(token_id) {
+                        Some(t) if t <= *expires => (Some(t), TOKEN_EXPIRED),
+                        _ => (Some(*expires), SESSION_EXPIRED),
+                    },
+                    Via::Cert { .. } => (None, TOKEN_EXPIRED),
+                };
+                Grant {
+                    member: Some(member.name.clone()),
+                    expires,
+                    expiry,
+                    via: Some((*via).clone()),
+                    cert,
+                    origin,
+                    client_ip,
+                    public_prefix: None,
+                }
+            }
         }
     }
 }
@@ -180,6 +193,7 @@ pub struct StreamWatch {
     id: u64,
     rx: oneshot::Receiver<&'static str>,
     expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    expiry_reason: &'static str,
     member: String,
     request_id: RequestId,
 }
@@ -191,12 +205,14 @@ impl StreamWatch {
             Box::pin(tokio::time::sleep(left))
         });
         let member = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
+        let expiry_reason = grant.expiry;
         let (id, rx) = state.tunnels.register(grant, true);
         StreamWatch {
             state: state.clone(),
             id,
             rx,
             expiry,
+            expiry_reason,
             member,
             request_id,
         }
@@ -212,7 +228,7 @@ impl StreamWatch {
             .as_mut()
             .is_some_and(|t| t.as_mut().poll(cx).is_ready())
         {
-            "token_expired"
+            self.expiry_reason
         } else {
             return std::task::Poll::Pending;
         };
@@ -247,7 +263,7 @@ fn still_allowed(snap: &Snapshot, g: &Grant, now: SystemTime) -> Result<(), &'st
     let name = g.member.as_deref().ok_or("member_removed")?;
     let (id, m) = snap.member_by_name(name).ok_or("member_removed")?;
     match &g.via {
-        Some(Via::Token { token_id }) | Some(Via::Session { token_id }) => {
+        Some(Via::Token { token_id }) | Some(Via::Session { token_id, .. }) => {
             if m.token(token_id).is_none() {
                 return Err("bad_token");
             }
@@ -299,7 +315,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let _open = open;
         let started = Instant::now();
-        let expires = grant.expires;
+        let (expires, expiry_reason) = (grant.expires, grant.expiry);
         let member_label = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
         let (id, mut close_rx) = state.tunnels.register(grant, false);
         let gauge = state
@@ -328,7 +344,7 @@ pub fn spawn(
             };
             tokio::select! {
                 reason = &mut close_rx => reason.unwrap_or("closed"),
-                _ = expiry => "token_expired",
+                _ = expiry => expiry_reason,
             }
         };
         let rid = info.request_id.clone();

@@ -9,6 +9,9 @@
 //! - `/ws-headers`: WebSocket echo whose first text message is the JSON
 //!   object of the upgrade request's headers (`{name:[values]}`);
 //! - `/slow`: answers after 3 s;
+//! - `/set-cookie`: 200 with three `Set-Cookie` fields, `theme=dark`,
+//!   `clawgate_session=from-the-gateway; Path=/` (the proxy's own cookie
+//!   name) and `lang=en; Path=/`;
 //! - `/status/NNN`: answers with that status.
 
 use std::collections::BTreeMap;
@@ -210,6 +213,14 @@ async fn handle(
         return Ok(Response::builder()
             .header("x-request-id", "the-gateways-own")
             .body(full("own id"))
+            .unwrap());
+    }
+    if path == "/set-cookie" {
+        return Ok(Response::builder()
+            .header("set-cookie", "theme=dark")
+            .header("set-cookie", "clawgate_session=from-the-gateway; Path=/")
+            .header("set-cookie", "lang=en; Path=/")
+            .body(full("cookies"))
             .unwrap());
     }
     if path == "/slow" {

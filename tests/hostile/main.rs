@@ -98,8 +98,10 @@
 //! | 88 | plain HTTP to the TLS port                                  | closed                      | here  |
 //! | 89 | garbage instead of a ClientHello                            | closed                      | here  |
 //! | 90 | no client cert when required                                | handshake refused           | tls.rs |
+//! | 91 | dot segment, backslash, encoded slash or control in the path (25 spellings, h1 and h2, public/member/session paths) | 400 bad_path, upstream untouched | here |
+//! | 92 | dotted but plain paths; escaped unreserved characters      | 200 (decoded upstream)      | here  |
 //!
-//! 90 cases: 77 here (this folder, one file per section of the table),
+//! 92 cases: 79 here (this folder, one file per section of the table),
 //! 13 in the files named.
 
 mod chunked;

@@ -23,6 +23,7 @@ pub(super) enum Kind {
     RequestId,
     Date,
     ContentType,
+    SetCookie,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             7 if is(b"trailer") => Kind::OtherHopByHop,
             10 if is(b"connection") => Kind::Connection,
             10 if is(b"keep-alive") => Kind::OtherHopByHop,
+            10 if is(b"set-cookie") => Kind::SetCookie,
             12 if is(b"content-type") => Kind::ContentType,
             12 if is(REQUEST_ID) => Kind::RequestId,
             14 if is(b"content-length") => Kind::ContentLength,
@@ -65,6 +67,16 @@ pub(super) fn listed(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
         .flat_map(|h| h.value.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// Whether a `Set-Cookie` value sets the cookie `name` (RFC 6265 §5.2:
+/// the name is what precedes the first `=` of the first `;`-part,
+/// trimmed; names are case-sensitive).
+pub(super) fn sets_cookie(raw: &[u8], name: &[u8]) -> bool {
+    let pair = raw.split(|&b| b == b';').next().unwrap_or_default();
+    pair.iter()
+        .position(|&b| b == b'=')
+        .is_some_and(|eq| pair[..eq].trim_ascii() == name)
 }
 
 /// `Content-Length`: 1*DIGIT, also as a list of equal values (§6.3 item 5).
@@ -132,6 +144,8 @@ mod tests {
             "X-Request-Ie",
             "Datf",
             "Set-Cookie",
+            "set-cookiE",
+            "Set-Cookif",
             "Upgradf",
             "Connectioo",
             "",
@@ -155,11 +169,36 @@ mod tests {
                 ("x-request-id", Kind::RequestId),
                 ("date", Kind::Date),
                 ("content-type", Kind::ContentType),
+                ("set-cookie", Kind::SetCookie),
             ]
             .into_iter()
             .find(|(k, _)| n.eq_ignore_ascii_case(k))
             .map_or(Kind::Other, |(_, kind)| kind);
             assert_eq!(kind, expect, "{n}");
+        }
+    }
+
+    #[test]
+    fn only_the_named_cookie_is_recognised() {
+        let session = b"clawgate_session";
+        for set in [
+            "clawgate_session=forged",
+            "clawgate_session=; Path=/; Max-Age=0",
+            " clawgate_session =x; Path=/chat",
+            "clawgate_session=a=b",
+        ] {
+            assert!(sets_cookie(set.as_bytes(), session), "{set}");
+        }
+        for set in [
+            "theme=dark",
+            "theme=clawgate_session=x",
+            "Clawgate_Session=x",
+            "__Host-clawgate_session=x",
+            "clawgate_session",
+            "theme=dark; clawgate_session=x",
+            "",
+        ] {
+            assert!(!sets_cookie(set.as_bytes(), session), "{set}");
         }
     }
 }

@@ -9,8 +9,8 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use crate::proxy::HeadFields;
-use field::{connection_tokens, last_token_is, listed, parse_length, Kind};
+use crate::proxy::{HeadFields, SESSION_COOKIE};
+use field::{connection_tokens, last_token_is, listed, parse_length, sets_cookie, Kind};
 
 mod field;
 
@@ -171,8 +171,12 @@ pub fn parse_response(
             || (transfer_coded && kind == Kind::ContentLength)
         };
         // The request ID the client gets is this proxy's (the gateway
-        // may echo the one it was sent: it would appear twice).
-        let ours = kind == Kind::RequestId;
+        // may echo the one it was sent: it would appear twice). So is the
+        // session cookie: one set by the gateway (for a narrower path,
+        // say) would shadow the proxy's and log the browser in as
+        // whoever the gateway chose.
+        let ours = kind == Kind::RequestId
+            || (kind == Kind::SetCookie && sets_cookie(h.value, SESSION_COOKIE.as_bytes()));
         !(hop || ours || (lists_others && !switching && listed(headers, h.name.as_bytes())))
     };
     // Each line is judged once; a bit per line remembers the verdict for
@@ -395,6 +399,22 @@ mod tests {
         h.fields.append_to(&mut map);
         let ids: Vec<_> = map.get_all("x-request-id").iter().collect();
         assert_eq!(ids, ["ours"]);
+    }
+
+    #[test]
+    fn the_gateways_session_cookie_is_dropped_and_others_pass() {
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: theme=dark\r\n\
+             set-cookie: clawgate_session=forged; Path=/chat\r\n\
+             Set-Cookie: lang=en; Path=/\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            &h.fields.lines[..],
+            &b"Set-Cookie: theme=dark\r\nSet-Cookie: lang=en; Path=/\r\ncontent-length: 0\r\n"[..]
+        );
     }
 
     #[test]
