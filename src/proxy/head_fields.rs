@@ -19,8 +19,9 @@ use crate::request_id::RequestId;
 /// without `Content-Length` under a transfer coding, without the gateway's
 /// own `X-Request-Id`; a 101 keeps `Upgrade` and gets
 /// `connection: upgrade`; a response to `HEAD` keeps `Transfer-Encoding`
-/// (it frames no body here, and says how a `GET`'s would come). For clawgate's own JSON answers: the fixed
-/// fields every one carries (see `deny`).
+/// (it frames no body here, and says how a `GET`'s would come). For
+/// clawgate's own JSON answers: the fixed fields every one carries (see
+/// `deny`).
 #[derive(Debug, Clone, Default)]
 pub struct HeadFields {
     pub lines: Bytes,
