@@ -204,25 +204,39 @@ fn plain_http_member_listener_off_loopback_fails_exposure() {
 }
 
 #[test]
-fn public_admin_listener_fails_unless_allowed() {
+fn public_admin_listener_is_a_load_error_unless_allowed() {
     let cfg = good_dir();
-    write_toml(
-        &cfg,
-        &base_toml("127.0.0.1:18443", "0.0.0.0:19180", "access.log", GATEWAY),
-    );
+    let toml = base_toml("127.0.0.1:18443", "0.0.0.0:19180", "access.log", GATEWAY);
+    write_toml(&cfg, &toml);
     let (code, r) = check_json(cfg.path(), &[]);
     assert_eq!(code, 1);
-    assert_eq!(row(&r, "admin listener on loopback")["status"], "fail");
-    assert!(r["ports"][1]["conflicts"][0]
-        .as_str()
+    let line = toml
+        .lines()
+        .position(|l| l.contains("0.0.0.0:19180"))
         .unwrap()
-        .contains("non-loopback"));
+        + 1;
+    assert_eq!(r["load_error"]["line"], line, "{r:#}");
+    let fix = "bind [admin] addr to 127.0.0.1, or set allow_public = true";
+    let loads = row(&r, "configuration loads");
+    assert_eq!(loads["status"], "fail");
+    assert!(loads["evidence"].as_str().unwrap().contains(fix), "{r:#}");
+    // The admin row reads the file itself, so it names the cause too.
+    let admin = row(&r, "admin listener on loopback");
+    assert_eq!(admin["status"], "fail");
+    let evidence = admin["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("0.0.0.0:19180") && evidence.contains(fix),
+        "{evidence}"
+    );
 
-    let allowed = base_toml("127.0.0.1:18443", "0.0.0.0:19180", "access.log", GATEWAY)
-        .replace("[admin]\n", "[admin]\nallow_public = true\n");
+    let allowed = toml.replace("[admin]\n", "[admin]\nallow_public = true\n");
     write_toml(&cfg, &allowed);
     let (code, r) = check_json(cfg.path(), &[]);
     assert_eq!(row(&r, "admin listener on loopback")["status"], "pass");
+    assert!(r["ports"][1]["conflicts"][0]
+        .as_str()
+        .unwrap()
+        .contains("allow_public = true"));
     assert_eq!(code, 0, "{r:#}");
 }
 

@@ -142,6 +142,9 @@ pub(crate) async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option
     })
 }
 
+/// How long `/stray` waits between its answer and the stray response.
+pub(crate) const STRAY_AFTER: Duration = Duration::from_millis(400);
+
 /// What the fake does with the connection after a response.
 pub(crate) enum Next {
     KeepGoing,
@@ -310,6 +313,16 @@ pub(crate) async fn respond(s: &mut TcpStream, req: &Seen, log: &Log) -> Next {
             let drained = async { while matches!(s.read(&mut chunk).await, Ok(k) if k > 0) {} };
             let _ = timeout(WAIT, drained).await;
             Next::CloseAfter(Duration::ZERO)
+        }
+        "/stray" | "/hooks/stray" => {
+            // A complete answer, then, unasked, a second one naming whom
+            // the first was for: what a confused gateway could leak.
+            let who = req.header("x-forwarded-user").unwrap_or("-");
+            let _ = s.write_all(&plain("200 OK", "", &hello)).await;
+            tokio::time::sleep(STRAY_AFTER).await;
+            let stray = format!("STRAY after conn={} req={} for={who}", req.conn, req.nth);
+            let _ = s.write_all(&plain("200 OK", "", &stray)).await;
+            Next::KeepGoing
         }
         "/dribble" => {
             // The head and body a few bytes per write.
