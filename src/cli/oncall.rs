@@ -135,6 +135,7 @@ pub async fn collect(args: &Args) -> Packet {
         dir: &args.config,
         gateway_config: None,
         upstream: None,
+        user: None,
         now: SystemTime::now(),
     });
     let check = CheckSummary {
