@@ -206,3 +206,31 @@ fn token_rotate_of_an_unknown_member_fails_and_writes_nothing() {
         before
     );
 }
+
+#[test]
+fn token_rotate_warns_when_the_service_user_cannot_read_the_file() {
+    // clawgate.toml is the service user's; alice.env is root's (as an
+    // earlier root-run rotate left it): kept as it is, and said.
+    let cfg = good_dir();
+    std::os::unix::fs::chown(
+        cfg.path().join("clawgate.toml"),
+        Some(SERVICE),
+        Some(SERVICE),
+    )
+    .expect("chown (these tests run as root)");
+    let file = cfg.member_path("alice");
+    let before = owner_group_mode(&file);
+    let dir = cfg.path().to_str().unwrap();
+    let out = cli(&["token", "rotate", "alice", "--config", dir]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(owner_group_mode(&file), before);
+    assert!(
+        out.stderr.contains("warning")
+            && out.stderr.contains("not readable by nobody")
+            && out
+                .stderr
+                .contains(&format!("chown nobody {}", file.display())),
+        "{}",
+        out.stderr
+    );
+}
