@@ -51,10 +51,17 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             .unwrap_or(0);
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
-    build(dir, &base_path, &text, raw)
+    let base_sha256 = crate::identity::sha256(text.as_bytes());
+    build(dir, &base_path, &text, raw, base_sha256)
 }
 
-fn build(dir: &Path, file: &Path, text: &str, raw: RawBase) -> Result<Snapshot, ConfigError> {
+fn build(
+    dir: &Path,
+    file: &Path,
+    text: &str,
+    raw: RawBase,
+    base_sha256: [u8; 32],
+) -> Result<Snapshot, ConfigError> {
     let RawBase {
         listen,
         admin,
@@ -368,8 +375,10 @@ fn build(dir: &Path, file: &Path, text: &str, raw: RawBase) -> Result<Snapshot, 
 
     // members/*.env
     let mut member_list = Vec::new();
+    let mut fp = Fingerprint::new(&base_sha256);
     for path in members::member_files(&members_dir)? {
         let parsed = members::parse_member_file(&path)?;
+        fp.member(&parsed.member.name, &parsed.file_sha256);
         let mut m = parsed.member;
         m.upstream =
             match parsed.upstream {
@@ -412,6 +421,7 @@ fn build(dir: &Path, file: &Path, text: &str, raw: RawBase) -> Result<Snapshot, 
     Ok(Snapshot {
         generation: 0,
         dir: dir.to_path_buf(),
+        fingerprint: fp.finish(),
         listen: Listen {
             addr: listen_addr,
             tls: tls_files,

@@ -125,6 +125,9 @@ pub struct Options<'a> {
     pub dir: &'a Path,
     pub gateway_config: Option<&'a Path>,
     pub upstream: Option<&'a str>,
+    /// The account the proxy runs as (`--user`); default: the owner of
+    /// `clawgate.toml`.
+    pub user: Option<&'a str>,
     pub now: SystemTime,
 }
 
@@ -183,6 +186,7 @@ pub fn build(opts: &Options<'_>) -> Report {
     }
 
     rows.push(files::permissions_row(&scans, dir));
+    rows.push(files::readable_row(&scans, &members_dir, dir, opts.user));
     rows.push(files::shared_tokens_row(&scans));
     rows.push(files::mode_row(&scans));
 
