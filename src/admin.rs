@@ -2,6 +2,10 @@
 //! `/metrics` for Prometheus, `/healthz` (the process answers), `/readyz`
 //! (config loaded, an upstream reached once, not draining), `/suggest`
 //! (denied origins and networks per member, JSON, for `clawgate suggest`).
+//!
+//! `/readyz` also says which config it serves (directory and fingerprint of
+//! the loaded snapshot), so `clawgate oncall` can tell its own instance from
+//! a stale one or another instance answering at the same address.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::Snapshot;
 use crate::state::State;
 
 pub async fn serve(state: Arc<State>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -60,21 +65,14 @@ async fn answer(
             serde_json::to_string(&state.suggest.report(&state.snapshot())).unwrap_or_default(),
         ),
         "/readyz" => {
-            if state.is_draining() {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "draining\n".into(),
-                )
+            let (status, word) = if state.is_draining() {
+                (StatusCode::SERVICE_UNAVAILABLE, "draining")
             } else if !state.upstream_seen() {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "no upstream reached yet\n".into(),
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, "no upstream reached yet")
             } else {
-                (StatusCode::OK, "text/plain", "ready\n".into())
-            }
+                (StatusCode::OK, "ready")
+            };
+            (status, "text/plain", readyz_body(word, &state.snapshot()))
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -87,4 +85,20 @@ async fn answer(
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     Ok(r)
+}
+
+/// The `/readyz` line naming the loaded snapshot's fingerprint.
+pub const READYZ_FINGERPRINT: &str = "config_fingerprint";
+/// The `/readyz` line naming the config directory it was loaded from.
+pub const READYZ_DIR: &str = "config_dir";
+
+/// `/readyz`'s body: the state word, then `key: value` lines.
+fn readyz_body(word: &str, snap: &Snapshot) -> String {
+    // Absolute, so it reads the same whatever directory `run` started in.
+    let dir = std::fs::canonicalize(&snap.dir).unwrap_or_else(|_| snap.dir.clone());
+    format!(
+        "{word}\n{READYZ_DIR}: {}\n{READYZ_FINGERPRINT}: {}\n",
+        dir.display(),
+        snap.fingerprint
+    )
 }

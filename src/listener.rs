@@ -5,7 +5,6 @@
 //! time, so a reload rotates certificates for new connections while open
 //! ones carry on with what they negotiated.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Snapshot;
 use crate::downstream;
 use crate::drain::{Drain, Watcher};
+use crate::limits::Claim;
 use crate::proxy::Conn;
 use crate::proxy_protocol;
 use crate::raw_tcp::RawTcp;
@@ -101,20 +101,41 @@ async fn handle_connection(
     }
     // Per-IP cap on connections that have not identified yet. Trusted
     // proxies carry many clients on one address and are exempt.
-    let counted = !snap.trusted_proxies.contains(peer.ip());
-    if counted
-        && !state
+    let (claim, evicted) = if snap.trusted_proxies.contains(peer.ip()) {
+        (Claim::exempt(peer.ip()), None)
+    } else {
+        let (claim, evicted) = state
             .limiter
-            .open_unauthenticated(peer.ip(), &snap.limits.per_ip)
-    {
-        tracing::debug!(%peer, "too many unauthenticated connections from this address");
-        return;
-    }
-    let slot = Unauthenticated {
-        state: state.clone(),
-        ip: peer.ip(),
-        held: Arc::new(AtomicBool::new(counted)),
+            .open_unauthenticated(peer.ip(), &snap.limits.per_ip);
+        (claim, Some(evicted))
     };
+    let claim = Released {
+        state: state.clone(),
+        claim: Arc::new(claim),
+    };
+    let serve = serve_stream(state, snap, stream, peer, claim.claim.clone(), watcher);
+    match evicted {
+        // Dropping `serve` closes the socket. Once the claim is released
+        // the receiver resolves `Err`, and `select!` stops polling it.
+        Some(evicted) => tokio::select! {
+            biased;
+            Ok(()) = evicted => {
+                tracing::debug!(%peer, "closing the oldest unauthenticated connection from this address: a newer one arrived at max_unauthenticated_per_ip");
+            }
+            () = serve => {}
+        },
+        None => serve.await,
+    }
+}
+
+async fn serve_stream(
+    state: Arc<State>,
+    snap: Arc<Snapshot>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    claim: Arc<Claim>,
+    watcher: Watcher,
+) {
     match snap.tls.clone() {
         Some(cfg) => {
             let handshake = TlsAcceptor::from(cfg).accept(RawTcp::new(stream));
@@ -136,11 +157,11 @@ async fn handle_connection(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(tls::peer_cert);
-            let conn = Conn::new(peer, true, cert, slot.held.clone());
+            let conn = Conn::new(peer, true, cert, claim);
             serve_http(state, snap, tls_stream, conn, watcher).await;
         }
         None => {
-            let conn = Conn::new(peer, false, None, slot.held.clone());
+            let conn = Conn::new(peer, false, None, claim);
             serve_http(state, snap, RawTcp::new(stream), conn, watcher).await;
         }
     }
@@ -148,17 +169,14 @@ async fn handle_connection(
 
 /// Gives back the connection's unauthenticated slot when it closes, if an
 /// identified request has not done so already.
-struct Unauthenticated {
+struct Released {
     state: Arc<State>,
-    ip: std::net::IpAddr,
-    held: Arc<AtomicBool>,
+    claim: Arc<Claim>,
 }
 
-impl Drop for Unauthenticated {
+impl Drop for Released {
     fn drop(&mut self) {
-        if self.held.swap(false, Ordering::AcqRel) {
-            self.state.limiter.release_unauthenticated(self.ip);
-        }
+        self.claim.release(&self.state.limiter);
     }
 }
 

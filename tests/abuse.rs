@@ -53,7 +53,7 @@ async fn repeated_bad_tokens_get_429_but_a_valid_member_still_passes() {
 }
 
 /// True when the server closed the connection without answering.
-async fn closed_without_answer(mut s: TcpStream) -> bool {
+async fn closed_without_answer(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 64];
     matches!(
         tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await,
@@ -61,40 +61,82 @@ async fn closed_without_answer(mut s: TcpStream) -> bool {
     )
 }
 
-#[tokio::test]
-async fn idle_unauthenticated_connections_are_capped_per_address() {
-    let up = Upstream::start().await;
-    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
-    cfg.write_base("[limits]\nmax_unauthenticated_per_ip = 2\n");
-    let server = start(&cfg).await;
-    let a = TcpStream::connect(server.addr).await.unwrap();
-    let _b = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let c = TcpStream::connect(server.addr).await.unwrap();
-    assert!(
-        closed_without_answer(c).await,
-        "third idle connection must be closed"
-    );
-    // An identified request frees its connection's slot.
-    let mut a = a;
-    a.write_all(
-        format!("GET / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ALICE}\r\n\r\n").as_bytes(),
+/// True when the server still holds the connection open (no EOF, no data).
+async fn still_open(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf))
+        .await
+        .is_err()
+}
+
+/// A connection that has asked once without a credential (401) and holds
+/// its unauthenticated slot: its answer proves the proxy has counted it.
+async fn probed(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        read_until_head_end(&mut s, &mut head),
     )
     .await
-    .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), a.read(&mut buf))
+    .expect("a 401 within 5 s");
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let reply = RawReply::parse(&text);
+    assert_eq!(reply.status, 401, "{text}");
+    // Read the body too, so the socket has nothing left but its close.
+    let length: usize = reply.header("content-length").unwrap().parse().unwrap();
+    let mut rest = vec![0u8; length - reply.body.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut rest))
         .await
-        .unwrap()
+        .expect("the 401's body within 5 s")
         .unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let auth = format!("Bearer {ALICE}");
-    assert_eq!(
-        get(server.addr, "/", &[("authorization", &auth)])
-            .await
-            .status,
-        200
-    );
+    s
+}
+
+const CAP: usize = 4;
+
+#[tokio::test]
+async fn at_the_unauthenticated_cap_the_oldest_connection_makes_way_and_a_member_passes() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    cfg.write_base(&format!("[limits]\nmax_unauthenticated_per_ip = {CAP}\n"));
+    let server = start(&cfg).await;
+    // The cap's worth of unauthenticated connections, counted in order.
+    let mut flood = Vec::new();
+    for _ in 0..CAP {
+        flood.push(probed(server.addr).await);
+    }
+    // Then idle ones that never send a byte: each closes the oldest.
+    for i in 0..6 {
+        flood.push(TcpStream::connect(server.addr).await.unwrap());
+        assert!(
+            closed_without_answer(&mut flood[i]).await,
+            "connection {i} (the oldest) is closed when connection {} arrives",
+            CAP + i
+        );
+    }
+    for (i, s) in flood.iter_mut().enumerate().skip(6) {
+        assert!(still_open(s).await, "connection {i} is within the cap");
+    }
+
+    // A member on a new connection from the same address is served; it
+    // took the place of the oldest flood connection.
+    let mut alice = keep_alive(server.addr).await;
+    let r = alice.send_request(member_request("/a", ALICE, None)).await;
+    assert_eq!(r.expect("alice is answered").status(), 200);
+    assert!(closed_without_answer(&mut flood[6]).await);
+    // Once identified it holds no slot, so more flood cannot evict it.
+    for _ in 0..CAP {
+        flood.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    for i in 7..flood.len() - CAP {
+        assert!(closed_without_answer(&mut flood[i]).await, "connection {i}");
+    }
+    let r = alice.send_request(member_request("/b", ALICE, None)).await;
+    assert_eq!(r.expect("alice's connection survived").status(), 200);
 }
 
 fn proxy_config(up: &Upstream) -> ConfigDir {

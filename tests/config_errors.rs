@@ -2,8 +2,6 @@
 //! to do: by `config::load` (what reload and `check` use) and by the real
 //! binary, which must exit non-zero instead of serving a half-read config.
 
-// Only the config builders are used here, not the upstream.
-#[allow(unused_imports)]
 mod common;
 
 use std::path::Path;
@@ -188,4 +186,74 @@ fn public_prefix_that_no_checked_request_could_match_is_refused() {
             "{prefix}: {e}"
         );
     }
+}
+
+/// The config dir with `[admin]` bound to every interface, plus `admin_extra`
+/// lines inside `[admin]`.
+fn public_admin_dir(admin_extra: &str) -> ConfigDir {
+    let mut cfg = config_dir();
+    let loopback = "[admin]\naddr = \"127.0.0.1:0\"\n";
+    assert!(cfg.base.contains(loopback));
+    cfg.base = cfg.base.replace(
+        loopback,
+        &format!("[admin]\naddr = \"0.0.0.0:0\"\n{admin_extra}"),
+    );
+    cfg.write_base("");
+    cfg
+}
+
+const ADMIN_FIX: &str = "bind [admin] addr to 127.0.0.1, or set allow_public = true";
+
+#[test]
+fn a_public_admin_address_without_consent_is_refused_with_its_line_and_fix() {
+    let cfg = public_admin_dir("");
+    let text = std::fs::read_to_string(cfg.path().join("clawgate.toml")).unwrap();
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.path().join("clawgate.toml"));
+    // The `addr` under [admin], not the one under [listen].
+    let line = text.lines().position(|l| l.contains("0.0.0.0:0")).unwrap() + 1;
+    assert_eq!(e.line_number(), Some(line), "{e}");
+    assert!(e.reason.contains(ADMIN_FIX), "{e}");
+    assert!(e.reason.contains("/metrics"), "says why: {e}");
+}
+
+#[test]
+fn run_refuses_to_start_a_public_admin_listener_without_allow_public() {
+    let cfg = public_admin_dir("");
+    // Bounded: a `run` that started anyway would be killed and fail here.
+    let out = cli(&["run", "--config", cfg.path().to_str().unwrap()]);
+    let stderr = &out.stderr;
+    assert!(out.code != 0, "exit status {}; stderr: {stderr}", out.code);
+    assert!(stderr.contains("clawgate.toml:"), "{stderr}");
+    assert!(stderr.contains(ADMIN_FIX), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_starts_a_public_admin_listener_with_allow_public() {
+    let cfg = public_admin_dir("allow_public = true\n");
+    let p = Proc::start(&cfg);
+    assert!(p.admin.ip().is_unspecified(), "admin on {}", p.admin);
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], p.admin.port()));
+    assert_eq!(get(local, "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_reload_to_a_public_admin_address_is_refused_and_the_old_config_stays() {
+    let up = Upstream::start().await;
+    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let server = start(&cfg).await;
+    std::fs::write(
+        cfg.path().join("clawgate.toml"),
+        cfg.base.replace(
+            "[admin]\naddr = \"127.0.0.1:0\"",
+            "[admin]\naddr = \"0.0.0.0:0\"",
+        ),
+    )
+    .unwrap();
+    let e = server.reload().expect_err("reload accepted a public admin");
+    assert!(e.reason.contains(ADMIN_FIX), "{e}");
+    assert_eq!(server.state.snapshot().generation, 0);
+    assert!(server.state.snapshot().admin.addr.ip().is_loopback());
+    let reply = get(server.addr, "/api/x", &[("authorization", &bearer(ALICE))]).await;
+    assert_eq!(reply.status, 200);
 }

@@ -451,3 +451,70 @@ async fn trusted_proxy_keeps_its_forwarded_proto_and_host() {
         "identity is never taken from a caller, trusted or not"
     );
 }
+
+/// The config with `identity_header = "x-remote-user"` on the upstream,
+/// and `/hooks/` public from loopback.
+async fn setup_remote_user() -> (Upstream, ConfigDir, clawgate::server::Server) {
+    let up = Upstream::start().await;
+    let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let url = format!("url = \"{}\"\n", up.url());
+    assert!(cfg.base.contains(&url));
+    cfg.base = cfg
+        .base
+        .replace(&url, &format!("{url}identity_header = \"x-remote-user\"\n"));
+    cfg.write_base(HOOKS_FROM_LOOPBACK);
+    let server = start(&cfg).await;
+    (up, cfg, server)
+}
+
+#[tokio::test]
+async fn a_custom_identity_header_carries_the_member_and_x_forwarded_user_is_not_sent() {
+    let (_up, _cfg, server) = setup_remote_user().await;
+    let auth = bearer();
+    let forged = [
+        ("authorization", auth.as_str()),
+        ("x-remote-user", "root"),
+        ("X-Remote-User", "admin"),
+        ("x-forwarded-user", "root"),
+    ];
+    let r = get(server.addr, "/", &forged).await;
+    assert_eq!(r.status, 200);
+    let h = r.json()["headers"].clone();
+    assert_eq!(h["x-remote-user"], serde_json::json!(["alice"]), "{h}");
+    assert!(h.get("x-forwarded-user").is_none(), "{h}");
+
+    // The same over h2.
+    let mut h2 = h2c(server.addr).await;
+    let mut req = http::Request::builder().uri(format!("http://{}/h2", server.addr));
+    for (k, v) in forged {
+        req = req.header(k, v);
+    }
+    let resp = h2
+        .send_request(req.body(http_body_util::Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let h = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["headers"].clone();
+    assert_eq!(h["x-remote-user"], serde_json::json!(["alice"]), "{h}");
+    assert!(h.get("x-forwarded-user").is_none(), "{h}");
+}
+
+#[tokio::test]
+async fn a_custom_identity_header_sent_by_a_public_caller_is_removed() {
+    let (up, _cfg, server) = setup_remote_user().await;
+    let r = get(
+        server.addr,
+        "/hooks/github",
+        &[("x-remote-user", "alice"), ("x-forwarded-user", "alice")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let h = r.json()["headers"].clone();
+    assert!(h.get("x-remote-user").is_none(), "{h}");
+    assert!(h.get("x-forwarded-user").is_none(), "{h}");
+    assert_eq!(up.count(), 1);
+}

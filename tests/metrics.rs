@@ -156,3 +156,20 @@ async fn readyz_answers_200_once_the_upstream_was_reached() {
     assert_eq!(r.status, 200);
     assert!(up.count() >= 1);
 }
+
+/// The harness never reads a missing series as 0: a check like "back to 0"
+/// must fail when the metric is not there at all.
+#[test]
+#[should_panic(expected = "no sample clawgate_websockets_open{member=\"bob\"}")]
+fn a_missing_series_is_not_read_as_zero() {
+    let m = "clawgate_websockets_open{member=\"alice\"} 0\n";
+    assert_eq!(
+        try_sample(m, "clawgate_websockets_open{member=\"bob\"}"),
+        None
+    );
+    assert_eq!(
+        try_sample(m, "clawgate_websockets_open{member=\"alice\"}"),
+        Some(0.0)
+    );
+    sample(m, "clawgate_websockets_open{member=\"bob\"}");
+}

@@ -267,13 +267,14 @@ async fn the_unauthenticated_cap_leaves_authenticated_connections_from_the_same_
     // Both identified themselves, so neither holds an unauthenticated slot.
     let mut member = KeepAlive::open(server.addr).await;
     let mut ws = open_ws(server.addr).await;
-    let _a = TcpStream::connect(server.addr).await.unwrap();
+    let mut a = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let _b = TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut c = TcpStream::connect(server.addr).await.unwrap();
-    let sent = server_closed(&mut c, WAIT)
+    let _c = TcpStream::connect(server.addr).await.unwrap();
+    let sent = server_closed(&mut a, WAIT)
         .await
-        .expect("a third idle connection from 127.0.0.1 is closed");
+        .expect("a third idle connection from 127.0.0.1 evicts the oldest");
     assert!(sent.is_empty(), "{sent}");
     member.get_ok("at the unauthenticated cap").await;
     ws_echoes(&mut ws, "at the unauthenticated cap").await;

@@ -192,7 +192,11 @@ async fn websocket_upgrade_with_a_bad_origin_gets_403_with_the_diff_before_any_1
 #[tokio::test]
 async fn websockets_open_gauge_is_one_while_open_and_zero_after_close() {
     let (_up, _cfg, server) = setup(&[MemberSpec::new("alice", ALICE)]).await;
-    assert_eq!(ws_gauge_reaches(server.admin_addr, "alice", 0.0).await, 0.0);
+    // Before the first WebSocket the labelled series does not exist yet:
+    // absent and 0 both mean none open. After a close it must read 0.
+    let m = metrics(server.admin_addr).await;
+    let before = try_sample(&m, "clawgate_websockets_open{member=\"alice\"}");
+    assert_eq!(before.unwrap_or(0.0), 0.0, "{m}");
     let (mut ws, _) = open_ws(server.addr, "/ws", ALICE).await;
     assert_echoes(&mut ws, Message::text("ping")).await;
     assert_eq!(ws_gauge_reaches(server.admin_addr, "alice", 1.0).await, 1.0);

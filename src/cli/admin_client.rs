@@ -14,19 +14,59 @@ use hyper_util::rt::TokioExecutor;
 /// Largest admin response read (a /metrics page with many members).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// The admin base URL: `--admin` if given, else the config's `[admin] addr`
-/// (an unspecified address is reached on loopback), else the default.
-pub fn admin_url(flag: Option<&str>, config: &Path) -> String {
-    if let Some(u) = flag {
-        return u.trim_end_matches('/').to_string();
+/// The admin base URL: `--admin` if given, else the loaded config's
+/// `[admin] addr` (an unspecified address is dialled on loopback). `None`
+/// when there is neither: never a guessed default, which on a shared host
+/// may be another instance that would then be reported as this one.
+pub fn admin_url(flag: Option<&str>, snap: Option<&crate::config::Snapshot>) -> Option<String> {
+    match (flag, snap) {
+        (Some(u), _) => Some(u.trim_end_matches('/').to_string()),
+        (None, Some(s)) => Some(format!("http://{}", reachable(s.admin.addr))),
+        (None, None) => None,
     }
-    let addr: SocketAddr = match crate::config::load(config) {
-        Ok(s) => s.admin.addr,
-        Err(_) => crate::config::DEFAULT_ADMIN_ADDR
-            .parse()
-            .expect("default admin address parses"),
+}
+
+/// The loud first line when the config did not load.
+pub fn load_failed(dir: &Path, e: &crate::config::ConfigError, admin_given: bool) -> String {
+    let then = if admin_given {
+        "carrying on with --admin as given; which config that instance serves cannot be checked"
+    } else {
+        "not contacting any admin listener: its address is in the config (a default address may be another instance); fix the config, or pass --admin URL"
     };
-    format!("http://{}", reachable(addr))
+    format!(
+        "clawgate: THE CONFIGURATION IN {} DID NOT LOAD: {e}\nclawgate: {then}",
+        dir.display()
+    )
+}
+
+/// What `/readyz` says: its state line, and the config it serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readyz {
+    pub state: String,
+    pub config_dir: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+impl Readyz {
+    pub fn parse(body: &str) -> Readyz {
+        let mut lines = body.lines();
+        let mut r = Readyz {
+            state: lines.next().unwrap_or_default().trim().to_string(),
+            ..Readyz::default()
+        };
+        for l in lines {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let v = Some(v.trim().to_string());
+            match k.trim() {
+                crate::admin::READYZ_DIR => r.config_dir = v,
+                crate::admin::READYZ_FINGERPRINT => r.fingerprint = v,
+                _ => {}
+            }
+        }
+        r
+    }
 }
 
 /// `0.0.0.0:P` / `[::]:P` are dialled on the matching loopback address.
@@ -186,6 +226,16 @@ mod tests {
         assert_eq!(s[1].name, "up");
         assert_eq!(s[2].labels["a"], "q\"x\\");
         assert_eq!(s[2].value, 2.5);
+    }
+
+    #[test]
+    fn readyz_body_names_the_config() {
+        let r = Readyz::parse("ready\nconfig_dir: /etc/clawgate\nconfig_fingerprint: 0123abcd\n");
+        assert_eq!(r.state, "ready");
+        assert_eq!(r.config_dir.as_deref(), Some("/etc/clawgate"));
+        assert_eq!(r.fingerprint.as_deref(), Some("0123abcd"));
+        let old = Readyz::parse("ready\n");
+        assert_eq!((old.state.as_str(), old.fingerprint), ("ready", None));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct Args {
     /// Which upstream's gateway --gateway-config is (when there are several).
     #[arg(long, requires = "gateway_config")]
     pub upstream: Option<String>,
+    /// The user the proxy runs as, for the "member files readable" row
+    /// [default: the owner of clawgate.toml].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -35,6 +39,7 @@ pub fn run(args: Args) -> ExitCode {
         dir: &args.config,
         gateway_config: args.gateway_config.as_deref(),
         upstream: args.upstream.as_deref(),
+        user: args.user.as_deref(),
         now: SystemTime::now(),
     });
     let out = match args.format {

@@ -1,9 +1,11 @@
 //! Command line: `main.rs` parses, this module dispatches. One file per
 //! command; each returns the process exit code.
 
+mod accounts;
 mod admin_client;
 pub mod check;
 pub mod explain;
+pub mod fsutil;
 pub mod gateway_config;
 pub mod oncall;
 pub mod probe;

@@ -27,7 +27,22 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let url = admin_client::admin_url(args.admin.as_deref(), &args.config);
+    // With --admin the config is not needed; without, its address comes
+    // from the config, and a config that does not load is said, not
+    // replaced by a default address another instance may answer on.
+    let snap = match &args.admin {
+        Some(_) => None,
+        None => match crate::config::load(&args.config) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("{}", admin_client::load_failed(&args.config, &e, false));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let Some(url) = admin_client::admin_url(args.admin.as_deref(), snap.as_ref()) else {
+        return ExitCode::from(2);
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,15 +2,15 @@
 //! once; only its SHA-256 goes into the member file.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use clap::Subcommand;
 
+use super::accounts::Account;
+use super::fsutil;
 use crate::identity::sha256;
 use crate::member::TokenRecord;
 
@@ -90,7 +90,7 @@ pub fn run(cmd: Command) -> ExitCode {
     }
 }
 
-fn rotate(name: &str, dir: &std::path::Path, overlap: Duration) -> Result<(), String> {
+fn rotate(name: &str, dir: &Path, overlap: Duration) -> Result<(), String> {
     let snap = crate::config::load(dir).map_err(|e| e.to_string())?;
     let (_, member) = snap
         .member_by_name(name)
@@ -131,15 +131,11 @@ fn rotate(name: &str, dir: &std::path::Path, overlap: Duration) -> Result<(), St
     if !replaced {
         out.push(line);
     }
-    let tmp = path.with_extension("env.tmp");
-    {
-        let mut f = fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
-        f.write_all((out.join("\n") + "\n").as_bytes())
-            .map_err(|e| e.to_string())?;
-        f.sync_all().map_err(|e| e.to_string())?;
-    }
-    fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Atomic, and keeping owner/group/mode: run as root on the service
+    // user's file, a plain rewrite would leave it root-owned and unreadable
+    // by the proxy, refusing every reload.
+    fsutil::write_atomic(&path, (out.join("\n") + "\n").as_bytes())
+        .map_err(|e| format!("{}: {e} (the file is unchanged)", path.display()))?;
     println!("token:    {token}");
     println!(
         "token id: {}",
@@ -150,5 +146,28 @@ fn rotate(name: &str, dir: &std::path::Path, overlap: Duration) -> Result<(), St
         path.display(),
         humantime::format_rfc3339_seconds(deadline)
     );
+    println!("the running proxy takes it on its next reload (the file watch, or SIGHUP)");
+    warn_if_unreadable(dir, &path);
     Ok(())
+}
+
+/// The file keeps its owner, but it may never have been readable by the
+/// service user (the owner of `clawgate.toml`): say so, since the new token
+/// would then get 401.
+fn warn_if_unreadable(dir: &Path, file: &Path) {
+    let (Ok(account), Ok(meta)) = (
+        Account::owner_of(&dir.join(crate::config::BASE_FILE)),
+        fs::metadata(file),
+    ) else {
+        return;
+    };
+    if !account.can_read(&meta) {
+        eprintln!(
+            "clawgate: warning: {} is not readable by {} (the owner of clawgate.toml): the proxy will refuse to reload; run chown {} {}",
+            file.display(),
+            account.name,
+            account.name,
+            file.display()
+        );
+    }
 }

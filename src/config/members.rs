@@ -55,6 +55,8 @@ pub struct ParsedMember {
     pub member: Member,
     /// `UPSTREAM` as written and its line, resolved by the caller.
     pub upstream: Option<(String, usize)>,
+    /// SHA-256 of the file as read, for the snapshot's fingerprint.
+    pub file_sha256: [u8; 32],
 }
 
 /// Parse one member file.
@@ -209,6 +211,7 @@ pub fn parse_member_file(path: &Path) -> Result<ParsedMember, ConfigError> {
             file_mode,
         },
         upstream,
+        file_sha256: crate::identity::sha256(text.as_bytes()),
     })
 }
 

@@ -29,6 +29,9 @@ use crate::identity::CredentialIndex;
 pub const BASE_FILE: &str = "clawgate.toml";
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9180";
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
+/// What to do about an admin listener off loopback (the load error and
+/// `check`'s row say the same).
+pub const ADMIN_FIX: &str = "bind [admin] addr to 127.0.0.1, or set allow_public = true";
 
 pub use snapshot::*;
 
@@ -48,10 +51,17 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             .unwrap_or(0);
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
-    build(dir, &base_path, raw)
+    let base_sha256 = crate::identity::sha256(text.as_bytes());
+    build(dir, &base_path, &text, raw, base_sha256)
 }
 
-fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError> {
+fn build(
+    dir: &Path,
+    file: &Path,
+    text: &str,
+    raw: RawBase,
+    base_sha256: [u8; 32],
+) -> Result<Snapshot, ConfigError> {
     let RawBase {
         listen,
         admin,
@@ -141,15 +151,26 @@ fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError>
 
     // [admin]
     let (admin_addr, allow_public) = match admin {
-        Some(raw::RawAdmin { addr, allow_public }) => (
-            addr.unwrap_or_else(|| DEFAULT_ADMIN_ADDR.into()),
-            allow_public,
-        ),
-        None => (DEFAULT_ADMIN_ADDR.into(), false),
+        Some(raw::RawAdmin { addr, allow_public }) => (addr, allow_public),
+        None => (None, false),
     };
-    let admin_addr: SocketAddr = admin_addr
+    let admin_err = |why: String| match &admin_addr {
+        Some(a) => ConfigError::line(file, error::line_of_offset(text, a.span().start), why),
+        None => key_err("admin.addr", why),
+    };
+    let admin_text = admin_addr
+        .as_ref()
+        .map_or(DEFAULT_ADMIN_ADDR, |a| a.get_ref());
+    let admin_addr: SocketAddr = admin_text
         .parse()
-        .map_err(|_| key_err("admin.addr", format!("'{admin_addr}' is not IP:PORT")))?;
+        .map_err(|_| admin_err(format!("[admin] addr '{admin_text}' is not IP:PORT")))?;
+    // `/metrics` and `/suggest` name members, their files and token IDs:
+    // off loopback only by explicit consent.
+    if !allow_public && !cidr::canonical(admin_addr.ip()).is_loopback() {
+        return Err(admin_err(format!(
+            "[admin] addr {admin_addr} is reachable from other hosts, and /metrics and /suggest show member names, file paths and token IDs: {ADMIN_FIX}"
+        )));
+    }
 
     // [upstreams.*]
     if upstreams.is_empty() {
@@ -354,8 +375,10 @@ fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError>
 
     // members/*.env
     let mut member_list = Vec::new();
+    let mut fp = Fingerprint::new(&base_sha256);
     for path in members::member_files(&members_dir)? {
         let parsed = members::parse_member_file(&path)?;
+        fp.member(&parsed.member.name, &parsed.file_sha256);
         let mut m = parsed.member;
         m.upstream =
             match parsed.upstream {
@@ -398,6 +421,7 @@ fn build(dir: &Path, file: &Path, raw: RawBase) -> Result<Snapshot, ConfigError>
     Ok(Snapshot {
         generation: 0,
         dir: dir.to_path_buf(),
+        fingerprint: fp.finish(),
         listen: Listen {
             addr: listen_addr,
             tls: tls_files,

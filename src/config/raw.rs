@@ -46,7 +46,8 @@ pub struct RawListen {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub addr: Option<String>,
+    /// Spanned so a refused address names its line.
+    pub addr: Option<toml::Spanned<String>>,
     /// Explicit consent to a non-loopback admin address.
     #[serde(default)]
     pub allow_public: bool,

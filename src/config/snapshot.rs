@@ -102,6 +102,10 @@ pub struct Snapshot {
     /// Bumped by every reload: per-connection caches compare it.
     pub generation: u64,
     pub dir: PathBuf,
+    /// Which files this snapshot was built from (see [`Fingerprint`]):
+    /// `/readyz` shows it so `clawgate oncall` can tell its own instance
+    /// from a stale or foreign one.
+    pub fingerprint: String,
     pub listen: Listen,
     /// Built from `listen.tls` at load time, so bad PEM fails the load.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -137,5 +141,34 @@ impl Snapshot {
             .iter()
             .filter(|r| path.starts_with(&r.path_prefix))
             .max_by_key(|r| r.path_prefix.len())
+    }
+}
+
+/// SHA-256 over `clawgate.toml` and every member file (name and contents)
+/// as the loader read them, in load order; shown as its first 16 hex
+/// digits. Any edit to those files, once loaded, changes it.
+pub struct Fingerprint(sha2::Sha256);
+
+impl Fingerprint {
+    pub fn new(base_sha256: &[u8; 32]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"clawgate.toml\0");
+        h.update(base_sha256);
+        Fingerprint(h)
+    }
+
+    pub fn member(&mut self, name: &str, file_sha256: &[u8; 32]) {
+        use sha2::Digest;
+        // Names cannot hold NUL (validated), so the framing is unambiguous.
+        self.0.update(b"\0member\0");
+        self.0.update(name.as_bytes());
+        self.0.update(b"\0");
+        self.0.update(file_sha256);
+    }
+
+    pub fn finish(self) -> String {
+        use sha2::Digest;
+        hex::encode(&self.0.finalize()[..8])
     }
 }

@@ -12,6 +12,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 
 use crate::deny::Reason;
 use crate::identity::{self, CredentialId, PeerCert, Via};
+use crate::limits::Claim;
 use crate::member::MemberId;
 use crate::policy::{Diff, Explained};
 use crate::state::State;
@@ -23,7 +24,7 @@ pub struct Conn {
     pub cert: Option<PeerCert>,
     /// Holds one of the peer's unauthenticated-connection slots until the
     /// first identified request (see `limits`).
-    unauthenticated: Arc<AtomicBool>,
+    unauthenticated: Arc<Claim>,
     /// The peer address as an `x-forwarded-for` value, formatted once.
     pub(super) peer_ip_header: HeaderValue,
     /// The last token that identified a request on this connection, so a
@@ -119,7 +120,7 @@ impl Conn {
         peer: SocketAddr,
         tls: bool,
         cert: Option<PeerCert>,
-        unauthenticated: Arc<AtomicBool>,
+        unauthenticated: Arc<Claim>,
     ) -> Self {
         Conn {
             peer_ip_header: HeaderValue::from_str(&crate::cidr::canonical(peer.ip()).to_string())
@@ -263,11 +264,7 @@ impl Conn {
 
     /// An identified request arrived: give the unauthenticated slot back.
     pub(super) fn authenticated(&self, state: &State) {
-        if self.unauthenticated.load(Ordering::Relaxed)
-            && self.unauthenticated.swap(false, Ordering::AcqRel)
-        {
-            state.limiter.release_unauthenticated(self.peer.ip());
-        }
+        self.unauthenticated.release(&state.limiter);
     }
 }
 

@@ -135,6 +135,10 @@ pub(super) fn forward<'a>(
             .upstream
             .send(
                 &up.authority,
+                match caller {
+                    Caller::Member { member, .. } => Some(member.name.as_str()),
+                    Caller::Public { .. } => None,
+                },
                 out,
                 upstream::Timeouts {
                     connect: snap.timeouts.upstream_connect,

@@ -204,25 +204,39 @@ fn plain_http_member_listener_off_loopback_fails_exposure() {
 }
 
 #[test]
-fn public_admin_listener_fails_unless_allowed() {
+fn public_admin_listener_is_a_load_error_unless_allowed() {
     let cfg = good_dir();
-    write_toml(
-        &cfg,
-        &base_toml("127.0.0.1:18443", "0.0.0.0:19180", "access.log", GATEWAY),
-    );
+    let toml = base_toml("127.0.0.1:18443", "0.0.0.0:19180", "access.log", GATEWAY);
+    write_toml(&cfg, &toml);
     let (code, r) = check_json(cfg.path(), &[]);
     assert_eq!(code, 1);
-    assert_eq!(row(&r, "admin listener on loopback")["status"], "fail");
-    assert!(r["ports"][1]["conflicts"][0]
-        .as_str()
+    let line = toml
+        .lines()
+        .position(|l| l.contains("0.0.0.0:19180"))
         .unwrap()
-        .contains("non-loopback"));
+        + 1;
+    assert_eq!(r["load_error"]["line"], line, "{r:#}");
+    let fix = "bind [admin] addr to 127.0.0.1, or set allow_public = true";
+    let loads = row(&r, "configuration loads");
+    assert_eq!(loads["status"], "fail");
+    assert!(loads["evidence"].as_str().unwrap().contains(fix), "{r:#}");
+    // The admin row reads the file itself, so it names the cause too.
+    let admin = row(&r, "admin listener on loopback");
+    assert_eq!(admin["status"], "fail");
+    let evidence = admin["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("0.0.0.0:19180") && evidence.contains(fix),
+        "{evidence}"
+    );
 
-    let allowed = base_toml("127.0.0.1:18443", "0.0.0.0:19180", "access.log", GATEWAY)
-        .replace("[admin]\n", "[admin]\nallow_public = true\n");
+    let allowed = toml.replace("[admin]\n", "[admin]\nallow_public = true\n");
     write_toml(&cfg, &allowed);
     let (code, r) = check_json(cfg.path(), &[]);
     assert_eq!(row(&r, "admin listener on loopback")["status"], "pass");
+    assert!(r["ports"][1]["conflicts"][0]
+        .as_str()
+        .unwrap()
+        .contains("allow_public = true"));
     assert_eq!(code, 0, "{r:#}");
 }
 
@@ -349,4 +363,66 @@ fn markdown_format_is_a_ticket_page() {
     assert!(out.stdout.contains("### Ports and binds"));
     assert!(out.stdout.contains("### Members (env-file map)"));
     assert!(out.stdout.contains("RESULT: PASS"));
+}
+
+#[test]
+fn check_fails_a_member_file_the_service_user_cannot_read() {
+    const READABLE: &str = "member files readable by the service user";
+    let cfg = good_dir();
+    let (code, r) = check_json(cfg.path(), &[]);
+    assert_eq!(code, 0, "{r:#}");
+    assert!(row(&r, READABLE)["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("owner of clawgate.toml"));
+    // The service user (uid 65534) owns clawgate.toml; alice.env stays
+    // root:root 0600, as a `token rotate` run as root used to leave it.
+    let toml = cfg.path().join("clawgate.toml");
+    std::os::unix::fs::chown(&toml, Some(65534), Some(65534))
+        .expect("chown (these tests run as root)");
+    std::os::unix::fs::chown(cfg.path(), Some(65534), Some(65534)).unwrap();
+    let members = cfg.path().join("members");
+    std::os::unix::fs::chown(&members, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(cfg.member_path("bob"), Some(65534), Some(65534)).unwrap();
+    let (code, r) = check_json(cfg.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(failing(&r), vec![READABLE], "{r:#}");
+    let ev = row(&r, READABLE)["evidence"].as_str().unwrap().to_string();
+    let alice = cfg.member_path("alice");
+    assert!(
+        ev.contains(&format!("chown nobody {}", alice.display())),
+        "{ev}"
+    );
+    assert!(ev.contains("members/alice.env is not readable"), "{ev}");
+    assert!(!ev.contains("bob.env"), "{ev}");
+
+    // Told the proxy runs as root, the same files pass; as an unknown
+    // name, the row says so.
+    let (code, r) = check_json(cfg.path(), &["--user", "root"]);
+    assert_eq!((code, failing(&r)), (0, Vec::<String>::new()), "{r:#}");
+    let (code, r) = check_json(cfg.path(), &["--user", "no-such-user-x"]);
+    assert_eq!(code, 1);
+    assert!(row(&r, READABLE)["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("no such user"));
+
+    // The fix the row names makes it pass.
+    std::os::unix::fs::chown(&alice, Some(65534), None).unwrap();
+    let (code, r) = check_json(cfg.path(), &[]);
+    assert_eq!((code, failing(&r)), (0, Vec::<String>::new()), "{r:#}");
+
+    // A members directory the service user cannot enter fails too.
+    std::os::unix::fs::chown(&members, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(
+        &members,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let (code, r) = check_json(cfg.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(row(&r, READABLE)["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("members is not listable"));
 }

@@ -11,6 +11,7 @@ mod gateway_config;
 mod oncall;
 mod probe;
 mod suggest;
+mod token;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

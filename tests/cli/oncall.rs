@@ -74,3 +74,166 @@ async fn oncall_says_when_the_admin_listener_is_unreachable_and_carries_on() {
     assert!(text.stdout.contains("UNREACHABLE"), "{}", text.stdout);
     assert!(text.stdout.contains("== ACCESS LOG"));
 }
+
+/// `/readyz` of the admin listener at `admin`: status and the config it
+/// names (`config_dir`, `config_fingerprint`).
+async fn readyz(admin: std::net::SocketAddr) -> (u16, String, String) {
+    let r = get(admin, "/readyz", &[]).await;
+    let body = String::from_utf8(r.body.to_vec()).unwrap();
+    let line = |k: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .unwrap_or_else(|| panic!("no {k} in /readyz: {body:?}"))
+            .to_string()
+    };
+    (r.status, line("config_dir"), line("config_fingerprint"))
+}
+
+#[tokio::test]
+async fn oncall_reports_another_instance_answering_at_its_admin_address() {
+    // B runs; A (not running) has B's admin address in its config, as
+    // when two configs on a shared host name the same port.
+    let (_up, _b_cfg, b) = live(&[MemberSpec::new("bob", BOB)], "").await;
+    let denied = get(
+        b.addr,
+        "/",
+        &[
+            ("authorization", &bearer(BOB)),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(denied.status, 403);
+    let a_up = Upstream::start().await;
+    let mut a = ConfigDir::new(&[("prod", a_up.url())], &[MemberSpec::new("alice", ALICE)]);
+    a.base = a.base.replace(
+        "[admin]\naddr = \"127.0.0.1:0\"",
+        &format!("[admin]\naddr = \"{}\"", b.admin_addr),
+    );
+    a.write_base("");
+    let a_fp = clawgate::config::load(a.path()).unwrap().fingerprint;
+    let (_, _, b_fp) = readyz(b.admin_addr).await;
+    assert_ne!(a_fp, b_fp);
+
+    let dir = a.path().to_str().unwrap().to_string();
+    let out = cli_async(s(&["oncall", "--config", &dir, "--format", "json"])).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let v = out.json();
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["check"]["pass"], true, "A's own config is fine");
+    assert_eq!(v["admin"]["reachable"], true);
+    assert_eq!(v["admin"]["serves_this_config"], false);
+    assert_eq!(v["admin"]["config_fingerprint"], b_fp.as_str());
+    assert_eq!(v["admin"]["expected_fingerprint"], a_fp.as_str());
+    let err = v["admin"]["error"].as_str().unwrap();
+    assert!(err.contains("serves a different config"), "{err}");
+    assert!(err.contains(&b_fp) && err.contains(&a_fp), "{err}");
+    assert_eq!(
+        v["denials"],
+        serde_json::json!([]),
+        "B's denials are not A's"
+    );
+
+    let text = cli_async(s(&["oncall", "--config", &dir])).await;
+    assert_eq!(text.code, 1);
+    assert!(text.stdout.contains("NEEDS ATTENTION"), "{}", text.stdout);
+    assert!(text.stdout.contains("ANOTHER CONFIG"), "{}", text.stdout);
+    assert!(!text.stdout.contains("HEALTHY"), "{}", text.stdout);
+}
+
+#[tokio::test]
+async fn oncall_tells_a_stale_instance_and_a_reload_changes_the_fingerprint() {
+    let (_up, cfg, server) = live(&[MemberSpec::new("alice", ALICE)], "").await;
+    let ok = get(server.addr, "/", &[("authorization", &bearer(ALICE))]).await;
+    assert_eq!(ok.status, 200);
+    let (status, dir_named, fp1) = readyz(server.admin_addr).await;
+    assert_eq!(status, 200, "the status code is kept");
+    assert_eq!(
+        std::path::Path::new(&dir_named),
+        cfg.path().canonicalize().unwrap()
+    );
+    let admin = format!("http://{}", server.admin_addr);
+    let dir = cfg.path().to_str().unwrap().to_string();
+    let oncall = || {
+        cli_async(s(&[
+            "oncall", "--config", &dir, "--admin", &admin, "--format", "json",
+        ]))
+    };
+    let out = oncall().await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(out.json()["admin"]["serves_this_config"], true);
+
+    // Edited on disk, not yet reloaded: the instance serves the old files.
+    cfg.write_member(&MemberSpec::new("alice", ALICE).set("ORIGINS", "https://new.example"));
+    let out = oncall().await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let v = out.json();
+    assert_eq!(v["admin"]["serves_this_config"], false);
+    assert_eq!(v["admin"]["config_fingerprint"], fp1.as_str());
+    assert!(v["admin"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("has not loaded these files"));
+
+    server.reload().unwrap();
+    let (status, _, fp2) = readyz(server.admin_addr).await;
+    assert_eq!(status, 200);
+    assert_ne!(fp1, fp2, "a reload changes the fingerprint");
+    let out = oncall().await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(out.json()["admin"]["config_fingerprint"], fp2.as_str());
+}
+
+#[tokio::test]
+async fn oncall_with_a_config_that_does_not_load_says_so_first_and_guesses_no_address() {
+    let (_up, _other_cfg, other) = live(&[MemberSpec::new("bob", BOB)], "").await;
+    let cfg = good_dir();
+    write_toml(&cfg, "[listen\naddr = 1\n");
+    let dir = cfg.path().to_str().unwrap().to_string();
+
+    let out = cli_async(s(&["oncall", "--config", &dir, "--format", "json"])).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.starts_with("clawgate: THE CONFIGURATION IN")
+            && out.stderr.contains("DID NOT LOAD"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--admin"), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["healthy"], false);
+    assert!(v["config_error"]
+        .as_str()
+        .unwrap()
+        .contains("clawgate.toml"));
+    assert_eq!(v["admin"]["url"], Value::Null, "no default address tried");
+    assert_eq!(v["admin"]["reachable"], false);
+    assert!(v["admin"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not contacted"));
+    let text = cli_async(s(&["oncall", "--config", &dir])).await;
+    let second = text.stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        second.starts_with("!! THE CONFIGURATION"),
+        "{}",
+        text.stdout
+    );
+
+    // --admin given: it is asked, and said to be unverifiable.
+    let admin = format!("http://{}", other.admin_addr);
+    let out = cli_async(s(&[
+        "oncall", "--config", &dir, "--admin", &admin, "--format", "json",
+    ]))
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("DID NOT LOAD"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("carrying on with --admin"),
+        "{}",
+        out.stderr
+    );
+    let v = out.json();
+    assert_eq!(v["admin"]["reachable"], true);
+    assert_eq!(v["admin"]["serves_this_config"], Value::Null);
+}

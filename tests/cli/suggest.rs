@@ -95,3 +95,26 @@ async fn suggest_sees_what_the_live_proxy_refused_in_audit_mode() {
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn suggest_with_a_config_that_does_not_load_says_so_and_exits_non_zero() {
+    let (_up, _cfg, server) = live(&[MemberSpec::new("alice", ALICE)], "").await;
+    let cfg = good_dir();
+    write_toml(&cfg, "[listen\n");
+    let dir = cfg.path().to_str().unwrap().to_string();
+    let out = cli_async(s(&["suggest", "--config", &dir])).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        out.stderr.starts_with("clawgate: THE CONFIGURATION IN")
+            && out.stderr.contains("DID NOT LOAD")
+            && out.stderr.contains("--admin"),
+        "{}",
+        out.stderr
+    );
+    // With --admin the config is not needed.
+    let admin = format!("http://{}", server.admin_addr);
+    let out = cli_async(s(&["suggest", "--config", &dir, "--admin", &admin])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("nothing to suggest"), "{}", out.stdout);
+}

@@ -290,29 +290,41 @@ pub async fn metrics(admin: SocketAddr) -> String {
 }
 
 /// Poll the admin listener's `series` until it reads `want`, for up to
-/// 2 s; the last value read.
+/// 2 s; the last value read. A series still absent at the end panics: a
+/// metric that is never written cannot have "reached" anything, 0
+/// included.
 pub async fn sample_reaches(admin: SocketAddr, series: &str, want: f64) -> f64 {
-    let mut last = f64::NAN;
+    let mut last = None;
+    let mut text = String::new();
     for _ in 0..100 {
-        last = sample(&metrics(admin).await, series);
-        if last == want {
+        text = metrics(admin).await;
+        last = try_sample(&text, series);
+        if last == Some(want) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    last
+    last.unwrap_or_else(|| panic!("no sample {series} on the admin listener within 2 s:\n{text}"))
 }
 
-/// Value of one sample line (`name{labels}`), 0 when absent.
+/// Value of one sample line (`name{labels}`). Panics, showing the
+/// metrics, when there is no such line: a missing series is never read as
+/// 0. A caller for whom "absent" means 0 says so with [`try_sample`].
 pub fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
+    try_sample(metrics, series)
+        .unwrap_or_else(|| panic!("no sample {series} in the metrics:\n{metrics}"))
+}
+
+/// Value of one sample line (`name{labels}`), `None` when absent.
+pub fn try_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let v = l.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("sample {series} is not a number ({e}): {l}")),
+        )
+    })
 }
 
 /// A response read off a raw socket: status line, headers, body text.

@@ -137,6 +137,7 @@ async function loginFlow(page, base, rec) {
     say(`open ${URL_OTHER}/`);
     await loginFlow(page2, URL_OTHER, o);
     o.cookies = (await context.cookies(URL_OTHER)).map((c) => c.name);
+    o.done = true;  // browser.sh's "no cookie" check needs proof this part ran
     o.text = (await page2.evaluate(() => document.body.innerText)).slice(0, 1500);
     o.screenshot = path.join(SHOTS, "other-origin.png");
     await page2.screenshot({ path: o.screenshot });

@@ -7,7 +7,8 @@
 #   e2e_clawgate                 start clawgate (after writing $CG/clawgate.toml)
 # Everything started is stopped, and the namespace removed, by the EXIT trap.
 # Tally: ok/nok/check; the trap prints "N passed, N failed" and exits non-zero
-# when anything failed. Knobs: CLAWGATE_E2E_BUDGET (s), CLAWGATE_E2E_KEEP=1,
+# when anything failed. Setup steps (`setup`) are not counted as passes:
+# they only say what was set up, and a failed one is fatal. Knobs: CLAWGATE_E2E_BUDGET (s), CLAWGATE_E2E_KEEP=1,
 # CLAWGATE_E2E_PORT, CLAWGATE_E2E_CACHE.
 
 PASS=0 FAIL=0
@@ -15,6 +16,7 @@ ok()   { PASS=$((PASS + 1)); echo "ok - $*"; }
 nok()  { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
 check() { local name="$1"; shift; if "$@"; then ok "$name"; else nok "$name"; fi; }
 log()  { echo "# $*"; }
+setup() { echo "# setup: $*"; }   # a precondition met: not a test, not in the tally
 fatal() { nok "$*"; exit 1; }   # the EXIT trap cleans up and prints the tally
 
 BUDGET_S="${CLAWGATE_E2E_BUDGET:-300}"
@@ -113,7 +115,7 @@ e2e_init() {  # e2e_init CLAWGATE_BIN
   fi
   NETNS_UP=1
   netns_up || fatal "netns up ($CG_NS, $CG_NS_HOST_IF $LISTEN_IP <-> $CG_NS_PEER_IF $CLIENT_IP)"
-  ok "network namespace $CG_NS up ($LISTEN_IP <-> $CLIENT_IP)"
+  setup "network namespace $CG_NS up ($LISTEN_IP <-> $CLIENT_IP)"
   TMP="$(mktemp -d /tmp/clawgate-e2e.XXXXXX)"
   chmod 700 "$TMP"
   GW_PORT="$(e2e_free_port)" ADMIN_PORT="$(e2e_free_port)"
@@ -183,7 +185,7 @@ EOF
   GW_PID=$!
   record_pgid "$GW_PID"
   wait_for 120 "gateway /readyz" e2e_gw_ready || fatal "gateway ready on 127.0.0.1:$GW_PORT"
-  ok "gateway ready in $(( $(date +%s) - t0 ))s (trusted-proxy, 127.0.0.1:$GW_PORT)"
+  setup "gateway ready in $(( $(date +%s) - t0 ))s (trusted-proxy, 127.0.0.1:$GW_PORT)"
 }
 e2e_gw_ready() { alive "$GW_PID" && curl -sf -m 2 "http://127.0.0.1:$GW_PORT/readyz"; }
 
@@ -193,7 +195,7 @@ e2e_clawgate() {
   CG_PID=$!
   record_pgid "$CG_PID"
   wait_for 30 "clawgate listener" e2e_cg_ready || fatal "clawgate listening on $LISTEN_IP:$LISTEN_PORT"
-  ok "clawgate listening with TLS on $LISTEN_IP:$LISTEN_PORT"
+  setup "clawgate listening with TLS on $LISTEN_IP:$LISTEN_PORT"
 }
 e2e_cg_ready() {
   alive "$CG_PID" || return 1
@@ -205,7 +207,23 @@ e2e_cg_ready() {
 jq_any() { local f="$1"; shift; jq -c "${@:1:$#-1}" "select(${!#})" "$f" 2>/dev/null | grep -q .; }
 # Gateway console lines attributing a connection to a user.
 gw_user_lines() { grep -c "authenticated user connected conn=.* user=$1\$" "$TMP/gateway.out" 2>/dev/null || true; }
-# A Prometheus sample from clawgate's admin listener (sum over matching lines).
-cg_metric() {  # cg_metric 'name{label="x"' -> value (0 when absent)
-  curl -s -m 3 "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v p="$1" 'index($0, p) == 1 { s += $NF } END { print s + 0 }'
+# A Prometheus sample from clawgate's admin listener: the value of the line
+# that is exactly SERIES (name{labels}) then a space. Prints nothing and
+# fails when the admin listener does not answer or has no such series, so
+# a "back to 0" check cannot pass with the listener down.
+cg_metric() {  # cg_metric 'name{label="x"}' -> value
+  local body
+  body="$(curl -sf -m 3 "http://127.0.0.1:$ADMIN_PORT/metrics")" \
+    || { log "cg_metric: the admin listener 127.0.0.1:$ADMIN_PORT did not answer" >&2; return 1; }
+  awk -v p="$1 " 'index($0, p) == 1 { print $NF; found = 1; exit } END { exit !found }' <<<"$body" \
+    || { log "cg_metric: no sample $1 on the admin listener" >&2; return 1; }
 }
+# metric_is SERIES VALUE: the sample exists and reads VALUE.
+metric_is() {
+  local v
+  v="$(cg_metric "$1")" || return 1
+  [[ "$v" == "$2" ]] || { log "$1 is $v, wanted $2"; return 1; }
+}
+# A request ID as clawgate mints them (UUIDv7); empty, "null" or anything
+# else is not one, so a check that greps for it cannot match everything.
+is_request_id() { [[ "$1" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]; }

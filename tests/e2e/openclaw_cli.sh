@@ -25,6 +25,7 @@ ok()   { PASS=$((PASS + 1)); echo "ok - $*"; }
 nok()  { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
 check() { local name="$1"; shift; if "$@"; then ok "$name"; else nok "$name"; fi; }
 log()  { echo "# $*"; }
+setup() { echo "# setup: $*"; }   # a precondition met: not a test, not in the tally
 finish() { echo "$PASS passed, $FAIL failed"; [[ $FAIL -eq 0 ]]; }
 fatal() { nok "$*"; exit 1; }   # the EXIT trap cleans up and prints the tally
 
@@ -98,7 +99,7 @@ if ip -o addr show 2>/dev/null | grep -q " $LISTEN_IP/" && ! ip link show "$CG_N
 fi
 NETNS_UP=1
 netns_up || fatal "netns up ($CG_NS, $CG_NS_HOST_IF $LISTEN_IP <-> $CG_NS_PEER_IF $CLIENT_IP)"
-ok "network namespace $CG_NS up ($LISTEN_IP <-> $CLIENT_IP)"
+setup "network namespace $CG_NS up ($LISTEN_IP <-> $CLIENT_IP)"
 
 TMP="$(mktemp -d /tmp/clawgate-e2e.XXXXXX)"
 chmod 700 "$TMP"
@@ -222,7 +223,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION CMD...: poll every 0.5 s
 alive() { kill -0 "$1" 2>/dev/null; }
 gw_ready() { alive "$GW_PID" && curl -sf -m 2 "http://127.0.0.1:$GW_PORT/readyz"; }
 wait_for 120 "gateway /readyz" gw_ready || fatal "gateway ready on 127.0.0.1:$GW_PORT"
-ok "gateway ready in $(( $(date +%s) - T0 ))s (trusted-proxy, 127.0.0.1:$GW_PORT)"
+setup "gateway ready in $(( $(date +%s) - T0 ))s (trusted-proxy, 127.0.0.1:$GW_PORT)"
 
 # ----------------------------------------------------------- clawgate -------
 log "starting clawgate on $LISTEN_IP:$LISTEN_PORT (admin 127.0.0.1:$ADMIN_PORT)"
@@ -235,7 +236,7 @@ cg_ready() {
   netns_exec curl -sk -m 2 -o /dev/null -w '%{http_code}' "https://$LISTEN_IP:$LISTEN_PORT/" | grep -q '^[1-5][0-9][0-9]$'
 }
 wait_for 30 "clawgate listener" cg_ready || fatal "clawgate listening on $LISTEN_IP:$LISTEN_PORT"
-ok "clawgate listening with TLS on $LISTEN_IP:$LISTEN_PORT"
+setup "clawgate listening with TLS on $LISTEN_IP:$LISTEN_PORT"
 
 # --------------------------------------------------------- the member CLI ---
 # One config per member, in the format a member would use. The token comes
@@ -312,8 +313,10 @@ check "(b) wrong token in Authorization: Bearer: 401 (got $code)" test "$code" =
 code=$(curl_ns)
 check "(b) no token: 401 (got $code)" test "$code" = 401
 code=$(curl_ns -H "Authorization: Bearer $ALICE_TOKEN")
-check "alice's token in Authorization: Bearer is accepted (got $code, want not 401/403)" \
-  eval '[[ $code =~ ^[1-5][0-9][0-9]$ && $code != 401 && $code != 403 ]]'
+# Only the gateway's own success counts: a 502 or 504 is clawgate failing
+# to reach it, not the token being accepted.
+check "alice's token in Authorization: Bearer is accepted: the gateway answers 2xx (got $code)" \
+  eval '[[ $code =~ ^2[0-9][0-9]$ ]]'
 check "(b) nothing reached the gateway as a user for the wrong token" \
   eval '[[ $(grep -c "authenticated user connected" "$TMP/gateway.out" 2>/dev/null || true) -eq $before_any ]]'
 

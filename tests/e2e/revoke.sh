@@ -134,7 +134,7 @@ check "gateway log: '[ws] authenticated user connected ... user=bob'" wait_for 1
 log "gateway: $(grep "authenticated user connected conn=.* user=bob$" "$TMP/gateway.out" | tail -1)"
 log "TUI connected $(( $(date +%s) - T0 ))s after the first start"
 check "clawgate: clawgate_websockets_open{member=\"bob\"} = 1" \
-  test "$(cg_metric 'clawgate_websockets_open{member="bob"}')" = 1
+  metric_is 'clawgate_websockets_open{member="bob"}' 1
 
 # carol's plain WebSocket -------------------------------------------------------
 setsid ip netns exec "$CG_NS" env -i PATH="/usr/bin:/bin" BROWSER_MODULES="$BROWSER_MODULES" \
@@ -146,6 +146,7 @@ record_pgid "$WS_PID"
 ws_open() { grep -q '"event":"message"' "$TMP/ws.out"; }
 check "carol's ws client is open through clawgate (101, first gateway frame received)" wait_for 10 "ws open" ws_open
 CAROL_RID="$(jq -r 'select(.event == "upgrade") | .request_id' "$TMP/ws.out" 2>/dev/null | head -1)"
+check "carol's upgrade answer carries a request ID ($CAROL_RID)" is_request_id "$CAROL_RID"
 
 # 4. revoke: remove bob's file, and carol's token from hers ----------------------
 member_env "cg_$(rand)" "operator.read" >"$TMP/carol.env.new"
@@ -169,9 +170,9 @@ log "revocation logged $(( ($(date +%s%N) - T1) / 1000000 )) ms after the files 
 log "access log: $(grep '"decision":"revoked"' "$TMP/access.log" | grep '"member":"bob"' | head -1)"
 check "access log: carol's WebSocket revoked, reason bad_token" wait_for 5 "carol revoked" revoked carol bad_token
 check "metric clawgate_revoked_connections_total{member=\"bob\",reason=\"member_removed\"} = 1" \
-  test "$(cg_metric 'clawgate_revoked_connections_total{member="bob",reason="member_removed"}')" = 1
+  metric_is 'clawgate_revoked_connections_total{member="bob",reason="member_removed"}' 1
 check "metric clawgate_websockets_open{member=\"bob\"} back to 0" \
-  test "$(cg_metric 'clawgate_websockets_open{member="bob"}')" = 0
+  metric_is 'clawgate_websockets_open{member="bob"}' 0
 check "clawgate log: 'closed open WebSocket ... member=bob reason=\"member_removed\"'" \
   grep -q 'closed open WebSocket .*member=bob reason="member_removed"' "$TMP/clawgate.out"
 gw_bob_gone() { grep -q "authenticated user disconnected .* user=bob$" "$TMP/gateway.out"; }
@@ -181,16 +182,20 @@ tui_dropped() { grep -q "gateway disconnected" "$TMP/tui.history"; }
 check "bob's TUI shows 'gateway disconnected'" wait_for 5 "TUI disconnected" tui_dropped
 log "TUI, $(awk '/^@@ /{t=$2} /gateway disconnected/{print t; exit}' "$TMP/tui.history") ms after the files changed: $(grep -m1 'gateway disconnected' "$TMP/tui.history" | sed 's/^ *//' | cut -c1-200)"
 BOB_RID="$(jq -r 'select(.kind == "websocket" and .member == "bob" and .decision == "revoked") | .request_id' "$TMP/access.log" 2>/dev/null | head -1)"
-check "bob's TUI shows clawgate's close reason with the request ID: 'clawgate: member_removed; request_id=$BOB_RID'" \
-  grep -qF "clawgate: member_removed; request_id=$BOB_RID" "$TMP/tui.history"
+check "bob's revoked line in the access log has a request ID ($BOB_RID)" is_request_id "$BOB_RID"
+tui_reason() { is_request_id "$BOB_RID" && grep -qF "clawgate: member_removed; request_id=$BOB_RID" "$TMP/tui.history"; }
+check "bob's TUI shows clawgate's close reason with the request ID: 'clawgate: member_removed; request_id=$BOB_RID'" tui_reason
 tui_refused() { pane tui2 | tr -d '\n' | grep -q "rejected websocket upgrade (HTTP 401)"; }
 check "bob's TUI reconnect is refused by clawgate (HTTP 401)" wait_for 20 "TUI 401" tui_refused
 ws_closed() { grep -q '"event":"close"' "$TMP/ws.out"; }
 wait_for 5 "ws close" ws_closed
 log "ws client: $(grep '"event":"close"' "$TMP/ws.out")"
 check "carol's ws client got close code 1008" jq_any "$TMP/ws.out" '.event == "close" and .code == 1008'
-check "its close reason carries request_id=$CAROL_RID" \
-  jq_any "$TMP/ws.out" --arg rid "$CAROL_RID" '.event == "close" and (.reason | contains("request_id=" + $rid))'
+ws_reason() {
+  is_request_id "$CAROL_RID" &&
+    jq_any "$TMP/ws.out" --arg rid "$CAROL_RID" '.event == "close" and (.reason | endswith("request_id=" + $rid))'
+}
+check "its close reason carries request_id=$CAROL_RID" ws_reason
 
 alive "$GW_PID"; check "gateway still running at the end" test $? -eq 0
 alive "$CG_PID"; check "clawgate still running at the end" test $? -eq 0

@@ -81,7 +81,7 @@ BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 # --------------------------------------------------------------- install ---
 t=$(date +%s)
 if timeout 1800 bash "$HERE/install.sh" >/dev/null; then
-  PASS=$((PASS + 1)); echo "ok - install.sh ($(( $(date +%s) - t ))s)"
+  echo "# setup: install.sh ($(( $(date +%s) - t ))s)"   # a precondition, not a test
 else
   FAIL=$((FAIL + 1)); echo "not ok - install.sh failed"; exit 1
 fi
@@ -110,6 +110,7 @@ run_step() {  # run_step SCRIPT: run it, relay its lines, add its tally
     p="${tally%% passed*}"; f="${tally#*, }"; f="${f%% failed*}"
     PASS=$((PASS + p)); FAIL=$((FAIL + f))
     if [[ $rc -ne 0 && $f -eq 0 ]]; then FAIL=$((FAIL + 1)); echo "not ok - $script exited $rc"; fi
+    if [[ $p -eq 0 && $f -eq 0 ]]; then FAIL=$((FAIL + 1)); echo "not ok - $script ran no checks"; fi
   else
     FAIL=$((FAIL + 1)); echo "not ok - $script ended without a tally (exit $rc)"
   fi

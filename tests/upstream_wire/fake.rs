@@ -146,6 +146,9 @@ pub(crate) async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option
     })
 }
 
+/// How long `/stray` waits between its answer and the stray response.
+pub(crate) const STRAY_AFTER: Duration = Duration::from_millis(400);
+
 /// What the fake does with the connection after a response.
 pub(crate) enum Next {
     KeepGoing,
@@ -343,6 +346,16 @@ pub(crate) async fn respond(s: &mut TcpStream, req: &Seen, log: &Log) -> Next {
                 ))
                 .await;
             Next::CloseAfter(Duration::ZERO)
+        }
+        "/stray" | "/hooks/stray" => {
+            // A complete answer, then, unasked, a second one naming whom
+            // the first was for: what a confused gateway could leak.
+            let who = req.header("x-forwarded-user").unwrap_or("-");
+            let _ = s.write_all(&plain("200 OK", "", &hello)).await;
+            tokio::time::sleep(STRAY_AFTER).await;
+            let stray = format!("STRAY after conn={} req={} for={who}", req.conn, req.nth);
+            let _ = s.write_all(&plain("200 OK", "", &stray)).await;
+            Next::KeepGoing
         }
         "/dribble" => {
             // The head and body a few bytes per write.

@@ -1,6 +1,7 @@
 //! Upstream connection reuse: one pooled connection for sequential
-//! requests, `connection: close`, and pooled connections the gateway
-//! closed (skipped, or the GET replayed).
+//! requests, `connection: close`, pooled connections the gateway closed
+//! (skipped, or the GET replayed), and a gateway's stray response staying
+//! out of every other compartment's requests.
 
 use super::*;
 
@@ -79,4 +80,71 @@ async fn a_get_written_as_the_gateway_closes_its_idle_connection_is_replayed() {
     );
     let line = cfg.log_line(r.request_id()).await;
     assert_eq!(line["status"], 200);
+}
+
+const BOB: &str = "bob-wire-token-0123456789";
+
+/// clawgate with alice, bob and `/hooks/` public from loopback.
+async fn setup_compartments() -> (Fake, ConfigDir, clawgate::server::Server) {
+    let fake = Fake::start().await;
+    let cfg = ConfigDir::new(
+        &[("gw", fake.url())],
+        &[MemberSpec::new("alice", ALICE), MemberSpec::new("bob", BOB)],
+    );
+    cfg.write_base(
+        "[timeouts]\nupstream_response = \"4s\"\n\
+         [[public]]\npath_prefix = \"/hooks/\"\nsource_cidrs = [\"127.0.0.1/32\"]\n",
+    );
+    let server = start(&cfg).await;
+    (fake, cfg, server)
+}
+
+fn text(r: &Reply) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+#[tokio::test]
+async fn a_stray_response_after_alices_answer_never_reaches_bob_nor_alice() {
+    let (fake, _cfg, server) = setup_compartments().await;
+    let r = alice_get(server.addr, "/stray").await;
+    assert_eq!(text(&r), "conn=1 req=1");
+    // At once, before the stray response is written: bob's request must
+    // not ride alice's connection, where it would be answered by it.
+    let bob = format!("Bearer {BOB}");
+    let r = get(server.addr, "/plain", &[("authorization", &bob)]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), "conn=2 req=1", "bob got alice's connection");
+
+    // Once the stray bytes sit on alice's idle connection, it is closed,
+    // not handed to her next request.
+    tokio::time::sleep(STRAY_AFTER * 2).await;
+    let r = alice_get(server.addr, "/plain").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), "conn=3 req=1", "alice got the stray connection");
+    // Bob's own connection was clean, and is still his.
+    let r = get(server.addr, "/plain", &[("authorization", &bob)]).await;
+    assert_eq!(text(&r), "conn=2 req=2");
+    assert_eq!(fake.conns(), 3);
+}
+
+#[tokio::test]
+async fn a_stray_response_on_a_public_route_never_reaches_a_member() {
+    let (_fake, _cfg, server) = setup_compartments().await;
+    let r = get(server.addr, "/hooks/stray", &[]).await;
+    assert_eq!(text(&r), "conn=1 req=1");
+    let r = alice_get(server.addr, "/plain").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        text(&r),
+        "conn=2 req=1",
+        "alice got the public route's connection"
+    );
+    // And the other way round: alice's stray stays out of the public
+    // routes' requests (which may meet their own pool's: mixing stays
+    // within one compartment).
+    let r = alice_get(server.addr, "/stray").await;
+    assert_eq!(text(&r), "conn=2 req=2");
+    let r = get(server.addr, "/hooks/plain", &[]).await;
+    assert!(!text(&r).contains("for=alice"), "{}", text(&r));
+    assert!(!text(&r).starts_with("conn=2 "), "{}", text(&r));
 }

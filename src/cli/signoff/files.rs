@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -13,6 +13,7 @@ use super::{
     resolve, rfc3339, row, short, BackupFile, Row, BACKUP, EXPOSURE, KEYS, ROTATION,
     ROTATION_WARNING,
 };
+use crate::cli::accounts::Account;
 use crate::config::{self, raw::RawBase};
 use crate::member::TokenRecord;
 
@@ -92,6 +93,76 @@ pub(super) fn permissions_row(scans: &[FileScan], dir: &Path) -> Row {
             .map(|s| format!("{} {:03o}", short(&s.path, dir), s.mode))
             .collect();
         row(KEYS, check, true, list.join(", "))
+    } else {
+        row(KEYS, check, false, bad.join("; "))
+    }
+}
+
+/// Can the account the proxy runs as read the members directory and every
+/// member file? A file it cannot read makes every reload fail (the proxy
+/// keeps its old config and new tokens get 401), so this fails `check`.
+pub(super) fn readable_row(
+    scans: &[FileScan],
+    members_dir: &Path,
+    dir: &Path,
+    user: Option<&str>,
+) -> Row {
+    let check = "member files readable by the service user";
+    let base = dir.join(config::BASE_FILE);
+    let who = match user {
+        Some(u) => Account::lookup(u).map(|a| (a, "--user".to_string())),
+        None => Account::owner_of(&base).map(|a| (a, format!("owner of {}", config::BASE_FILE))),
+    };
+    let (account, why) = match who {
+        Ok(w) => w,
+        Err(e) => {
+            return row(
+                KEYS,
+                check,
+                false,
+                format!("cannot tell which user the proxy runs as: {e}; pass --user NAME"),
+            )
+        }
+    };
+    let user_desc = format!("{} (uid {}, {why})", account.name, account.uid);
+    let fix = |p: &Path, what: &str| {
+        format!(
+            "{} is {what} by {user_desc}: run chown {} {}",
+            short(p, dir),
+            account.name,
+            p.display()
+        )
+    };
+    let mut bad = Vec::new();
+    match fs::metadata(members_dir) {
+        Ok(m) if !account.can_list(&m) => bad.push(fix(members_dir, "not listable")),
+        Ok(_) => {}
+        Err(e) => bad.push(format!("{}: {e}", members_dir.display())),
+    }
+    for s in scans {
+        match fs::metadata(&s.path) {
+            Ok(m) if !account.can_read(&m) => bad.push(format!(
+                "{} (owner uid {} gid {}, {:03o}); reloads would be refused",
+                fix(&s.path, "not readable"),
+                m.uid(),
+                m.gid(),
+                m.mode() & 0o777
+            )),
+            Ok(_) => {}
+            Err(e) => bad.push(format!("{}: {e}", s.path.display())),
+        }
+    }
+    if bad.is_empty() {
+        row(
+            KEYS,
+            check,
+            true,
+            format!(
+                "{user_desc} can read {} and its {} member file(s)",
+                short(members_dir, dir),
+                scans.len()
+            ),
+        )
     } else {
         row(KEYS, check, false, bad.join("; "))
     }

@@ -125,6 +125,9 @@ pub struct Options<'a> {
     pub dir: &'a Path,
     pub gateway_config: Option<&'a Path>,
     pub upstream: Option<&'a str>,
+    /// The account the proxy runs as (`--user`); default: the owner of
+    /// `clawgate.toml`.
+    pub user: Option<&'a str>,
     pub now: SystemTime,
 }
 
@@ -183,6 +186,7 @@ pub fn build(opts: &Options<'_>) -> Report {
     }
 
     rows.push(files::permissions_row(&scans, dir));
+    rows.push(files::readable_row(&scans, &members_dir, dir, opts.user));
     rows.push(files::shared_tokens_row(&scans));
     rows.push(files::mode_row(&scans));
 
@@ -190,20 +194,23 @@ pub fn build(opts: &Options<'_>) -> Report {
         Ok(s) => (port_table(s), member_map(s, opts.now)),
         Err(_) => (Vec::new(), Vec::new()),
     };
+    let admin = ports::admin_of(loaded.as_ref().ok(), raw.as_ref());
     match &loaded {
         Ok(s) => {
             rows.push(ports::member_listener_row(s));
-            rows.push(ports::admin_row(s));
+            rows.push(ports::admin_row(admin));
             rows.push(ports::upstreams_row(&ports));
             rows.push(ports::conflicts_row(&ports));
         }
         Err(_) => {
-            for check in [
+            rows.push(row(
+                EXPOSURE,
                 "member listener is TLS or loopback-only",
-                "admin listener on loopback",
-                "upstreams on loopback",
-                "no port clashes or proxy loops",
-            ] {
+                false,
+                not_loaded(),
+            ));
+            rows.push(ports::admin_row(admin));
+            for check in ["upstreams on loopback", "no port clashes or proxy loops"] {
                 rows.push(row(EXPOSURE, check, false, not_loaded()));
             }
         }

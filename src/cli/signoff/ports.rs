@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{gateway_config, row, Port, Row, EXPOSURE, OBSERVABILITY};
-use crate::config::{self, AccessLog, Snapshot};
+use crate::config::{self, raw::RawBase, AccessLog, Snapshot};
 
 /// `loopback`, `lan` (private ranges) or `any`.
 pub fn reach(ip: IpAddr) -> &'static str {
@@ -66,12 +66,11 @@ pub fn port_table(s: &Snapshot) -> Vec<Port> {
             s.listen.addr
         ));
     }
+    // The loader refuses a non-loopback admin without allow_public.
     if admin.reach != "loopback" {
-        admin.conflicts.push(if s.admin.allow_public {
-            "admin on a non-loopback address (allowed by [admin] allow_public = true)".into()
-        } else {
-            "admin on a non-loopback address".into()
-        });
+        admin.conflicts.push(
+            "admin on a non-loopback address (allowed by [admin] allow_public = true)".into(),
+        );
     }
     let mut ports = vec![member, admin];
     for up in &s.upstreams {
@@ -154,13 +153,34 @@ pub(super) fn member_listener_row(s: &Snapshot) -> Row {
     }
 }
 
-pub(super) fn admin_row(s: &Snapshot) -> Row {
+/// The admin address and its `allow_public`, from the snapshot or, when
+/// the loader refused the config (as it does a public admin without
+/// consent), from the file itself, so the row still says what is wrong.
+pub(super) fn admin_of(
+    loaded: Option<&Snapshot>,
+    raw: Option<&RawBase>,
+) -> Option<(SocketAddr, bool)> {
+    if let Some(s) = loaded {
+        return Some((s.admin.addr, s.admin.allow_public));
+    }
+    let admin = raw?.admin.as_ref();
+    let addr = admin
+        .and_then(|a| a.addr.as_ref())
+        .map_or(config::DEFAULT_ADMIN_ADDR, |a| a.get_ref())
+        .parse()
+        .ok()?;
+    Some((addr, admin.is_some_and(|a| a.allow_public)))
+}
+
+pub(super) fn admin_row(admin: Option<(SocketAddr, bool)>) -> Row {
     let check = "admin listener on loopback";
-    let addr = s.admin.addr;
+    let Some((addr, allow_public)) = admin else {
+        return row(EXPOSURE, check, false, super::not_loaded());
+    };
     let r = reach(addr.ip());
     if r == "loopback" {
         row(EXPOSURE, check, true, format!("{addr} (loopback)"))
-    } else if s.admin.allow_public {
+    } else if allow_public {
         row(
             EXPOSURE,
             check,
@@ -173,7 +193,8 @@ pub(super) fn admin_row(s: &Snapshot) -> Row {
             check,
             false,
             format!(
-                "{addr} is reachable from {r}: bind [admin] addr to 127.0.0.1, or set allow_public = true if a scraper needs it"
+                "{addr} is reachable from {r} and the proxy refuses to start: {}",
+                config::ADMIN_FIX
             ),
         )
     }

@@ -1,5 +1,6 @@
-//! One TCP connection to the gateway with its buffers, the per-authority
-//! pool of idle ones, and the raw stream a 101 hands to a tunnel.
+//! One TCP connection to the gateway with its buffers, a pool of idle
+//! ones (one per upstream and compartment, see `pools`), and the raw
+//! stream a 101 hands to a tunnel.
 //!
 //! The pool is LIFO (the warmest connection first) and holds connections
 //! only between exchanges: a connection is out of the pool for exactly as
@@ -97,7 +98,8 @@ impl Connection {
     }
 }
 
-/// Idle connections to one upstream authority: the newest at the back.
+/// Idle connections to one upstream for one compartment: the newest at
+/// the back.
 #[derive(Default)]
 pub struct Pool {
     // Boxes, not connections: taking one out and putting it back must not
@@ -118,10 +120,12 @@ impl Pool {
         None
     }
 
-    /// Back after a complete exchange. A connection with unread bytes is
-    /// out of step with the gateway and is closed instead.
+    /// Back after a complete exchange. A connection with unread bytes,
+    /// buffered or waiting in the socket, is out of step with the gateway
+    /// (a response nobody asked for) and is closed instead. The socket
+    /// check is free unless the reactor saw bytes arrive.
     pub fn put(&self, mut c: Box<Connection>) {
-        if !c.read.is_empty() {
+        if !c.read.is_empty() || !c.idle_and_open() {
             return;
         }
         let now = coarse_timer::now_ms();
@@ -132,6 +136,14 @@ impl Pool {
                 idle.push_back(c);
             }
         }
+    }
+
+    /// Close every idle connection the gateway closed or wrote to, or that
+    /// sat unused past [`IDLE_LIMIT_MS`]; true if none is left.
+    pub fn sweep(&self, now: u64) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| now.saturating_sub(c.idle_since_ms) <= IDLE_LIMIT_MS && c.idle_and_open());
+        idle.is_empty()
     }
 }
 
@@ -279,6 +291,35 @@ mod tests {
         c.read.extend_from_slice(b"extra");
         pool.put(c);
         assert!(pool.take().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_gateway_wrote_to_after_the_exchange_is_not_pooled() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::default();
+        let (c, mut peer) = pair(&l).await;
+        peer.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        settle().await;
+        pool.put(c);
+        assert_eq!(pool.idle.lock().unwrap().len(), 0, "closed on return");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_idle_connections_that_were_written_to_or_closed() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::default();
+        let (quiet, _keep) = pair(&l).await;
+        let (chatty, mut talker) = pair(&l).await;
+        let (closed, gone) = pair(&l).await;
+        for c in [quiet, chatty, closed] {
+            pool.put(c);
+        }
+        talker.write_all(b"x").await.unwrap();
+        drop(gone);
+        settle().await;
+        assert!(!pool.sweep(coarse_timer::now_ms()));
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        assert!(pool.sweep(coarse_timer::now_ms() + IDLE_LIMIT_MS + 1));
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@
 //! machinery was the largest single cost of a proxied request.
 //!
 //! - [`wire`]: request head encoding, response head parsing, framing.
-//! - [`conn`]: a connection with its buffers, the LIFO pool per authority,
+//! - [`conn`]: a connection with its buffers, the LIFO pool of idle ones,
 //!   and the raw stream a 101 hands to a tunnel.
+//! - [`pools`]: one pool per upstream and compartment (member, or the
+//!   public routes), so connections never pass between members.
 //! - [`chunked`]: the chunked transfer coding, decoded as bytes arrive.
 //! - [`body`]: the response body, read off the connection as it arrives;
 //!   the connection returns to its pool when the body ends.
@@ -20,6 +22,7 @@
 mod body;
 mod chunked;
 mod conn;
+mod pools;
 mod response_body;
 mod response_head;
 pub mod wire;
@@ -29,7 +32,6 @@ pub use conn::Upgraded;
 pub use response_body::ResponseBody;
 
 use std::future::Future;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -41,7 +43,8 @@ use tokio::net::TcpStream;
 
 use crate::coarse_timer::Elapsed;
 use crate::proxy::HeadFields;
-use conn::{Connection, Pool};
+use conn::Connection;
+use pools::Pools;
 use response_head::{Framing, ResponseHead};
 
 /// The body sent upstream: the client's body, capped at `max_body_bytes`.
@@ -127,10 +130,10 @@ pub struct Outgoing<'a> {
 /// body is sent anyway (RFC 9110 §10.1.1; curl waits as long).
 const CONTINUE_WAIT: Duration = Duration::from_secs(1);
 
-/// Pools by authority: a handful of upstreams, so a scan beats hashing.
+/// The gateway client: its idle connections, per upstream and compartment.
 #[derive(Default)]
 pub struct UpstreamClient {
-    pools: RwLock<Vec<(String, Arc<Pool>)>>,
+    pools: Pools,
 }
 
 /// How an attempt failed, and whether it may be made again on a fresh
@@ -156,24 +159,6 @@ impl UpstreamClient {
         Self::default()
     }
 
-    fn pool(&self, authority: &str) -> Arc<Pool> {
-        if let Ok(pools) = self.pools.read() {
-            if let Some((_, p)) = pools.iter().find(|(a, _)| a == authority) {
-                return p.clone();
-            }
-        }
-        let mut pools = match self.pools.write() {
-            Ok(p) => p,
-            Err(e) => e.into_inner(),
-        };
-        if let Some((_, p)) = pools.iter().find(|(a, _)| a == authority) {
-            return p.clone();
-        }
-        let p = Arc::new(Pool::default());
-        pools.push((authority.to_string(), p.clone()));
-        p
-    }
-
     async fn connect(
         authority: &Authority,
         timeout: Duration,
@@ -186,8 +171,9 @@ impl UpstreamClient {
         Ok(Connection::new(stream))
     }
 
-    /// Send `req` (origin-form URI, `Host` already set) to `authority`:
-    /// on a pooled connection if one is open, else a new one. A request
+    /// Send `req` (origin-form URI, `Host` already set) to `authority`
+    /// for `member` (`None`: a public route): on a connection pooled for
+    /// the same if one is open, else a new one. A request
     /// without a body that a pooled connection failed before any answer
     /// is sent again once, on a new connection (the gateway may have
     /// closed the idle one as we wrote).
@@ -198,12 +184,13 @@ impl UpstreamClient {
     pub fn send<'a>(
         &'a self,
         authority: &'a Authority,
+        member: Option<&'a str>,
         mut req: Outgoing<'a>,
         timeouts: Timeouts,
     ) -> impl Future<Output = Result<(Response<UpstreamBody>, HeadFields), UpstreamError>> + 'a
     {
         async move {
-            let pool = self.pool(authority.as_str());
+            let pool = self.pools.get(authority.as_str(), member);
             let bodiless = req.body.is_end_stream();
             let (conn, head) = loop {
                 let (mut conn, pooled) = match pool.take() {

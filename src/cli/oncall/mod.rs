@@ -17,6 +17,9 @@ use super::signoff::{self, Row, Status};
 use super::Format;
 use crate::config::{self, AccessLog};
 
+mod text;
+pub use text::text;
+
 /// Bound on each upstream connect and each admin request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -55,9 +58,19 @@ pub struct UpstreamHealth {
 
 #[derive(Serialize)]
 pub struct AdminStatus {
-    pub url: String,
+    /// `None`: not contacted (the config did not load and no `--admin`).
+    pub url: Option<String>,
     pub reachable: bool,
+    /// `/readyz`'s state line.
     pub ready: Option<String>,
+    /// The config directory and fingerprint the instance says it serves.
+    pub config_dir: Option<String>,
+    pub config_fingerprint: Option<String>,
+    /// This config's fingerprint (`None` when it did not load).
+    pub expected_fingerprint: Option<String>,
+    /// The instance serves the config on disk: `None` when that cannot be
+    /// told (not reached, or this config did not load).
+    pub serves_this_config: Option<bool>,
     pub error: Option<String>,
 }
 
@@ -88,7 +101,10 @@ pub struct LogTail {
 pub struct Packet {
     pub generated_at: String,
     pub config_dir: String,
-    /// Check passes, every upstream and the admin listener answer.
+    /// Why the configuration did not load, when it did not.
+    pub config_error: Option<String>,
+    /// Check passes, every upstream answers, and the admin listener answers
+    /// and serves this config.
     pub healthy: bool,
     pub check: CheckSummary,
     pub upstreams: Vec<UpstreamHealth>,
@@ -114,6 +130,10 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let packet = rt.block_on(collect(&args));
+    if let Some(e) = &packet.config_error {
+        // Before the packet, on stderr too, so no format hides it.
+        eprintln!("{e}");
+    }
     let out = match args.format {
         Format::Json => serde_json::to_string_pretty(&packet).unwrap_or_default(),
         Format::Text => text(&packet),
@@ -135,6 +155,7 @@ pub async fn collect(args: &Args) -> Packet {
         dir: &args.config,
         gateway_config: None,
         upstream: None,
+        user: None,
         now: SystemTime::now(),
     });
     let check = CheckSummary {
@@ -148,7 +169,17 @@ pub async fn collect(args: &Args) -> Packet {
             .cloned()
             .collect(),
     };
-    let snap = config::load(&args.config).ok();
+    let (snap, config_error) = match config::load(&args.config) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (
+            None,
+            Some(admin_client::load_failed(
+                &args.config,
+                &e,
+                args.admin.is_some(),
+            )),
+        ),
+    };
 
     let mut upstreams = Vec::new();
     if let Some(s) = &snap {
@@ -157,35 +188,8 @@ pub async fn collect(args: &Args) -> Packet {
         }
     }
 
-    let url = admin_client::admin_url(args.admin.as_deref(), &args.config);
-    let mut admin = AdminStatus {
-        url: url.clone(),
-        reachable: false,
-        ready: None,
-        error: None,
-    };
-    let mut samples = Vec::new();
-    match admin_client::get(&format!("{url}/metrics"), PROBE_TIMEOUT).await {
-        Ok((200, body)) => {
-            admin.reachable = true;
-            samples = admin_client::parse_prometheus(&body);
-        }
-        Ok((status, _)) => {
-            admin.error = Some(format!(
-                "{url}/metrics answered {status}: is this clawgate's admin listener?"
-            ))
-        }
-        Err(e) => {
-            admin.error = Some(format!(
-                "{e} (is clawgate running? pass --admin URL if it listens elsewhere)"
-            ))
-        }
-    }
-    if admin.reachable {
-        if let Ok((_, body)) = admin_client::get(&format!("{url}/readyz"), PROBE_TIMEOUT).await {
-            admin.ready = Some(body.trim().to_string());
-        }
-    }
+    let url = admin_client::admin_url(args.admin.as_deref(), snap.as_ref());
+    let (admin, samples) = admin_status(url, snap.as_ref().map(|s| s.fingerprint.as_str())).await;
 
     let access_log = match &snap {
         Some(s) => tail_log(&s.log.access, args.lines),
@@ -197,10 +201,14 @@ pub async fn collect(args: &Args) -> Packet {
         },
     };
 
-    let healthy = check.pass && admin.reachable && upstreams.iter().all(|u| u.reachable);
+    let healthy = check.pass
+        && admin.reachable
+        && admin.serves_this_config == Some(true)
+        && upstreams.iter().all(|u| u.reachable);
     Packet {
         generated_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         config_dir: args.config.display().to_string(),
+        config_error,
         healthy,
         check,
         upstreams,
@@ -227,6 +235,73 @@ pub async fn collect(args: &Args) -> Packet {
         .collect(),
         access_log,
     }
+}
+
+/// Ask the admin listener at `url` for its metrics and which config it
+/// serves, compared with `expected` (this config's fingerprint). The
+/// samples are dropped when it serves another config: its denials are not
+/// this instance's.
+async fn admin_status(url: Option<String>, expected: Option<&str>) -> (AdminStatus, Vec<Sample>) {
+    let mut admin = AdminStatus {
+        url: url.clone(),
+        reachable: false,
+        ready: None,
+        config_dir: None,
+        config_fingerprint: None,
+        expected_fingerprint: expected.map(str::to_string),
+        serves_this_config: None,
+        error: None,
+    };
+    let Some(url) = url else {
+        admin.error = Some(
+            "not contacted: the configuration did not load, so its [admin] addr is unknown (pass --admin URL)".into(),
+        );
+        return (admin, Vec::new());
+    };
+    let mut samples = Vec::new();
+    match admin_client::get(&format!("{url}/metrics"), PROBE_TIMEOUT).await {
+        Ok((200, body)) => {
+            admin.reachable = true;
+            samples = admin_client::parse_prometheus(&body);
+        }
+        Ok((status, _)) => {
+            admin.error = Some(format!(
+                "{url}/metrics answered {status}: is this clawgate's admin listener?"
+            ))
+        }
+        Err(e) => {
+            admin.error = Some(format!(
+                "{e} (is clawgate running? pass --admin URL if it listens elsewhere)"
+            ))
+        }
+    }
+    if !admin.reachable {
+        return (admin, samples);
+    }
+    if let Ok((_, body)) = admin_client::get(&format!("{url}/readyz"), PROBE_TIMEOUT).await {
+        let r = admin_client::Readyz::parse(&body);
+        admin.ready = Some(r.state);
+        admin.config_dir = r.config_dir;
+        admin.config_fingerprint = r.fingerprint;
+    }
+    let Some(expected) = expected else {
+        return (admin, samples);
+    };
+    let same = admin.config_fingerprint.as_deref() == Some(expected);
+    admin.serves_this_config = Some(same);
+    if !same {
+        admin.error = Some(match &admin.config_fingerprint {
+            Some(fp) => format!(
+                "the instance at {url} serves a different config (fingerprint {fp} of {} vs {expected} of this one): another clawgate answers there, or it has not loaded these files as they are now (a refused reload? see its log)",
+                admin.config_dir.as_deref().unwrap_or("an unnamed directory")
+            ),
+            None => format!(
+                "the instance at {url} does not say which config it serves (/readyz has no config_fingerprint): not clawgate, or an older one"
+            ),
+        });
+        samples.clear();
+    }
+    (admin, samples)
 }
 
 async fn connect(name: &str, addr: &str) -> UpstreamHealth {
@@ -337,124 +412,6 @@ pub fn tail_file(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
     // The first line may be partial when we stopped mid-file.
     let start = all.len().saturating_sub(n);
     Ok(all[start..].iter().map(|l| l.to_string()).collect())
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map(|m| format!("{m:.1} ms"))
-        .unwrap_or_else(|| "-".into())
-}
-
-pub fn text(p: &Packet) -> String {
-    let mut o = format!(
-        "clawgate on-call packet: {} at {}: {}\n",
-        p.config_dir,
-        p.generated_at,
-        if p.healthy {
-            "HEALTHY"
-        } else {
-            "NEEDS ATTENTION"
-        }
-    );
-    o.push_str(&format!(
-        "\n== CHECK: {} ({} passed, {} failed)\n",
-        if p.check.pass { "PASS" } else { "FAIL" },
-        p.check.passed,
-        p.check.failed
-    ));
-    for r in &p.check.failing {
-        o.push_str(&format!(
-            "  FAIL {} / {}: {}\n",
-            r.section, r.check, r.evidence
-        ));
-    }
-    o.push_str("\n== UPSTREAMS (TCP connect)\n");
-    if p.upstreams.is_empty() {
-        o.push_str("  unknown: the configuration did not load\n");
-    }
-    for u in &p.upstreams {
-        o.push_str(&format!(
-            "  {:<12} {:<22} {:<12} {}\n",
-            u.name,
-            u.address,
-            if u.reachable {
-                "reachable"
-            } else {
-                "UNREACHABLE"
-            },
-            if u.reachable {
-                ms(u.connect_ms)
-            } else {
-                u.error.clone().unwrap_or_default()
-            }
-        ));
-    }
-    o.push_str(&format!("\n== ADMIN {}\n", p.admin.url));
-    if p.admin.reachable {
-        o.push_str(&format!(
-            "  reachable; readyz: {}\n",
-            p.admin.ready.as_deref().unwrap_or("-")
-        ));
-    } else {
-        o.push_str(&format!(
-            "  UNREACHABLE: {}; denial counts unavailable\n",
-            p.admin.error.as_deref().unwrap_or("-")
-        ));
-    }
-    let pairs = |v: &[Count]| -> Vec<(String, String, u64)> {
-        v.iter()
-            .map(|c| (c.member.clone(), c.reason.clone(), c.count))
-            .collect()
-    };
-    let errors: Vec<(String, String, u64)> = p
-        .upstream_errors
-        .iter()
-        .map(|c| (c.upstream.clone(), c.kind.clone(), c.count))
-        .collect();
-    for (title, list, head) in [
-        (
-            "DENIALS since start (clawgate_denials_total)",
-            pairs(&p.denials),
-            ("member", "reason"),
-        ),
-        (
-            "AUDIT WOULD-DENY since start (clawgate_audit_would_deny_total)",
-            pairs(&p.audit_would_deny),
-            ("member", "reason"),
-        ),
-        (
-            "UPSTREAM ERRORS since start (clawgate_upstream_errors_total)",
-            errors,
-            ("upstream", "kind"),
-        ),
-    ] {
-        o.push_str(&format!("\n== {title}\n"));
-        if !p.admin.reachable {
-            o.push_str("  unavailable (admin listener unreachable)\n");
-        } else if list.is_empty() {
-            o.push_str("  none\n");
-        } else {
-            o.push_str(&format!("  {:<16} {:<22} count\n", head.0, head.1));
-            for (a, b, n) in &list {
-                o.push_str(&format!("  {a:<16} {b:<22} {n}\n"));
-            }
-        }
-    }
-    let l = &p.access_log;
-    match &l.path {
-        Some(path) => o.push_str(&format!(
-            "\n== ACCESS LOG: last {} line(s) of {path}\n",
-            l.lines.len()
-        )),
-        None => o.push_str(&format!("\n== ACCESS LOG ({})\n", l.destination)),
-    }
-    if let Some(n) = &l.note {
-        o.push_str(&format!("  {n}\n"));
-    }
-    for line in &l.lines {
-        o.push_str(line);
-        o.push('\n');
-    }
-    o.trim_end().to_string()
 }
 
 #[cfg(test)]
