@@ -11,7 +11,6 @@ import time
 import h2.config
 import h2.connection
 import h2.events
-import h2.exceptions
 import h2.settings
 
 STEP = 30  # seconds any single read may wait

@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 
-from http_clients import H1, H2, request, sha
+from http_clients import H1, H2, request
 
 KNOWN = set(filter(None, os.environ.get("CLAWGATE_CONFORMANCE_KNOWN", "11,12,13,trailers").split(",")))
 # Differences found by this suite that no issue names yet.

@@ -23,7 +23,6 @@ import sys
 import h2.config
 import h2.connection
 import h2.events
-import h2.settings
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HEAD_LIMIT = 64 * 1024
