@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs on a fresh Debian machine,
-# then runs the unit and integration tests (cargo) and the end-to-end suite
-# against the real OpenClaw gateway, CLI and Chromium (tests/e2e/run.sh).
+# then runs the unit and integration tests (cargo), the conformance suites
+# compared through clawgate and directly (tests/conformance/run.sh: Autobahn
+# for WebSockets on HTTP/1.1 and h2, HTTP/1.1 and h2 wire checks; ≈4 min)
+# and the end-to-end suite against the real OpenClaw gateway, CLI and
+# Chromium (tests/e2e/run.sh).
 # This is the README's test command and what .ci/run calls.
-#   CLAWGATE_SKIP_E2E=1  skip the OpenClaw end-to-end suite (it is never
-#                        skipped in CI: .ci/run does not set this)
+#   CLAWGATE_SKIP_CONFORMANCE=1  skip the conformance suites
+#   CLAWGATE_SKIP_E2E=1          skip the OpenClaw end-to-end suite
+# (neither is ever skipped in CI: .ci/run sets neither)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,11 @@ fi
 chmod 600 config/members/*.env
 
 cargo test --all-targets
+
+if [ "${CLAWGATE_SKIP_CONFORMANCE:-0}" != 1 ]; then
+  cargo build --bin clawgate
+  tests/conformance/run.sh target/debug/clawgate
+fi
 
 if [ "${CLAWGATE_SKIP_E2E:-0}" != 1 ] && [ -x tests/e2e/run.sh ]; then
   cargo build
