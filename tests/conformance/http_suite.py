@@ -13,8 +13,8 @@ chunked framing or status line, so its comparison leaves those out.
 
 Comparisons of a known clawgate difference name it (`#31.N`, issue 31's
 item N; `trailers`, found here: response trailers are dropped). While its
-tag is in CLAWGATE_CONFORMANCE_KNOWN (default: the ones that differ on main
-today, "11,12,13,trailers"), a difference there is reported as
+tag is in CLAWGATE_CONFORMANCE_KNOWN (default: the ones that still differ,
+"trailers"; issue 31's 11-13 were fixed), a difference there is reported as
 `ok ... # known` (counted as passed, as TAP counts a TODO); once it
 stops differing the line says so, and the tag should leave the default.
 CLAWGATE_CONFORMANCE_KNOWN= (empty) makes every difference a failure.
@@ -28,7 +28,7 @@ import time
 
 from http_clients import H1, H2, request
 
-KNOWN = set(filter(None, os.environ.get("CLAWGATE_CONFORMANCE_KNOWN", "11,12,13,trailers").split(",")))
+KNOWN = set(filter(None, os.environ.get("CLAWGATE_CONFORMANCE_KNOWN", "trailers").split(",")))
 # Differences found by this suite that no issue names yet.
 KNOWN_NOTES = {
     "trailers": "trailers: clawgate drops the gateway's `Trailer` field and trailer"

@@ -22,8 +22,9 @@
 #   trailers, upstream and client resets, flow control, HTTP/1.0; then
 #   Debian's nghttp (16 MiB down and up with small windows) and h2load (h2
 #   multiplexed, HTTP/1.1 pipelined), each against its direct counterpart.
-#   Known differences (issue 31's items 11-13, dropped trailers) are named
-#   and tolerated while in CLAWGATE_CONFORMANCE_KNOWN: see http_suite.py.
+#   A known difference (response trailers, which clawgate drops: RFC 9112
+#   §7.1.2 lets a recipient that removes the chunked coding discard them) is
+#   named and tolerated while in CLAWGATE_CONFORMANCE_KNOWN: see http_suite.py.
 #
 # How long: about 3-4 minutes on 2 cores (Autobahn three times ≈ 30 s +
 # 50 s + 100 s, HTTP ≈ 30 s), plus a first-time pip/apt install.
