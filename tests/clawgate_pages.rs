@@ -1,6 +1,6 @@
 //! Every answer under `/_clawgate/` is unframeable and uncached (README,
 //! "Browsers"), also the refusals taken before the login form's handler
-//! runs: a duplicate `Origin` or `Host`, or no `Host`, on
+//! runs: a duplicate `Origin` or `Host`, no `Host`, or a dot segment, on
 //! `POST /_clawgate/login` is refused by the common request checks, and
 //! that answer must carry the same fields as the form's own.
 
@@ -52,6 +52,10 @@ async fn refusals_before_the_login_handler_cannot_be_framed_either() {
         (
             "GET without Host",
             "GET /_clawgate/login HTTP/1.1\r\nConnection: close\r\n\r\n".to_string(),
+        ),
+        (
+            "a dot segment (bad_path)",
+            "GET /_clawgate/login/.. HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".to_string(),
         ),
     ];
     for (what, req) in cases {

@@ -29,6 +29,8 @@ use crate::state::State;
 
 pub const LOGIN_PATH: &str = "/_clawgate/login";
 pub const LOGOUT_PATH: &str = "/_clawgate/logout";
+/// clawgate's own pages; every answer under it carries [`PAGE_FIELDS`].
+const PAGES: &str = "/_clawgate/";
 const MAX_FORM: usize = 8 * 1024;
 
 pub fn is_session_path(path: &str) -> bool {
@@ -158,6 +160,19 @@ pub(super) async fn handle(
         Ok(r) => r,
         Err(refusal) => respond(snap, ex, refusal),
     };
+    add_page_fields(&mut resp);
+    resp
+}
+
+/// Whether `path` is under clawgate's own pages, so that a refusal taken
+/// before [`handle`] (a duplicate `Origin`, `bad_path`) is answered like
+/// the pages' own.
+pub(super) fn is_page(path: &str) -> bool {
+    path.starts_with(PAGES)
+}
+
+/// [`PAGE_FIELDS`] onto `resp`, each once.
+pub(super) fn add_page_fields(resp: &mut Response<Body>) {
     for (name, value) in PAGE_FIELDS {
         // A JSON answer carries some fields prewritten: not twice.
         let prewritten = super::head_fields(resp.body_mut())
@@ -167,7 +182,6 @@ pub(super) async fn handle(
                 .insert(name, HeaderValue::from_static(value));
         }
     }
-    resp
 }
 
 /// 405 naming the methods this path takes.

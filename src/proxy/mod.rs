@@ -193,6 +193,11 @@ pub fn serve<'a>(
         // `forward` moved 3.3 KB more per request (`perf` had `memmove` at
         // 2.3 % of the allow path's CPU).
         let answered = match decide(state, &snap, conn, &req, &mut ex) {
+            Err(refusal) if login::is_page(req.path()) => {
+                let mut resp = respond(&snap, &mut ex, refusal);
+                login::add_page_fields(&mut resp);
+                Ok(resp)
+            }
             Err(refusal) => Err(refusal),
             Ok(Next::Login) => Ok(login::handle(state, &snap, req, &mut ex).await),
             Ok(Next::Forward { to, host }) => {
