@@ -5,6 +5,7 @@
 //! and valid, or refused with a [`ConfigError`] naming file, line and fix.
 //! `reload` swaps whole snapshots, so a request sees exactly one.
 
+mod admin;
 pub mod error;
 pub mod members;
 pub mod raw;
@@ -27,12 +28,9 @@ use crate::cidr::{self, CidrSet};
 use crate::identity::CredentialIndex;
 
 pub const BASE_FILE: &str = "clawgate.toml";
-pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9180";
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
-/// What to do about an admin listener off loopback (the load error and
-/// `check`'s row say the same).
-pub const ADMIN_FIX: &str = "bind [admin] addr to 127.0.0.1, or set allow_public = true";
 
+pub use admin::{ADMIN_FIX, DEFAULT_ADMIN_ADDR};
 pub use snapshot::*;
 
 /// Load and validate the whole config directory.
@@ -150,27 +148,7 @@ fn build(
     };
 
     // [admin]
-    let (admin_addr, allow_public) = match admin {
-        Some(raw::RawAdmin { addr, allow_public }) => (addr, allow_public),
-        None => (None, false),
-    };
-    let admin_err = |why: String| match &admin_addr {
-        Some(a) => ConfigError::line(file, error::line_of_offset(text, a.span().start), why),
-        None => key_err("admin.addr", why),
-    };
-    let admin_text = admin_addr
-        .as_ref()
-        .map_or(DEFAULT_ADMIN_ADDR, |a| a.get_ref());
-    let admin_addr: SocketAddr = admin_text
-        .parse()
-        .map_err(|_| admin_err(format!("[admin] addr '{admin_text}' is not IP:PORT")))?;
-    // `/metrics` and `/suggest` name members, their files and token IDs:
-    // off loopback only by explicit consent.
-    if !allow_public && !cidr::canonical(admin_addr.ip()).is_loopback() {
-        return Err(admin_err(format!(
-            "[admin] addr {admin_addr} is reachable from other hosts, and /metrics and /suggest show member names, file paths and token IDs: {ADMIN_FIX}"
-        )));
-    }
+    let (admin_addr, allow_public) = admin::build(file, text, admin)?;
 
     // [upstreams.*]
     if upstreams.is_empty() {
