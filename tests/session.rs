@@ -341,7 +341,7 @@ fn assert_unframeable(headers: &http::HeaderMap, what: &str) {
         "{what}"
     );
     assert_eq!(one("cache-control"), "no-store", "{what}");
-    assert_eq!(one("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(one("referrer-policy"), "same-origin", "{what}");
 }
 
 #[tokio::test]

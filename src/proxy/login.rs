@@ -136,8 +136,12 @@ fn form(next: &str) -> String {
 }
 
 /// Every answer under `/_clawgate/`: neither framed (clickjacking the
-/// token prompt), cached, nor leaking its URL in a `Referer`. The
-/// page loads nothing, so it may load nothing.
+/// token prompt), cached, nor leaking its URL in a `Referer` to another
+/// origin. The page loads nothing, so it may load nothing.
+///
+/// `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+/// the form's POST with `Origin: null` (Fetch, "serializing a request
+/// origin"), and the login's Origin check must then refuse every member.
 const PAGE_FIELDS: [(HeaderName, &str); 4] = [
     (header::X_FRAME_OPTIONS, "DENY"),
     (
@@ -145,7 +149,7 @@ const PAGE_FIELDS: [(HeaderName, &str); 4] = [
         "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
     (header::CACHE_CONTROL, "no-store"),
-    (header::REFERRER_POLICY, "no-referrer"),
+    (header::REFERRER_POLICY, "same-origin"),
 ];
 
 /// Answer `/_clawgate/login` or `/_clawgate/logout`, refusals mapped here
