@@ -4,31 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const ALICE: &str = "alice-lifecycle-token-1";
 const ALICE_NEW: &str = "alice-lifecycle-token-2";
-
-/// Poll until `token` gets `status`, bounded.
-async fn eventually_status(addr: SocketAddr, token: &str, status: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = get(addr, "/", &[("authorization", &bearer(token))])
-            .await
-            .status;
-        if got == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "token still gets {got}, wanted {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn sighup_reloads_a_rotated_token() {

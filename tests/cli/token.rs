@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 
@@ -34,24 +34,6 @@ fn chown_tree(p: &Path, uid: u32) {
         for e in std::fs::read_dir(p).unwrap() {
             chown_tree(&e.unwrap().path(), uid);
         }
-    }
-}
-
-/// Poll until `token` gets `status` from the proxy at `addr`, bounded.
-async fn eventually(addr: std::net::SocketAddr, token: &str, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = get(addr, "/", &[("authorization", &bearer(token))])
-            .await
-            .status;
-        if got == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the token still gets {got}, wanted {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -128,7 +110,7 @@ async fn token_rotate_as_root_keeps_the_service_users_file_and_both_tokens_work(
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawgate"));
     cmd.uid(SERVICE).gid(SERVICE);
     let p = Proc::start_with(&cfg, cmd);
-    eventually(p.addr, ALICE, 200).await;
+    eventually_status(p.addr, ALICE, 200, Duration::from_secs(5)).await;
     let before = std::fs::read_to_string(&file).unwrap();
 
     let dir = cfg.path().to_str().unwrap().to_string();
@@ -181,7 +163,7 @@ async fn token_rotate_as_root_keeps_the_service_users_file_and_both_tokens_work(
     // could not read the file would be refused and the new token get 401.
     p.signal("-HUP");
     p.wait_log("config reloaded", Duration::from_secs(5));
-    eventually(p.addr, &token, 200).await;
+    eventually_status(p.addr, &token, 200, Duration::from_secs(5)).await;
     let old = get(p.addr, "/", &[("authorization", &bearer(ALICE))]).await;
     assert_eq!(old.status, 200, "the old token works within its overlap");
     let bob = get(p.addr, "/", &[("authorization", &bearer(BOB))]).await;

@@ -457,3 +457,22 @@ where
     };
     tokio::time::timeout(within, wait).await.ok().flatten()
 }
+
+/// Poll until `token` gets `status` from the proxy at `addr` (a reload
+/// applied), bounded by `within`.
+pub async fn eventually_status(addr: SocketAddr, token: &str, status: u16, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let got = get(addr, "/", &[("authorization", &bearer(token))])
+            .await
+            .status;
+        if got == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "token still gets {got}, wanted {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
