@@ -35,12 +35,8 @@ pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
         Ok(mut snap) => {
             let old = state.snapshot();
             snap.generation = old.generation + 1;
-            if snap.listen.addr != old.listen.addr || snap.admin.addr != old.admin.addr {
-                tracing::warn!(
-                    "listen/admin address changed in {}; addresses apply at the next restart",
-                    dir.display()
-                );
-            }
+            let changes = config::changes::between(&old, &snap);
+            log_changes(&changes, dir);
             let members = snap.members.len();
             state.config.store(Arc::new(snap));
             let revoked = state.tunnels.revoke_against(&state.snapshot());
@@ -61,6 +57,22 @@ pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
             tracing::error!(file = %e.file.display(), line = e.line_number().unwrap_or(0), "config reload refused, old config stays: {e}");
             Err(e)
         }
+    }
+}
+
+/// Names what the reload changed (never a value: see `config::changes`)
+/// and warns about each setting that waits for a restart.
+fn log_changes(c: &config::changes::Changes, dir: &Path) {
+    if c.members_touched() {
+        let (added, removed, changed) = c.summary();
+        tracing::info!(%added, %removed, %changed, "members changed by reload");
+    }
+    for setting in &c.needs_restart {
+        tracing::warn!(
+            setting,
+            "{setting} changed in {}; it applies at the next restart, the running value stays",
+            dir.display()
+        );
     }
 }
 

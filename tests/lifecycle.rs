@@ -271,3 +271,45 @@ async fn a_remembered_403_diff_follows_the_origin_and_the_snapshot() {
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200, "the same connection, now allowed");
 }
+
+#[tokio::test]
+async fn a_reload_names_the_members_it_changed_and_the_settings_that_wait_for_a_restart() {
+    let up = Upstream::start().await;
+    let bob = MemberSpec::new("bob", "bob-lifecycle-token");
+    let cfg = ConfigDir::new(
+        &[("prod", up.url())],
+        &[MemberSpec::new("alice", ALICE), bob.clone()],
+    );
+    let p = Proc::start(&cfg);
+    cfg.remove_member("bob");
+    cfg.write_member(&MemberSpec::new("carol", "carol-lifecycle-token"));
+    cfg.write_member(
+        &MemberSpec::new("alice", ALICE_NEW).set("ORIGINS", "none https://alice.example.org"),
+    );
+    p.signal("-HUP");
+    let line = p.wait_log("members changed by reload", Duration::from_secs(5));
+    assert!(line.contains("added=carol"), "{line}");
+    assert!(line.contains("removed=bob"), "{line}");
+    assert!(
+        line.contains("changed=alice(TOKEN_SHA256,ORIGINS)"),
+        "{line}"
+    );
+    // Kinds, never values: no hash of any token reaches the log.
+    for t in [ALICE, ALICE_NEW, "carol-lifecycle-token"] {
+        assert!(!line.contains(&sha256_hex(t)[..12]), "{line}");
+    }
+
+    // The access-log path is read once at start: a reload says so, and
+    // the running log keeps being written.
+    let toml = cfg.path().join("clawgate.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("access.log", "elsewhere.log")).unwrap();
+    p.signal("-HUP");
+    let warn = p.wait_log("applies at the next restart", Duration::from_secs(5));
+    assert!(warn.contains("log.access"), "{warn}");
+    assert!(!warn.contains("listen.addr"), "{warn}");
+    let r = get(p.addr, "/", &[("authorization", &bearer(ALICE_NEW))]).await;
+    assert_eq!(r.status, 200);
+    cfg.log_line(r.request_id()).await;
+    assert!(!cfg.path().join("elsewhere.log").exists());
+}
