@@ -25,6 +25,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub token_last_used: IntGaugeVec,
     pub connections_open: IntGauge,
+    pub member_files_refused: IntGauge,
     pub revoked_connections: IntCounterVec,
     pub access_log_dropped: IntGauge,
 }
@@ -62,7 +63,7 @@ impl Metrics {
         );
         let config_reloads = counter(
             "clawgate_config_reloads_total",
-            "Configuration reloads, by result (ok or error).",
+            "Configuration reloads, by result (ok; partial: some member files refused, the rest applied; error).",
             &["result"],
         );
         let upstream_errors = counter(
@@ -118,6 +119,10 @@ impl Metrics {
             "clawgate_connections_open",
             "Client connections currently open on the member listener.",
         );
+        let member_files_refused = gauge(
+            "clawgate_config_member_files_refused",
+            "Member files the last reload refused (each keeps its last good version, or is left out when new).",
+        );
         let access_log_dropped = gauge(
             "clawgate_access_log_dropped_lines",
             "Access-log lines dropped because the writer could not keep up.",
@@ -133,6 +138,7 @@ impl Metrics {
             upstream_errors,
             token_last_used,
             connections_open,
+            member_files_refused,
             revoked_connections,
             access_log_dropped,
         }

@@ -31,21 +31,24 @@ pub struct Outcome {
 }
 
 pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
-    match config::load(dir) {
-        Ok(mut snap) => {
-            let old = state.snapshot();
-            snap.generation = old.generation + 1;
-            let changes = config::changes::between(&old, &snap);
+    let old = state.snapshot();
+    match config::load_keeping(dir, Some(&old)) {
+        Ok(config::Loaded {
+            mut snapshot,
+            faults,
+        }) => {
+            snapshot.generation = old.generation + 1;
+            let changes = config::changes::between(&old, &snapshot);
             log_changes(&changes, dir);
-            let members = snap.members.len();
-            state.config.store(Arc::new(snap));
+            log_faults(&faults);
+            let members = snapshot.members.len();
+            state.config.store(Arc::new(snapshot));
             let revoked = state.tunnels.revoke_against(&state.snapshot());
-            state
-                .metrics
-                .config_reloads
-                .with_label_values(&["ok"])
-                .inc();
-            tracing::info!(members, revoked, "config reloaded");
+            let result = if faults.is_empty() { "ok" } else { "partial" };
+            let m = &state.metrics;
+            m.member_files_refused.set(faults.len() as i64);
+            m.config_reloads.with_label_values(&[result]).inc();
+            tracing::info!(members, revoked, refused = faults.len(), "config reloaded");
             Ok(Outcome { members, revoked })
         }
         Err(e) => {
@@ -57,6 +60,24 @@ pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
             tracing::error!(file = %e.file.display(), line = e.line_number().unwrap_or(0), "config reload refused, old config stays: {e}");
             Err(e)
         }
+    }
+}
+
+/// One error line per refused member file: where, why, and what serves.
+fn log_faults(faults: &[config::MemberFault]) {
+    for f in faults {
+        let e = &f.error;
+        let serving = if f.kept {
+            "its last good file stays in force"
+        } else {
+            "the member is not added until the file loads"
+        };
+        tracing::error!(
+            member = %f.member,
+            file = %e.file.display(),
+            line = e.line_number().unwrap_or(0),
+            "member file refused, {serving}; the rest of the reload applied: {e}"
+        );
     }
 }
 

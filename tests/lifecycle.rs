@@ -49,27 +49,71 @@ async fn a_file_change_reloads_without_a_signal() {
 }
 
 #[tokio::test]
-async fn a_broken_member_file_keeps_the_old_config_and_says_where() {
+async fn a_broken_member_file_blocks_only_that_member_and_says_where() {
     let up = Upstream::start().await;
-    let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
+    let bob = "bob-lifecycle-token";
+    let cfg = ConfigDir::new(
+        &[("prod", up.url())],
+        &[MemberSpec::new("alice", ALICE), MemberSpec::new("bob", bob)],
+    );
     let p = Proc::start(&cfg);
+    // One reload: alice's file breaks, bob rotates, carol is new, and
+    // dave is new and broken.
     cfg.write_raw_member(
         "alice",
         "TOKEN_SHA256=abc\nORIGINS=none\nEGRESS_CIDRS=10.0.0.0/8\n",
     );
+    cfg.write_member(&MemberSpec::new("bob", "bob-lifecycle-token-2"));
+    cfg.write_member(&MemberSpec::new("carol", "carol-lifecycle-token"));
+    cfg.write_raw_member("dave", "ORIGINS=none\n");
+    p.signal("-HUP");
+    let mut refused = [
+        p.wait_log("member file refused", Duration::from_secs(5)),
+        p.wait_log("member file refused", Duration::from_secs(5)),
+    ];
+    refused.sort();
+    assert!(refused[0].contains("alice.env:1"), "{refused:?}");
+    assert!(refused[0].contains("last good file stays"), "{refused:?}");
+    assert!(refused[1].contains("dave.env"), "{refused:?}");
+    assert!(refused[1].contains("not added"), "{refused:?}");
+    eventually_status(p.addr, "carol-lifecycle-token", 200, Duration::from_secs(5)).await;
+    for (token, status) in [(ALICE, 200), ("bob-lifecycle-token-2", 200), (bob, 401)] {
+        let r = get(p.addr, "/", &[("authorization", &bearer(token))]).await;
+        assert_eq!(r.status, status, "{token}");
+    }
+    let m = metrics(p.admin).await;
+    assert!(
+        sample(&m, "clawgate_config_reloads_total{result=\"partial\"}") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "clawgate_config_member_files_refused"),
+        2.0,
+        "{m}"
+    );
+
+    // Fixed files clear the count; a broken clawgate.toml still refuses
+    // the whole reload and the old config serves.
+    cfg.write_member(&MemberSpec::new("alice", ALICE));
+    cfg.remove_member("dave");
+    p.signal("-HUP");
+    sample_reaches(p.admin, "clawgate_config_reloads_total{result=\"ok\"}", 1.0).await;
+    assert_eq!(
+        sample(
+            &metrics(p.admin).await,
+            "clawgate_config_member_files_refused"
+        ),
+        0.0
+    );
+    cfg.write_base("[bogus]\n");
     p.signal("-HUP");
     let line = p.wait_log("config reload refused", Duration::from_secs(5));
-    assert!(line.contains("alice.env:1"), "{line}");
+    assert!(line.contains("clawgate.toml"), "{line}");
     assert_eq!(
         get(p.addr, "/", &[("authorization", &bearer(ALICE))])
             .await
             .status,
         200
-    );
-    let m = metrics(p.admin).await;
-    assert!(
-        sample(&m, "clawgate_config_reloads_total{result=\"error\"}") >= 1.0,
-        "{m}"
     );
 }
 

@@ -74,7 +74,15 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 pub fn decide(args: &Args) -> Result<Decision, String> {
-    let snap = crate::config::load(&args.config).map_err(|e| e.to_string())?;
+    // A broken file of one member must not stop explaining the others.
+    let loaded = crate::config::load_keeping(&args.config, None).map_err(|e| e.to_string())?;
+    for f in &loaded.faults {
+        eprintln!(
+            "clawgate: warning: member {} left out: {}",
+            f.member, f.error
+        );
+    }
+    let snap = loaded.snapshot;
     let origin = args.origin.as_deref().map(str::as_bytes);
     let ip = crate::cidr::canonical(args.ip);
     if let Some(route) = snap.public_route(&args.path) {

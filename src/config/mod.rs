@@ -34,8 +34,36 @@ pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
 pub use admin::{ADMIN_FIX, DEFAULT_ADMIN_ADDR};
 pub use snapshot::*;
 
-/// Load and validate the whole config directory.
+/// Load and validate the whole config directory: any bad file refuses it.
 pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
+    read(dir, None).map(|l| l.snapshot)
+}
+
+/// A member file refused by [`load_keeping`] while the others applied.
+#[derive(Debug)]
+pub struct MemberFault {
+    /// The file's stem (it may not be a valid member name).
+    pub member: String,
+    pub error: ConfigError,
+    /// The member's last good file from the previous snapshot still
+    /// applies; false for a new member, which is left out.
+    pub kept: bool,
+}
+
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub faults: Vec<MemberFault>,
+}
+
+/// Load as a reload does: a broken member file blocks only that member
+/// (its last good version in `previous` stays, a new one is left out);
+/// `clawgate.toml` and credential conflicts still refuse the whole load.
+pub fn load_keeping(dir: &Path, previous: Option<&Snapshot>) -> Result<Loaded, ConfigError> {
+    read(dir, Some(previous))
+}
+
+/// `keep`: `None` refuses on any bad file; `Some(previous)` keeps going.
+fn read(dir: &Path, keep: Option<Option<&Snapshot>>) -> Result<Loaded, ConfigError> {
     let base_path = dir.join(BASE_FILE);
     let text = fs::read_to_string(&base_path).map_err(|e| {
         ConfigError::file(
@@ -51,7 +79,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
     let base_sha256 = crate::identity::sha256(text.as_bytes());
-    build(dir, &base_path, &text, raw, base_sha256)
+    build(dir, &base_path, &text, raw, base_sha256, keep)
 }
 
 fn build(
@@ -60,7 +88,8 @@ fn build(
     text: &str,
     raw: RawBase,
     base_sha256: [u8; 32],
-) -> Result<Snapshot, ConfigError> {
+    keep: Option<Option<&Snapshot>>,
+) -> Result<Loaded, ConfigError> {
     let RawBase {
         listen,
         admin,
@@ -355,35 +384,32 @@ fn build(
     // members/*.env
     let mut member_list = Vec::new();
     let mut fp = Fingerprint::new(&base_sha256);
+    let mut faults = Vec::new();
     for path in members::member_files(&members_dir)? {
-        let parsed = members::parse_member_file(&path)?;
-        fp.member(&parsed.member.name, &parsed.file_sha256);
-        let mut m = parsed.member;
-        m.upstream =
-            match parsed.upstream {
-                Some((name, line)) => {
-                    upstreams
-                        .iter()
-                        .position(|u| u.name == name)
-                        .ok_or_else(|| {
-                            ConfigError::line(
-                                &path,
-                                line,
-                                format!(
-                        "UPSTREAM: no upstream named '{name}' in {BASE_FILE}; defined: {}",
-                        upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                            )
-                        })?
-                }
-                None => default_upstream.ok_or_else(|| {
-                    ConfigError::file(
-                        &path,
-                        "no UPSTREAM and no [members] default_upstream: set one of them",
-                    )
-                })?,
-            };
-        member_list.push(m);
+        let error = match member_from_file(&path, &upstreams, default_upstream) {
+            Ok((m, file_sha256)) => {
+                fp.member(&m.name, &file_sha256);
+                member_list.push(m);
+                continue;
+            }
+            Err(e) => e,
+        };
+        let Some(previous) = keep else {
+            return Err(error);
+        };
+        let kept = previous.and_then(|p| last_good(p, &path, &upstreams));
+        if let Some(m) = &kept {
+            fp.kept(&m.name);
+        }
+        faults.push(MemberFault {
+            member: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kept: kept.is_some(),
+            error,
+        });
+        member_list.extend(kept);
     }
     let credentials = CredentialIndex::build(&member_list).map_err(|c| {
         ConfigError::file(
@@ -397,7 +423,7 @@ fn build(
         )
     })?;
 
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         generation: 0,
         dir: dir.to_path_buf(),
         fingerprint: fp.finish(),
@@ -421,6 +447,56 @@ fn build(
         timeouts,
         limits,
         session,
+    };
+    Ok(Loaded { snapshot, faults })
+}
+
+/// One member file, its upstream resolved against `upstreams`.
+fn member_from_file(
+    path: &Path,
+    upstreams: &[Upstream],
+    default_upstream: Option<usize>,
+) -> Result<(crate::member::Member, [u8; 32]), ConfigError> {
+    let parsed = members::parse_member_file(path)?;
+    let mut m = parsed.member;
+    m.upstream = match parsed.upstream {
+        Some((name, line)) => upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| {
+                let defined: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                ConfigError::line(
+                    path,
+                    line,
+                    format!(
+                        "UPSTREAM: no upstream named '{name}' in {BASE_FILE}; defined: {}",
+                        defined.join(", ")
+                    ),
+                )
+            })?,
+        None => default_upstream.ok_or_else(|| {
+            ConfigError::file(
+                path,
+                "no UPSTREAM and no [members] default_upstream: set one of them",
+            )
+        })?,
+    };
+    Ok((m, parsed.file_sha256))
+}
+
+/// The member `previous` built from `path`, its upstream found again by
+/// name among the new `upstreams` (none if that upstream is gone).
+fn last_good(
+    previous: &Snapshot,
+    path: &Path,
+    upstreams: &[Upstream],
+) -> Option<crate::member::Member> {
+    let m = previous.members.iter().find(|m| m.file == path)?;
+    let name = &previous.upstreams[m.upstream].name;
+    let upstream = upstreams.iter().position(|u| &u.name == name)?;
+    Some(crate::member::Member {
+        upstream,
+        ..m.clone()
     })
 }
 

@@ -167,6 +167,14 @@ impl Fingerprint {
         self.0.update(file_sha256);
     }
 
+    /// A member whose file was refused and whose last good version is
+    /// kept: the fingerprint then differs from any set of files on disk.
+    pub fn kept(&mut self, name: &str) {
+        use sha2::Digest;
+        self.0.update(b"\0kept\0");
+        self.0.update(name.as_bytes());
+    }
+
     pub fn finish(self) -> String {
         use sha2::Digest;
         hex::encode(&self.0.finalize()[..8])

@@ -89,3 +89,27 @@ async fn explain_and_the_live_proxy_agree() {
         );
     }
 }
+
+#[test]
+fn a_broken_member_file_leaves_explain_working_for_the_others() {
+    let cfg = ConfigDir::new(
+        &[("prod", "http://127.0.0.1:9".into())],
+        &[MemberSpec::new("alice", ALICE)],
+    );
+    cfg.write_raw_member("bob", "ORIGINS=none\nEGRESS_CIDRS=127.0.0.0/8\nBOGUS=1\n");
+    let dir = cfg.path().to_str().unwrap();
+    let out = cli(&[
+        "explain",
+        "--config",
+        dir,
+        "--token",
+        ALICE,
+        "--ip",
+        "127.0.0.1",
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("bob.env:3"), "{}", out.stderr);
+    // `check` still fails on the broken file.
+    let check = cli(&["check", "--config", dir]);
+    assert_ne!(check.code, 0, "{}", check.stdout);
+}
