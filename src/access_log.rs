@@ -60,6 +60,9 @@ pub struct Record<'a> {
     pub reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<&'a str>,
+    /// The gateway address tried, on a 502/504 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_addr: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_ms: Option<f64>,
     pub duration_ms: f64,
@@ -155,6 +158,10 @@ impl Record<'_> {
         if let Some(u) = self.upstream {
             out.push_str(",\"upstream\":");
             push_json_string(out, u);
+        }
+        if let Some(a) = self.upstream_addr {
+            out.push_str(",\"upstream_addr\":");
+            push_json_string(out, a);
         }
         if let Some(ms) = self.upstream_ms {
             out.push_str(",\"upstream_ms\":");
@@ -367,6 +374,7 @@ mod tests {
             decision: "deny",
             reason: Some("origin_not_allowed"),
             upstream: Some("prod"),
+            upstream_addr: Some("127.0.0.1:18789"),
             upstream_ms: Some(0.1 + 0.2),
             duration_ms: 1_234_567.0,
             bytes_in: Some(0),
@@ -387,6 +395,7 @@ mod tests {
             decision: "closed",
             reason: None,
             upstream: None,
+            upstream_addr: None,
             upstream_ms: None,
             duration_ms: 1e-7,
             bytes_in: None,

@@ -138,6 +138,31 @@ pub fn error(status: StatusCode, reason: &str, request_id: &str) -> Answer {
     json(status, body)
 }
 
+/// A 502 or 504: the error fields, the upstream's name and, for a
+/// member, the address tried.
+pub fn upstream_error(
+    status: StatusCode,
+    reason: &str,
+    request_id: &str,
+    upstream: &str,
+    addr: Option<&str>,
+) -> Answer {
+    let mut body = error_body(
+        status.canonical_reason().unwrap_or("error"),
+        reason,
+        request_id,
+    );
+    body.pop();
+    body.push_str(",\"upstream\":");
+    push_json_string(&mut body, upstream);
+    if let Some(addr) = addr {
+        body.push_str(",\"address\":");
+        push_json_string(&mut body, addr);
+    }
+    body.push('}');
+    json(status, body)
+}
+
 /// `{"error":…,"reason":…,"request_id":…}`, written directly: the refusal
 /// bodies a flood of bad requests gets cost a fraction of serde's way.
 fn error_body(error: &str, reason: &str, request_id: &str) -> String {

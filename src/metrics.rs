@@ -68,7 +68,7 @@ impl Metrics {
         );
         let upstream_errors = counter(
             "clawgate_upstream_errors_total",
-            "Failed upstream exchanges, by upstream and kind (connect, timeout, reset, body).",
+            "Failed upstream exchanges, by upstream and kind (connect_refused, connect_timeout, response_timeout, reset, ...).",
             &["upstream", "kind"],
         );
         let revoked_connections = counter(

@@ -177,6 +177,11 @@ pub(super) fn forward<'a>(
                         .upstream_errors
                         .with_label_values(&[&up.name, e.kind()])
                         .inc();
+                    let rid = ex.request_id.as_str();
+                    state
+                        .upstream
+                        .health
+                        .failure(&up.name, up.authority.as_str(), e, rid);
                 }
                 // The client's body outgrew the limit while streaming: the same
                 // refusal (and reason code) as an oversized Content-Length.
@@ -194,6 +199,7 @@ pub(super) fn forward<'a>(
             }
         };
         state.mark_upstream_seen();
+        state.upstream.health.success(&up.name);
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {

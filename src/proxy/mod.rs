@@ -133,6 +133,11 @@ struct Exchange {
     upstream_elapsed: Option<Duration>,
     decision: Decision,
     reason: Option<Reason>,
+    /// The reason code of a refusal that is not a policy decision (400s,
+    /// 413, 502…): the access log's `reason` then.
+    error: Option<&'static str>,
+    /// The gateway failed this exchange: the log names the address tried.
+    upstream_failed: bool,
     diff: Option<Arc<Explained>>,
     /// Declared request body length (`Content-Length`), when given.
     bytes_in: Option<u64>,
@@ -175,6 +180,8 @@ pub fn serve<'a>(
             upstream_elapsed: None,
             decision: Decision::Allow,
             reason: None,
+            error: None,
+            upstream_failed: false,
             diff: None,
             bytes_in: req
                 .fields

@@ -36,10 +36,12 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::BadRequest(why) => {
             ex.decision = Decision::Error;
+            ex.error = Some(why);
             local_body::answer(deny::error(StatusCode::BAD_REQUEST, why, rid))
         }
         Refusal::NotFound(why) => {
             ex.decision = Decision::Error;
+            ex.error = Some(why);
             local_body::answer(deny::error(StatusCode::NOT_FOUND, why, rid))
         }
         Refusal::LoginRedirect(to) => {
@@ -56,6 +58,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::MethodNotAllowed => {
             ex.decision = Decision::Error;
+            ex.error = Some("connect_refused");
             let mut r = local_body::answer(deny::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "connect_refused",
@@ -69,6 +72,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::TooManyFailures(left) => {
             ex.decision = Decision::Error;
+            ex.error = Some("too_many_auth_failures");
             let mut r = local_body::answer(deny::error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_auth_failures",
@@ -84,6 +88,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::TooManyConnections => {
             ex.decision = Decision::Error;
+            ex.error = Some("max_connections");
             local_body::answer(deny::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "max_connections",
@@ -92,6 +97,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::PayloadTooLarge => {
             ex.decision = Decision::Error;
+            ex.error = Some("body_too_large");
             local_body::answer(deny::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
@@ -100,6 +106,7 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::BodyTimeout => {
             ex.decision = Decision::Error;
+            ex.error = Some("request_body_timeout");
             let mut r = local_body::answer(deny::error(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_body_timeout",
@@ -112,11 +119,16 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
         }
         Refusal::Upstream(e) => {
             ex.decision = Decision::Error;
-            local_body::answer(deny::error(
-                e.status(),
-                &format!("upstream_{}", e.kind()),
-                rid,
-            ))
+            ex.error = Some(e.code());
+            ex.upstream_failed = true;
+            let up = ex.upstream.and_then(|u| snap.upstreams.get(u));
+            let name = up.map_or("-", |u| u.name.as_str());
+            // The address is the member's own gateway; a public route's
+            // caller is a stranger and does not learn where it lives.
+            let addr = up
+                .filter(|_| ex.member.is_some())
+                .map(|u| u.authority.as_str());
+            local_body::answer(deny::upstream_error(e.status(), e.code(), rid, name, addr))
         }
     };
     resp.map(Either::Right)
@@ -194,8 +206,13 @@ pub(super) fn record(
             path: path(),
             status: status.as_u16(),
             decision: ex.decision.as_str(),
-            reason: ex.reason.map(|r| r.code()),
+            reason: ex.reason.map(|r| r.code()).or(ex.error),
             upstream,
+            upstream_addr: ex
+                .upstream
+                .filter(|_| ex.upstream_failed)
+                .and_then(|u| snap.upstreams.get(u))
+                .map(|u| u.authority.as_str()),
             upstream_ms: ex.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
             duration_ms: ex
                 .started

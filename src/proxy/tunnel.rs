@@ -403,6 +403,7 @@ pub fn spawn(
             },
             reason: closed_by.or(upstream_reset.then_some(relay::UPSTREAM_RESET)),
             upstream: Some(&info.upstream),
+            upstream_addr: None,
             upstream_ms: None,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             bytes_in: bytes.map(|b| b.0),

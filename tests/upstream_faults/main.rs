@@ -116,6 +116,7 @@ async fn assert_fault(s: &Setup, method: &str, status: u16, reason: &str) -> Str
     let line = s.cfg.log_line(r.request_id()).await;
     assert_eq!(line["status"], status);
     assert_eq!(line["upstream"], "faulty");
+    assert_eq!(line["reason"], reason);
     r.request_id().to_string()
 }
 
@@ -148,14 +149,28 @@ async fn a_gateway_that_accepts_and_resets_at_once_gives_502() {
 #[tokio::test]
 async fn a_refused_connection_gives_502_connect() {
     let s = setup(&format!("http://{}", closed_port()), "").await;
-    assert_fault_counted(&s, "GET", (502, "upstream_connect"), "connect", "refused").await;
+    assert_fault_counted(
+        &s,
+        "GET",
+        (502, "upstream_connect_refused"),
+        "connect_refused",
+        "refused",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_gateway_stalling_past_upstream_response_gives_504() {
     let fake = Fake::start(Behave::Stall).await;
     let s = setup(&fake.url(), "[timeouts]\nupstream_response = \"1s\"\n").await;
-    assert_fault_counted(&s, "GET", (504, "upstream_timeout"), "timeout", "stall").await;
+    assert_fault_counted(
+        &s,
+        "GET",
+        (504, "upstream_response_timeout"),
+        "response_timeout",
+        "stall",
+    )
+    .await;
 }
 
 /// Read a raw response until the server closes (bounded): head and the
@@ -303,7 +318,7 @@ async fn the_proxy_recovers_when_the_gateway_comes_back_on_the_same_port() {
     let s = setup(&fake.url(), "").await;
     assert_fault(&s, "GET", 502, "upstream_reset").await;
     drop(fake);
-    assert_fault(&s, "GET", 502, "upstream_connect").await;
+    assert_fault(&s, "GET", 502, "upstream_connect_refused").await;
 
     let back = Upstream::start_on(&port.to_string()).await;
     let r = get(s.server.addr, "/back", &[("authorization", &bearer(ALICE))]).await;
@@ -312,6 +327,6 @@ async fn the_proxy_recovers_when_the_gateway_comes_back_on_the_same_port() {
     assert_eq!(back.count(), 1);
     // Faults counted by kind; recovery adds none.
     assert_eq!(upstream_errors(&s, "reset").await, 1.0);
-    assert_eq!(upstream_errors(&s, "connect").await, 1.0);
+    assert_eq!(upstream_errors(&s, "connect_refused").await, 1.0);
     others_still_served(&s, "recovery").await;
 }

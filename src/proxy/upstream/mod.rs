@@ -15,6 +15,7 @@
 //! - [`body`]: the response body, read off the connection as it arrives;
 //!   the connection returns to its pool when the body ends.
 //! - [`response_body`]: that body as the client is sent it.
+//! - [`health`]: which gateways are failing, said once on stderr.
 //!
 //! Failures are sorted into a few kinds, each with its status and a label
 //! for `clawgate_upstream_errors_total{kind}`.
@@ -22,6 +23,7 @@
 mod body;
 mod chunked;
 mod conn;
+mod health;
 mod pools;
 mod response_body;
 mod response_head;
@@ -52,10 +54,13 @@ pub type OutBody = Limited<crate::proxy::RequestBody>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamError {
-    /// Nothing listening, refused, unreachable, or connect timed out.
-    Connect,
-    /// No response headers within `upstream_response`.
-    Timeout,
+    /// Nothing listening, refused or unreachable.
+    ConnectRefused,
+    /// No TCP connection within `upstream_connect`.
+    ConnectTimeout,
+    /// The gateway did not take the request, or send its response
+    /// headers, within `upstream_response`.
+    ResponseTimeout,
     /// The connection broke during the exchange.
     Reset,
     /// The client's body went past `max_body_bytes` while streaming.
@@ -69,8 +74,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn kind(self) -> &'static str {
         match self {
-            UpstreamError::Connect => "connect",
-            UpstreamError::Timeout => "timeout",
+            UpstreamError::ConnectRefused => "connect_refused",
+            UpstreamError::ConnectTimeout => "connect_timeout",
+            UpstreamError::ResponseTimeout => "response_timeout",
             UpstreamError::Reset => "reset",
             UpstreamError::BodyTooLarge => "body_too_large",
             UpstreamError::ClientBody => "client_body",
@@ -78,10 +84,26 @@ impl UpstreamError {
         }
     }
 
+    /// The reason code in the response body and the access log:
+    /// `upstream_` + [`kind`](Self::kind).
+    pub fn code(self) -> &'static str {
+        match self {
+            UpstreamError::ConnectRefused => "upstream_connect_refused",
+            UpstreamError::ConnectTimeout => "upstream_connect_timeout",
+            UpstreamError::ResponseTimeout => "upstream_response_timeout",
+            UpstreamError::Reset => "upstream_reset",
+            UpstreamError::BodyTooLarge => "upstream_body_too_large",
+            UpstreamError::ClientBody => "upstream_client_body",
+            UpstreamError::ClientBodyTimeout => "upstream_client_body_timeout",
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
-            UpstreamError::Connect | UpstreamError::Reset => StatusCode::BAD_GATEWAY,
-            UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::ConnectRefused | UpstreamError::Reset => StatusCode::BAD_GATEWAY,
+            UpstreamError::ConnectTimeout | UpstreamError::ResponseTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             UpstreamError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamError::ClientBody => StatusCode::BAD_REQUEST,
             UpstreamError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -134,6 +156,8 @@ const CONTINUE_WAIT: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct UpstreamClient {
     pools: Pools,
+    /// Which gateways are failing, for stderr.
+    pub health: health::Health,
 }
 
 /// How an attempt failed, and whether it may be made again on a fresh
@@ -165,8 +189,8 @@ impl UpstreamClient {
     ) -> Result<Box<Connection>, UpstreamError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(authority.as_str()))
             .await
-            .map_err(|_| UpstreamError::Connect)?
-            .map_err(|_| UpstreamError::Connect)?;
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+            .map_err(|_| UpstreamError::ConnectRefused)?;
         let _ = stream.set_nodelay(true);
         Ok(Connection::new(stream))
     }
@@ -319,7 +343,7 @@ async fn write_buffered(
             error: UpstreamError::Reset,
             replayable,
         }),
-        Err(_) => Err(Failure::fatal(UpstreamError::Timeout)),
+        Err(_) => Err(Failure::fatal(UpstreamError::ResponseTimeout)),
     }
 }
 
@@ -372,7 +396,7 @@ async fn read_head(conn: &mut Connection, method: &Method) -> Result<ResponseHea
         }
         answered |= !conn.read.is_empty();
         match conn.read_more_or_expire().await {
-            Err(Elapsed) => return Err(Failure::fatal(UpstreamError::Timeout)),
+            Err(Elapsed) => return Err(Failure::fatal(UpstreamError::ResponseTimeout)),
             Ok(Ok(n)) if n > 0 => {}
             Ok(_) => {
                 return Err(Failure {
