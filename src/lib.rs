@@ -18,6 +18,7 @@ pub mod coarse_timer;
 pub mod config;
 pub mod deny;
 pub mod deny_log;
+pub mod deny_page;
 pub mod downstream;
 pub mod drain;
 pub mod identity;

@@ -162,7 +162,7 @@ pub(super) async fn handle(
 ) -> Response<Body> {
     let mut resp = match answer(state, snap, req, ex).await {
         Ok(r) => r,
-        Err(refusal) => respond(snap, ex, refusal),
+        Err(refusal) => respond(snap, ex, refusal, false),
     };
     add_page_fields(&mut resp);
     resp

@@ -44,6 +44,7 @@ use http_body_util::Either;
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
 use crate::deny::Reason;
+use crate::deny_page;
 use crate::identity::{self, CredentialId, IdentifyError, Identity, Via};
 use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
@@ -201,20 +202,23 @@ pub fn serve<'a>(
         // 2.3 % of the allow path's CPU).
         let answered = match decide(state, &snap, conn, &req, &mut ex) {
             Err(refusal) if login::is_page(req.path()) => {
-                let mut resp = respond(&snap, &mut ex, refusal);
+                let mut resp = respond(&snap, &mut ex, refusal, false);
                 login::add_page_fields(&mut resp);
                 Ok(resp)
             }
-            Err(refusal) => Err(refusal),
+            // A page load is refused with a page (see `deny_page`).
+            Err(refusal) => Err((refusal, deny_page::wants_html(req.fields.get("accept")))),
             Ok(Next::Login) => Ok(login::handle(state, &snap, req, &mut ex).await),
             Ok(Next::Forward { to, host }) => {
                 let (caller, upstream) = to.caller(&snap);
-                forward(state, &snap, conn, req, &mut ex, caller, upstream, host).await
+                forward(state, &snap, conn, req, &mut ex, caller, upstream, host)
+                    .await
+                    .map_err(|r| (r, false))
             }
         };
         let mut resp = match answered {
             Ok(r) => r,
-            Err(refusal) => respond(&snap, &mut ex, refusal),
+            Err((refusal, html)) => respond(&snap, &mut ex, refusal, html),
         };
         // With the prewritten fields where there are some: a `HeaderMap`
         // allocated for this one field would cost more than the rest of them.

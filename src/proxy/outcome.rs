@@ -9,30 +9,39 @@ use super::{local_body, member_label, Body, Conn, Decision, Exchange, Refusal, S
 use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
 use crate::deny::{self, Reason};
+use crate::deny_page;
 use crate::metrics::NO_UPSTREAM;
 use crate::state::State;
 
 /// Map a refusal to its response; the only place statuses are chosen.
-pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
+/// `html`: the client loads a page, so a denial is shown as one.
+pub(super) fn respond(
+    snap: &Snapshot,
+    ex: &mut Exchange,
+    refusal: Refusal,
+    html: bool,
+) -> Response<Body> {
     let request_id = ex.request_id.clone(); // inline: no allocation
     let rid = request_id.as_str();
     let resp = match refusal {
         Refusal::Denied(reason) => {
             ex.decision = Decision::Deny;
             ex.reason = Some(reason);
-            if reason.is_authentication() {
-                local_body::answer(deny::unauthorized(reason, rid))
-            } else {
-                // The diff is for a member fixing their own setup; to anyone
-                // else (a public route's stranger) it would hand out the
-                // allowlist. Theirs goes to the log only (`record`).
-                local_body::answer(match (&ex.diff, ex.member) {
-                    (Some(diff), Some(_)) => {
-                        deny::forbidden(reason, rid, member_label(snap, ex), diff)
-                    }
-                    _ => deny::forbidden_bare(reason, rid),
-                })
-            }
+            // The diff is for a member fixing their own setup; to anyone
+            // else (a public route's stranger) it would hand out the
+            // allowlist. Theirs goes to the log only (`record`).
+            let own = match (&ex.diff, ex.member) {
+                (Some(diff), Some(_)) if !reason.is_authentication() => {
+                    Some((member_label(snap, ex), &**diff))
+                }
+                _ => None,
+            };
+            local_body::answer(match own {
+                _ if html => deny_page::page(reason, rid, own),
+                _ if reason.is_authentication() => deny::unauthorized(reason, rid),
+                Some((member, diff)) => deny::forbidden(reason, rid, member, diff),
+                None => deny::forbidden_bare(reason, rid),
+            })
         }
         Refusal::BadRequest(why) => {
             ex.decision = Decision::Error;
