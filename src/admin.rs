@@ -72,7 +72,9 @@ async fn answer(
             } else {
                 (StatusCode::OK, "ready")
             };
-            (status, "text/plain", readyz_body(word, &state.snapshot()))
+            let snap = state.snapshot();
+            let pending = state.at_start.pending(&snap);
+            (status, "text/plain", readyz_body(word, &snap, &pending))
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -92,12 +94,20 @@ pub const READYZ_FINGERPRINT: &str = "config_fingerprint";
 /// The `/readyz` line naming the config directory it was loaded from.
 pub const READYZ_DIR: &str = "config_dir";
 
+/// The `/readyz` line naming loaded settings that wait for a restart.
+pub const READYZ_RESTART_PENDING: &str = "restart_pending";
+
 /// `/readyz`'s body: the state word, then `key: value` lines.
-fn readyz_body(word: &str, snap: &Snapshot) -> String {
+fn readyz_body(word: &str, snap: &Snapshot, pending: &[&str]) -> String {
     // Absolute, so it reads the same whatever directory `run` started in.
     let dir = std::fs::canonicalize(&snap.dir).unwrap_or_else(|_| snap.dir.clone());
+    let pending = if pending.is_empty() {
+        "-".to_string()
+    } else {
+        pending.join(" ")
+    };
     format!(
-        "{word}\n{READYZ_DIR}: {}\n{READYZ_FINGERPRINT}: {}\n",
+        "{word}\n{READYZ_DIR}: {}\n{READYZ_FINGERPRINT}: {}\n{READYZ_RESTART_PENDING}: {pending}\n",
         dir.display(),
         snap.fingerprint
     )

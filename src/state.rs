@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::access_log::AccessLog;
+use crate::config::changes::AtStart;
 use crate::config::Snapshot;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -26,11 +27,14 @@ pub struct State {
     pub suggest: Suggestions,
     draining: AtomicBool,
     upstream_seen: AtomicBool,
+    /// What the process started with that a reload cannot change.
+    pub at_start: AtStart,
 }
 
 impl State {
     pub fn new(snapshot: Snapshot, access_log: AccessLog) -> Arc<Self> {
         let upstream = UpstreamClient::new();
+        let at_start = AtStart::of(&snapshot);
         Arc::new(State {
             config: ArcSwap::from_pointee(snapshot),
             metrics: Metrics::new(),
@@ -41,6 +45,7 @@ impl State {
             suggest: Suggestions::default(),
             draining: AtomicBool::new(false),
             upstream_seen: AtomicBool::new(false),
+            at_start,
         })
     }
 

@@ -45,6 +45,8 @@ pub struct Readyz {
     pub state: String,
     pub config_dir: Option<String>,
     pub fingerprint: Option<String>,
+    /// Loaded settings the instance cannot apply until it restarts.
+    pub restart_pending: Vec<String>,
 }
 
 impl Readyz {
@@ -62,6 +64,14 @@ impl Readyz {
             match k.trim() {
                 crate::admin::READYZ_DIR => r.config_dir = v,
                 crate::admin::READYZ_FINGERPRINT => r.fingerprint = v,
+                crate::admin::READYZ_RESTART_PENDING => {
+                    r.restart_pending = v
+                        .iter()
+                        .flat_map(|v| v.split_whitespace())
+                        .filter(|k| *k != "-")
+                        .map(str::to_string)
+                        .collect()
+                }
                 _ => {}
             }
         }

@@ -4,7 +4,9 @@
 //! out. Kinds, never values, so the log line can never carry a token hash
 //! or a certificate fingerprint.
 
-use super::{Snapshot, Upstream};
+use std::net::SocketAddr;
+
+use super::{Log, Snapshot, Upstream};
 use crate::member::Member;
 
 /// The differences between the running snapshot and a new one.
@@ -127,28 +129,44 @@ fn sorted<T: Clone + Ord>(v: &[T]) -> Vec<T> {
 /// Settings the process reads once, at start: the listening sockets and
 /// the log sinks. Everything else (TLS files, upstreams, public routes,
 /// trusted proxies, timeouts, limits, sessions, members) applies to the
-/// next connection or request after a reload.
+/// next connection or request after a reload. The running process keeps
+/// these (not the whole first snapshot) to say what a restart would change.
+#[derive(Clone, Debug)]
+pub struct AtStart {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    log: Log,
+}
+
+impl AtStart {
+    pub fn of(s: &Snapshot) -> Self {
+        AtStart {
+            listen: s.listen.addr,
+            admin: s.admin.addr,
+            log: s.log.clone(),
+        }
+    }
+
+    /// The settings `new` changes that only a restart applies.
+    pub fn pending(&self, new: &Snapshot) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut differs = |changed: bool, key| {
+            if changed {
+                out.push(key)
+            }
+        };
+        differs(self.listen != new.listen.addr, "listen.addr");
+        differs(self.admin != new.admin.addr, "admin.addr");
+        differs(self.log.access != new.log.access, "log.access");
+        differs(self.log.max_bytes != new.log.max_bytes, "log.max_bytes");
+        differs(self.log.keep != new.log.keep, "log.keep");
+        differs(self.log.level != new.log.level, "log.level");
+        out
+    }
+}
+
 fn restart_settings(old: &Snapshot, new: &Snapshot) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if old.listen.addr != new.listen.addr {
-        out.push("listen.addr");
-    }
-    if old.admin.addr != new.admin.addr {
-        out.push("admin.addr");
-    }
-    if old.log.access != new.log.access {
-        out.push("log.access");
-    }
-    if old.log.max_bytes != new.log.max_bytes {
-        out.push("log.max_bytes");
-    }
-    if old.log.keep != new.log.keep {
-        out.push("log.keep");
-    }
-    if old.log.level != new.log.level {
-        out.push("log.level");
-    }
-    out
+    AtStart::of(old).pending(new)
 }
 
 #[cfg(test)]

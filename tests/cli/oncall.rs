@@ -237,3 +237,41 @@ async fn oncall_with_a_config_that_does_not_load_says_so_first_and_guesses_no_ad
     assert_eq!(v["admin"]["reachable"], true);
     assert_eq!(v["admin"]["serves_this_config"], Value::Null);
 }
+
+#[tokio::test]
+async fn oncall_says_what_a_restart_would_change() {
+    let (_up, cfg, server) = live(&[MemberSpec::new("alice", ALICE)], "").await;
+    let ok = get(server.addr, "/", &[("authorization", &bearer(ALICE))]).await;
+    assert_eq!(ok.status, 200);
+    let admin = format!("http://{}", server.admin_addr);
+    let dir = cfg.path().to_str().unwrap().to_string();
+    let oncall = |format: &str| {
+        cli_async(s(&[
+            "oncall", "--config", &dir, "--admin", &admin, "--format", format,
+        ]))
+    };
+    assert_eq!(
+        oncall("json").await.json()["admin"]["restart_pending"],
+        serde_json::json!([])
+    );
+
+    let toml = cfg.path().join("clawgate.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("access.log", "moved.log")).unwrap();
+    server.reload().unwrap();
+    let body =
+        String::from_utf8(get(server.admin_addr, "/readyz", &[]).await.body.to_vec()).unwrap();
+    assert!(body.contains("restart_pending: log.access"), "{body}");
+    let out = oncall("json").await;
+    assert_eq!(out.json()["admin"]["serves_this_config"], true);
+    assert_eq!(
+        out.json()["admin"]["restart_pending"],
+        serde_json::json!(["log.access"])
+    );
+    let out = oncall("text").await;
+    assert!(
+        out.stdout.contains("RESTART PENDING: log.access"),
+        "{}",
+        out.stdout
+    );
+}

@@ -71,6 +71,9 @@ pub struct AdminStatus {
     /// The instance serves the config on disk: `None` when that cannot be
     /// told (not reached, or this config did not load).
     pub serves_this_config: Option<bool>,
+    /// Loaded settings that wait for a restart (listen/admin address, log
+    /// sinks): what a restart would change.
+    pub restart_pending: Vec<String>,
     pub error: Option<String>,
 }
 
@@ -250,6 +253,7 @@ async fn admin_status(url: Option<String>, expected: Option<&str>) -> (AdminStat
         config_fingerprint: None,
         expected_fingerprint: expected.map(str::to_string),
         serves_this_config: None,
+        restart_pending: Vec::new(),
         error: None,
     };
     let Some(url) = url else {
@@ -283,6 +287,7 @@ async fn admin_status(url: Option<String>, expected: Option<&str>) -> (AdminStat
         admin.ready = Some(r.state);
         admin.config_dir = r.config_dir;
         admin.config_fingerprint = r.fingerprint;
+        admin.restart_pending = r.restart_pending;
     }
     let Some(expected) = expected else {
         return (admin, samples);

@@ -88,6 +88,12 @@ pub fn text(p: &Packet) -> String {
             a.config_dir.as_deref().unwrap_or("-")
         )),
     }
+    if !a.restart_pending.is_empty() {
+        o.push_str(&format!(
+            "  RESTART PENDING: {} changed in the loaded config; the running values stay until a restart\n",
+            a.restart_pending.join(", ")
+        ));
+    }
     let pairs = |v: &[Count]| -> Vec<(String, String, u64)> {
         v.iter()
             .map(|c| (c.member.clone(), c.reason.clone(), c.count))
