@@ -83,7 +83,11 @@ pub fn run(args: Args) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
-        _ => print!("{}", text(&report, args.member.as_deref())),
+        super::Format::Md => print!(
+            "## clawgate suggest\n\n```\n{}```\n",
+            text(&report, args.member.as_deref())
+        ),
+        super::Format::Text => print!("{}", text(&report, args.member.as_deref())),
     }
     ExitCode::SUCCESS
 }

@@ -50,6 +50,21 @@ async fn suggest_proposes_the_env_change_with_counts() {
         .contains("EGRESS_CIDRS=\"127.0.0.0/8 ::1/128 10.9.8.7/32 10.9.8.8/32\""));
     assert!(text.stdout.contains("MODE=enforce"));
 
+    let md = cli_async(s(&[
+        "suggest", "--admin", &admin, "--member", "carol", "--format", "md",
+    ]))
+    .await;
+    assert!(
+        md.stdout.starts_with("## clawgate suggest\n\n```\n"),
+        "{}",
+        md.stdout
+    );
+    assert!(
+        md.stdout.contains("10.9.8.7/32 (2 requests)"),
+        "{}",
+        md.stdout
+    );
+
     let none = cli_async(s(&["suggest", "--admin", &admin, "--member", "alice"])).await;
     assert!(none.stdout.contains("nothing to suggest for alice"));
 

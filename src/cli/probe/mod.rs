@@ -81,7 +81,7 @@ pub struct Step {
     pub connect_ms: Option<f64>,
     /// Request sent to response headers.
     pub latency_ms: Option<f64>,
-    /// WebSocket: message sent to first frame back.
+    /// WebSocket: a ping sent to its pong back.
     pub round_trip_ms: Option<f64>,
     pub pass: bool,
     pub detail: String,
@@ -145,7 +145,8 @@ pub fn run(args: Args) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&outcome).unwrap_or_default()
         ),
-        _ => print!("{}", text::text(&outcome)),
+        super::Format::Md => print!("{}", text::markdown(&outcome)),
+        super::Format::Text => print!("{}", text::text(&outcome)),
     }
     if outcome.pass {
         ExitCode::SUCCESS

@@ -72,3 +72,46 @@ pub(super) fn text(o: &Outcome) -> String {
     ));
     out
 }
+
+/// The outcome as Markdown for a change ticket: a table of steps, then
+/// each step's detail and, on a refusal, its reason (the diff is in the
+/// JSON and the text form).
+pub(super) fn markdown(o: &Outcome) -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let ms = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:.1} ms"));
+    let mut out = format!(
+        "## clawgate probe `{}` as {}\n\n",
+        o.url,
+        cell(&o.credential)
+    );
+    if let Some(fp) = &o.server_cert_sha256 {
+        out.push_str(&format!("Server certificate SHA-256 `{fp}`.\n\n"));
+    }
+    out.push_str("| step | target | status | latency | round trip | request ID | result |\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for s in &o.steps {
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} | `{}` | {} |\n",
+            s.step,
+            cell(&s.target),
+            s.status.map_or("-".to_string(), |c| c.to_string()),
+            ms(s.latency_ms),
+            ms(s.round_trip_ms),
+            s.request_id.as_deref().unwrap_or("-"),
+            if s.pass { "PASS" } else { "**FAIL**" }
+        ));
+    }
+    out.push('\n');
+    for s in &o.steps {
+        out.push_str(&format!("- {}: {}", s.step, cell(&s.detail)));
+        if let Some(r) = &s.reason {
+            out.push_str(&format!(" (reason `{r}`)"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\n**Verdict: {}**\n",
+        if o.pass { "PASS" } else { "FAIL" }
+    ));
+    out
+}
