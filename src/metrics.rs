@@ -24,6 +24,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub token_last_used: IntGaugeVec,
+    pub member_last_allowed: IntGaugeVec,
+    pub member_last_denial: IntGaugeVec,
     pub connections_open: IntGauge,
     pub member_files_refused: IntGauge,
     pub revoked_connections: IntCounterVec,
@@ -108,6 +110,16 @@ impl Metrics {
             "Unix time a token (by its public token ID, never the token) was last used.",
             &["member", "token_id"],
         );
+        let member_last_allowed = gauge_vec(
+            "clawgate_member_last_allowed_timestamp_seconds",
+            "Unix time a member's request was last let through (allowed, or passed in audit mode).",
+            &["member"],
+        );
+        let member_last_denial = gauge_vec(
+            "clawgate_member_last_denial_timestamp_seconds",
+            "Unix time a member's request was last refused, by reason.",
+            &["member", "reason"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -137,6 +149,8 @@ impl Metrics {
             config_reloads,
             upstream_errors,
             token_last_used,
+            member_last_allowed,
+            member_last_denial,
             connections_open,
             member_files_refused,
             revoked_connections,

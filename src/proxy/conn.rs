@@ -69,6 +69,8 @@ pub(super) struct Handles {
     pub upstream: Option<((u64, usize), (Histogram, IntCounter))>,
     /// (generation, member, token id) → `token_last_used_timestamp`.
     pub token_used: Option<((u64, MemberId, CredentialId), IntGauge)>,
+    /// (generation, member) → `member_last_allowed_timestamp`.
+    pub member_allowed: Option<((u64, MemberId), IntGauge)>,
 }
 
 /// A refused request's explanation, and its Origin as `/suggest` counts

@@ -165,13 +165,19 @@ pub(super) fn record(
             .with_label_values(&[member, upstream.unwrap_or(NO_UPSTREAM), status.as_str()])
     })
     .inc();
+    let secs = ex.clock.since_epoch.as_secs() as i64;
     match (ex.decision, ex.reason) {
         (Decision::Deny, Some(r)) => {
             let key = (snap.generation, ex.member, r);
             super::conn::cached(&mut handles.denials, key, || {
                 m.denials.with_label_values(&[member, r.code()])
             })
-            .inc()
+            .inc();
+            if ex.member.is_some() {
+                m.member_last_denial
+                    .with_label_values(&[member, r.code()])
+                    .set(secs);
+            }
         }
         (Decision::Audit, Some(r)) => m
             .audit_would_deny
@@ -179,11 +185,16 @@ pub(super) fn record(
             .inc(),
         _ => {}
     }
+    if let (Some(id), Decision::Allow | Decision::Audit) = (ex.member, ex.decision) {
+        super::conn::cached(&mut handles.member_allowed, (snap.generation, id), || {
+            m.member_last_allowed.with_label_values(&[member])
+        })
+        .set(secs);
+    }
     if let (Some(cred), Some(id), Decision::Allow | Decision::Audit) =
         (&ex.credential, ex.member, ex.decision)
     {
         if cred.starts_with("tok_") {
-            let secs = ex.clock.since_epoch.as_secs() as i64;
             let slot = &mut handles.token_used;
             let fresh = matches!(slot, Some(((g, m, c), _)) if *g == snap.generation && *m == id && c == cred);
             if !fresh {

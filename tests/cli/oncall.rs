@@ -275,3 +275,79 @@ async fn oncall_says_what_a_restart_would_change() {
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn oncall_shows_each_members_channel() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let past = rfc3339(SystemTime::now() - Duration::from_secs(3600));
+    let old = "alice-old-token-0123456789";
+    let alice = MemberSpec::new("alice", ALICE).set(
+        "TOKEN_SHA256",
+        &format!("{} {}@{past}", sha256_hex(ALICE), sha256_hex(old)),
+    );
+    let (_up, cfg, server) = live(&[alice, MemberSpec::new("bob", BOB)], "").await;
+    let ok = get(server.addr, "/", &[("authorization", &bearer(ALICE))]).await;
+    assert_eq!(ok.status, 200);
+    let refused = get(
+        server.addr,
+        "/",
+        &[
+            ("authorization", &bearer(BOB)),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let mut req = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-clawgate-token", ALICE.parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (_ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    sample_reaches(
+        server.admin_addr,
+        "clawgate_websockets_open{member=\"alice\"}",
+        1.0,
+    )
+    .await;
+
+    let admin = format!("http://{}", server.admin_addr);
+    let dir = cfg.path().to_str().unwrap().to_string();
+    let out = cli_async(s(&[
+        "oncall", "--config", &dir, "--admin", &admin, "--format", "json",
+    ]))
+    .await;
+    let v = out.json();
+    let ch = |name: &str| {
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["member"] == name)
+            .unwrap_or_else(|| panic!("no channel for {name}: {v:#}"))
+            .clone()
+    };
+    let (a, b) = (ch("alice"), ch("bob"));
+    assert!(a["last_allowed"].is_string(), "{a:#}");
+    assert!(a["last_denial"].is_null(), "{a:#}");
+    assert_eq!(a["websockets_open"], 1);
+    let tokens = a["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2);
+    let used = tokens.iter().find(|t| t["expired"] == false).unwrap();
+    let expired = tokens.iter().find(|t| t["expired"] == true).unwrap();
+    assert!(used["last_used"].is_string(), "{a:#}");
+    assert!(expired["last_used"].is_null(), "{a:#}");
+    assert!(expired["expires"].is_string());
+    assert!(b["last_allowed"].is_null(), "{b:#}");
+    assert_eq!(b["last_denial"]["reason"], "origin_not_allowed");
+
+    let text = cli_async(s(&["oncall", "--config", &dir, "--admin", &admin])).await;
+    assert!(text.stdout.contains("== CHANNELS"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("origin_not_allowed"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("(EXPIRED)"), "{}", text.stdout);
+}

@@ -17,6 +17,7 @@ use super::signoff::{self, Row, Status};
 use super::Format;
 use crate::config::{self, AccessLog};
 
+mod channels;
 mod text;
 pub use text::text;
 
@@ -118,6 +119,8 @@ pub struct Packet {
     pub audit_would_deny: Vec<Count>,
     /// `clawgate_upstream_errors_total` by upstream and kind.
     pub upstream_errors: Vec<ErrorCount>,
+    /// Per member: last allowed, last denial, WebSockets, tokens.
+    pub channels: Vec<channels::Channel>,
     pub access_log: LogTail,
 }
 
@@ -236,6 +239,10 @@ pub async fn collect(args: &Args) -> Packet {
             count: c.count,
         })
         .collect(),
+        channels: snap
+            .as_ref()
+            .map(|s| channels::channels(s, &samples, SystemTime::now()))
+            .unwrap_or_default(),
         access_log,
     }
 }

@@ -135,6 +135,12 @@ pub fn text(p: &Packet) -> String {
             }
         }
     }
+    o.push_str("\n== CHANNELS (per member, since the instance started)\n");
+    if !p.admin.reachable || p.admin.serves_this_config == Some(false) {
+        o.push_str("  unavailable (admin listener unreachable or serving another config)\n");
+    } else {
+        super::channels::text(&p.channels, &mut o);
+    }
     let l = &p.access_log;
     match &l.path {
         Some(path) => o.push_str(&format!(
