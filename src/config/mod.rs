@@ -35,6 +35,15 @@ pub use snapshot::*;
 
 /// Load and validate the whole config directory.
 pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
+    load_with(dir, None)
+}
+
+/// [`load`] as if `candidate` were on disk (added, or replacing the file
+/// there): the commands that write a member file check it this way first.
+pub fn load_with(
+    dir: &Path,
+    candidate: Option<members::Candidate<'_>>,
+) -> Result<Snapshot, ConfigError> {
     let base_path = dir.join(BASE_FILE);
     let text = fs::read_to_string(&base_path).map_err(|e| {
         ConfigError::file(
@@ -50,7 +59,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
     let base_sha256 = crate::identity::sha256(text.as_bytes());
-    build(dir, &base_path, &text, raw, base_sha256)
+    build(dir, &base_path, &text, raw, base_sha256, candidate)
 }
 
 fn build(
@@ -59,6 +68,7 @@ fn build(
     text: &str,
     raw: RawBase,
     base_sha256: [u8; 32],
+    candidate: Option<members::Candidate<'_>>,
 ) -> Result<Snapshot, ConfigError> {
     let RawBase {
         listen,
@@ -354,8 +364,8 @@ fn build(
     // members/*.env
     let mut member_list = Vec::new();
     let mut fp = Fingerprint::new(&base_sha256);
-    for path in members::member_files(&members_dir)? {
-        let parsed = members::parse_member_file(&path)?;
+    for path in members::member_files_with(&members_dir, candidate)? {
+        let parsed = members::parse_member(&path, candidate)?;
         fp.member(&parsed.member.name, &parsed.file_sha256);
         let mut m = parsed.member;
         m.upstream =
