@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::deny::Reason;
-use crate::identity::{IdentifyError, Presented};
+use crate::identity::{IdentifyError, Presented, Via};
 use crate::policy::{self, Diff};
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +50,30 @@ pub struct Decision {
     pub upstream: Option<String>,
     pub mode: Option<&'static str>,
     pub diff: Option<Diff>,
+    /// The presented token, when one identified the member (or was known
+    /// but expired).
+    pub token: Option<TokenInfo>,
+}
+
+#[derive(Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    /// RFC 3339; null: never.
+    pub expires: Option<String>,
+    pub expired: bool,
+}
+
+impl TokenInfo {
+    fn of(m: &crate::member::Member, id: &str, now: SystemTime) -> Option<TokenInfo> {
+        let t = m.token(id)?;
+        Some(TokenInfo {
+            id: t.id.clone(),
+            expires: t
+                .expires
+                .map(|e| humantime::format_rfc3339_seconds(e).to_string()),
+            expired: t.expired_at(now),
+        })
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -87,6 +111,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             upstream: Some(snap.upstreams[route.upstream].name.clone()),
             mode: None,
             diff: None,
+            token: None,
         });
     }
     let token = match (&args.token, &args.token_file) {
@@ -106,6 +131,8 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
         Some(p) => Some(crate::tls::pem_fingerprint(p)?),
         None => None,
     };
+    let now = SystemTime::now();
+    let mut token_info = None;
     let member_id = if let Some(name) = &args.member {
         snap.member_by_name(name)
             .map(|(i, _)| i)
@@ -116,17 +143,25 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             bearer: token.as_deref().map(str::as_bytes),
             header_token: None,
         };
-        match snap.credentials.identify(&presented, SystemTime::now()) {
-            Ok(id) => id.member,
+        match snap.credentials.identify(&presented, now) {
+            Ok(id) => {
+                if let Via::Token { token_id } = &id.via {
+                    token_info = TokenInfo::of(&snap.members[id.member], token_id, now);
+                }
+                id.member
+            }
             Err(e) => {
                 let (reason, member) = match e {
                     IdentifyError::NoCredentials => (Reason::NoCredentials, None),
                     IdentifyError::BadToken => (Reason::BadToken, None),
                     IdentifyError::UnknownCert => (Reason::UnknownCert, None),
-                    IdentifyError::TokenExpired { member, .. } => (
-                        Reason::TokenExpired,
-                        Some(snap.members[member].name.clone()),
-                    ),
+                    IdentifyError::TokenExpired { member, token_id } => {
+                        token_info = TokenInfo::of(&snap.members[member], &token_id, now);
+                        (
+                            Reason::TokenExpired,
+                            Some(snap.members[member].name.clone()),
+                        )
+                    }
                 };
                 return Ok(Decision {
                     status: reason.status().as_u16(),
@@ -136,6 +171,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
                     upstream: None,
                     mode: None,
                     diff: None,
+                    token: token_info,
                 });
             }
         }
@@ -152,6 +188,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             upstream,
             mode: Some(m.mode.as_str()),
             diff: None,
+            token: token_info,
         },
         Err(reason) => {
             let audit = m.mode == crate::member::Mode::Audit;
@@ -163,6 +200,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
                 upstream,
                 mode: Some(m.mode.as_str()),
                 diff: Some(policy::explain(m, origin, ip)),
+                token: token_info,
             }
         }
     })
@@ -178,6 +216,14 @@ fn print_text(d: &Decision) {
     }
     if let Some(u) = &d.upstream {
         println!("upstream: {u}");
+    }
+    if let Some(t) = &d.token {
+        let when = match (&t.expires, t.expired) {
+            (None, _) => "never expires".to_string(),
+            (Some(e), true) => format!("expired {e}"),
+            (Some(e), false) => format!("expires {e}"),
+        };
+        println!("token:    {} {when}", t.id);
     }
     if let Some(diff) = &d.diff {
         println!(
