@@ -8,11 +8,13 @@ mod check;
 mod common;
 mod explain;
 mod gateway_config;
+mod member;
 mod oncall;
 mod probe;
 mod suggest;
 mod token;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -97,4 +99,30 @@ fn token_file(cfg: &ConfigDir, token: &str) -> String {
     let p = cfg.path().join(format!("{}.token", &token[..5]));
     std::fs::write(&p, format!("{token}\n")).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// The service account of these tests (`nobody` on Debian).
+const SERVICE: u32 = 65534;
+
+/// The value after `label` on the line starting with it.
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no '{label}' line in:\n{out}"))
+        .trim()
+}
+
+fn owner_group_mode(p: &Path) -> (u32, u32, u32) {
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// chown -R `uid:uid` the whole tree.
+fn chown_tree(p: &Path, uid: u32) {
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).expect("chown (these tests run as root)");
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid);
+        }
+    }
 }
