@@ -114,19 +114,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             token: None,
         });
     }
-    let token = match (&args.token, &args.token_file) {
-        (Some(t), _) => Some(t.clone()),
-        (_, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("{}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        ),
-        _ => None,
-    };
+    let token = presented_token(args)?;
     let cert = match &args.cert {
         Some(p) => Some(crate::tls::pem_fingerprint(p)?),
         None => None,
@@ -150,30 +138,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
                 }
                 id.member
             }
-            Err(e) => {
-                let (reason, member) = match e {
-                    IdentifyError::NoCredentials => (Reason::NoCredentials, None),
-                    IdentifyError::BadToken => (Reason::BadToken, None),
-                    IdentifyError::UnknownCert => (Reason::UnknownCert, None),
-                    IdentifyError::TokenExpired { member, token_id } => {
-                        token_info = TokenInfo::of(&snap.members[member], &token_id, now);
-                        (
-                            Reason::TokenExpired,
-                            Some(snap.members[member].name.clone()),
-                        )
-                    }
-                };
-                return Ok(Decision {
-                    status: reason.status().as_u16(),
-                    decision: "deny",
-                    reason: Some(reason.code()),
-                    member,
-                    upstream: None,
-                    mode: None,
-                    diff: None,
-                    token: token_info,
-                });
-            }
+            Err(e) => return Ok(refused(&snap, e, now)),
         }
     };
     let m = &snap.members[member_id];
@@ -204,6 +169,50 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             }
         }
     })
+}
+
+/// The token from `--token`, or the first line of `--token-file`.
+fn presented_token(args: &Args) -> Result<Option<String>, String> {
+    Ok(match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (_, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("{}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+        _ => None,
+    })
+}
+
+/// The decision when nobody could be identified.
+fn refused(snap: &crate::config::Snapshot, e: IdentifyError, now: SystemTime) -> Decision {
+    let (reason, member, token) = match e {
+        IdentifyError::NoCredentials => (Reason::NoCredentials, None, None),
+        IdentifyError::BadToken => (Reason::BadToken, None, None),
+        IdentifyError::UnknownCert => (Reason::UnknownCert, None, None),
+        IdentifyError::TokenExpired { member, token_id } => {
+            let m = &snap.members[member];
+            (
+                Reason::TokenExpired,
+                Some(m.name.clone()),
+                TokenInfo::of(m, &token_id, now),
+            )
+        }
+    };
+    Decision {
+        status: reason.status().as_u16(),
+        decision: "deny",
+        reason: Some(reason.code()),
+        member,
+        upstream: None,
+        mode: None,
+        diff: None,
+        token,
+    }
 }
 
 fn print_text(d: &Decision) {

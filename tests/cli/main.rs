@@ -1,7 +1,9 @@
 //! The runbook commands, run as the real binary: `check` against fixture
 //! config dirs (good, and each kind of bad), `gateway-config`, `probe`,
-//! `oncall` and `suggest` against a live clawgate plus upstream, and
-//! `explain` agreeing with the live proxy on a table of cases.
+//! `oncall` and `suggest` against a live clawgate plus upstream, `explain`
+//! agreeing with the live proxy on a table of cases, and a member's life
+//! (`member add|remove|list`, `token new|rotate|revoke|prune`) seen
+//! through a reloaded `clawgate run`.
 
 mod check;
 #[path = "../common/mod.rs"]
