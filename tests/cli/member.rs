@@ -179,7 +179,7 @@ async fn member_list_shows_each_member_and_its_tokens_last_use_from_the_proxy() 
                 .set("MODE", "audit"),
         ],
     );
-    let p = Proc::start(&cfg);
+    let p = proxy_as_service(&cfg);
     eventually_status(p.addr, ALICE, 200, Duration::from_secs(5)).await;
     let dir = cfg.path().to_str().unwrap().to_string();
     let admin = format!("http://{}", p.admin);
@@ -247,6 +247,26 @@ async fn member_list_shows_each_member_and_its_tokens_last_use_from_the_proxy() 
             id(ALICE)
         )),
         "{t}"
+    );
+
+    assert!(!out.stderr.contains("note:"), "{}", out.stderr);
+
+    // A file the proxy (the service user) cannot read: its reload is
+    // refused and it keeps serving the files as they were, which is said.
+    cfg.write_member(&MemberSpec::new("carol", CAROL));
+    p.wait_log("config reload refused", Duration::from_secs(5));
+    let out = cli_async(s(&["member", "list", "--config", &dir, "--admin", &admin])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("has not loaded these files as they are now"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("carol  upstream prod  mode enforce"),
+        "{}",
+        out.stdout
     );
 
     // No proxy answering: the list still comes, last use said unknown.

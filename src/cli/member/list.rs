@@ -42,6 +42,9 @@ pub struct LastUse {
     pub admin: Option<String>,
     pub available: bool,
     pub error: Option<String>,
+    /// Set when the proxy has not loaded the files as they are now (a
+    /// reload pending or refused): members added since show no use.
+    pub note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -81,6 +84,9 @@ pub fn run(args: &Args) -> ExitCode {
     let (last_use, samples) = fetch_last_use(url, &snap);
     if let Some(e) = &last_use.error {
         eprintln!("clawgate: last use not available: {e}");
+    }
+    if let Some(n) = &last_use.note {
+        eprintln!("clawgate: note: {n}");
     }
     let now = SystemTime::now();
     let listing = Listing {
@@ -149,6 +155,7 @@ fn fetch_last_use(url: Option<String>, snap: &Snapshot) -> (LastUse, Vec<Sample>
         admin: url.clone(),
         available: false,
         error: None,
+        note: None,
     };
     let Some(url) = url else {
         return (lu, Vec::new());
@@ -175,9 +182,15 @@ fn fetch_last_use(url: Option<String>, snap: &Snapshot) -> (LastUse, Vec<Sample>
             lu.error = Some(format!("{url}/metrics answered {status}"))
         }
         Ok((ready, (_, body))) => {
-            let served = admin_client::Readyz::parse(&ready).config_dir;
+            let r = admin_client::Readyz::parse(&ready);
+            let served = r.config_dir;
             if served.as_deref() == Some(&*ours.to_string_lossy()) {
                 lu.available = true;
+                if r.fingerprint.as_deref() != Some(snap.fingerprint.as_str()) {
+                    lu.note = Some(format!(
+                        "the proxy at {url} has not loaded these files as they are now (a reload pending, or refused: see its log)"
+                    ));
+                }
                 return (lu, admin_client::parse_prometheus(&body));
             }
             lu.error = Some(format!(
