@@ -11,12 +11,14 @@ mod common;
 mod explain;
 mod gateway_config;
 mod member;
+mod member_list;
 mod oncall;
 mod probe;
 mod suggest;
 mod token;
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -127,4 +129,13 @@ fn chown_tree(p: &Path, uid: u32) {
             chown_tree(&e.unwrap().path(), uid);
         }
     }
+}
+
+/// The real proxy, run as the service user (who owns the config
+/// directory), as in production.
+fn proxy_as_service(cfg: &ConfigDir) -> Proc {
+    chown_tree(cfg.path(), SERVICE);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"));
+    cmd.uid(SERVICE).gid(SERVICE);
+    Proc::start_with(cfg, cmd)
 }

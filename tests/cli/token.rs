@@ -3,8 +3,6 @@
 //! a proxy admits. Rotation is run as root on a file owned by another user
 //! (uid 65534) while the proxy runs as that user, as in production.
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 use super::*;
@@ -76,12 +74,9 @@ async fn token_rotate_as_root_keeps_the_service_users_file_and_both_tokens_work(
     );
     // Production layout: the service user owns the config directory and
     // runs the proxy; the operator runs `token rotate` as root.
-    chown_tree(cfg.path(), SERVICE);
+    let p = proxy_as_service(&cfg);
     let file = cfg.member_path("alice");
     assert_eq!(owner_group_mode(&file), (SERVICE, SERVICE, 0o600));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawgate"));
-    cmd.uid(SERVICE).gid(SERVICE);
-    let p = Proc::start_with(&cfg, cmd);
     eventually_status(p.addr, ALICE, 200, Duration::from_secs(5)).await;
     let before = std::fs::read_to_string(&file).unwrap();
 

@@ -120,8 +120,13 @@ fn name_of(path: &Path) -> Result<&str, ConfigError> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    validate_name(name).map_err(|why| ConfigError::file(path, why))?;
-    Ok(name)
+    if valid_name(name) {
+        return Ok(name);
+    }
+    Err(ConfigError::file(
+        path,
+        format!("member name '{name}' (from the file name) must be {NAME_RULE}; rename the file"),
+    ))
 }
 
 /// The file's permission bits, refused when group or others may read it.
@@ -285,6 +290,7 @@ fn parse_member_text(
 /// What a member name may be: the loader takes it from the file name.
 pub const NAME_RULE: &str = "1-64 of a-z 0-9 . _ - starting with a letter or digit";
 
+/// Whether `name` follows [`NAME_RULE`].
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -292,16 +298,6 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
-
-fn validate_name(name: &str) -> Result<(), String> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "member name '{name}' (from the file name) must be {NAME_RULE}; rename the file"
-        ))
-    }
 }
 
 /// Split a list value on commas and whitespace.
