@@ -226,7 +226,7 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-fn md_table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn md_table(head: &[&str], rows: &[Vec<String>]) -> String {
     let n = rows.first().map(Vec::len).unwrap_or(head.len());
     let head: Vec<&str> = head.iter().copied().take(n).collect();
     let mut out = format!("| {} |\n", head.join(" | "));

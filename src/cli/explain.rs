@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::deny::Reason;
-use crate::identity::{IdentifyError, Presented};
+use crate::identity::{IdentifyError, Presented, Via};
 use crate::policy::{self, Diff};
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +50,30 @@ pub struct Decision {
     pub upstream: Option<String>,
     pub mode: Option<&'static str>,
     pub diff: Option<Diff>,
+    /// The presented token, when one identified the member (or was known
+    /// but expired).
+    pub token: Option<TokenInfo>,
+}
+
+#[derive(Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    /// RFC 3339; null: never.
+    pub expires: Option<String>,
+    pub expired: bool,
+}
+
+impl TokenInfo {
+    fn of(m: &crate::member::Member, id: &str, now: SystemTime) -> Option<TokenInfo> {
+        let t = m.token(id)?;
+        Some(TokenInfo {
+            id: t.id.clone(),
+            expires: t
+                .expires
+                .map(|e| humantime::format_rfc3339_seconds(e).to_string()),
+            expired: t.expired_at(now),
+        })
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -95,25 +119,16 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             upstream: Some(snap.upstreams[route.upstream].name.clone()),
             mode: None,
             diff: None,
+            token: None,
         });
     }
-    let token = match (&args.token, &args.token_file) {
-        (Some(t), _) => Some(t.clone()),
-        (_, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("{}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        ),
-        _ => None,
-    };
+    let token = presented_token(args)?;
     let cert = match &args.cert {
         Some(p) => Some(crate::tls::pem_fingerprint(p)?),
         None => None,
     };
+    let now = SystemTime::now();
+    let mut token_info = None;
     let member_id = if let Some(name) = &args.member {
         snap.member_by_name(name)
             .map(|(i, _)| i)
@@ -124,28 +139,14 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             bearer: token.as_deref().map(str::as_bytes),
             header_token: None,
         };
-        match snap.credentials.identify(&presented, SystemTime::now()) {
-            Ok(id) => id.member,
-            Err(e) => {
-                let (reason, member) = match e {
-                    IdentifyError::NoCredentials => (Reason::NoCredentials, None),
-                    IdentifyError::BadToken => (Reason::BadToken, None),
-                    IdentifyError::UnknownCert => (Reason::UnknownCert, None),
-                    IdentifyError::TokenExpired { member, .. } => (
-                        Reason::TokenExpired,
-                        Some(snap.members[member].name.clone()),
-                    ),
-                };
-                return Ok(Decision {
-                    status: reason.status().as_u16(),
-                    decision: "deny",
-                    reason: Some(reason.code()),
-                    member,
-                    upstream: None,
-                    mode: None,
-                    diff: None,
-                });
+        match snap.credentials.identify(&presented, now) {
+            Ok(id) => {
+                if let Via::Token { token_id } = &id.via {
+                    token_info = TokenInfo::of(&snap.members[id.member], token_id, now);
+                }
+                id.member
             }
+            Err(e) => return Ok(refused(&snap, e, now)),
         }
     };
     let m = &snap.members[member_id];
@@ -160,6 +161,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             upstream,
             mode: Some(m.mode.as_str()),
             diff: None,
+            token: token_info,
         },
         Err(reason) => {
             let audit = m.mode == crate::member::Mode::Audit;
@@ -171,9 +173,54 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
                 upstream,
                 mode: Some(m.mode.as_str()),
                 diff: Some(policy::explain(m, origin, ip)),
+                token: token_info,
             }
         }
     })
+}
+
+/// The token from `--token`, or the first line of `--token-file`.
+fn presented_token(args: &Args) -> Result<Option<String>, String> {
+    Ok(match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (_, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("{}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+        _ => None,
+    })
+}
+
+/// The decision when nobody could be identified.
+fn refused(snap: &crate::config::Snapshot, e: IdentifyError, now: SystemTime) -> Decision {
+    let (reason, member, token) = match e {
+        IdentifyError::NoCredentials => (Reason::NoCredentials, None, None),
+        IdentifyError::BadToken => (Reason::BadToken, None, None),
+        IdentifyError::UnknownCert => (Reason::UnknownCert, None, None),
+        IdentifyError::TokenExpired { member, token_id } => {
+            let m = &snap.members[member];
+            (
+                Reason::TokenExpired,
+                Some(m.name.clone()),
+                TokenInfo::of(m, &token_id, now),
+            )
+        }
+    };
+    Decision {
+        status: reason.status().as_u16(),
+        decision: "deny",
+        reason: Some(reason.code()),
+        member,
+        upstream: None,
+        mode: None,
+        diff: None,
+        token,
+    }
 }
 
 fn print_text(d: &Decision) {
@@ -186,6 +233,14 @@ fn print_text(d: &Decision) {
     }
     if let Some(u) = &d.upstream {
         println!("upstream: {u}");
+    }
+    if let Some(t) = &d.token {
+        let when = match (&t.expires, t.expired) {
+            (None, _) => "never expires".to_string(),
+            (Some(e), true) => format!("expired {e}"),
+            (Some(e), false) => format!("expires {e}"),
+        };
+        println!("token:    {} {when}", t.id);
     }
     if let Some(diff) = &d.diff {
         println!(

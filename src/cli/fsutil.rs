@@ -25,10 +25,7 @@ pub const NEW_FILE_MODE: u32 = 0o600;
 /// this exists to prevent.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let path = resolve_symlink(path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(&path);
     let (uid, gid, mode) = match fs::metadata(&path) {
         Ok(m) => (m.uid(), m.gid(), m.mode() & 0o7777),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -37,7 +34,40 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let tmp = temp_name(&path)?;
+    let tmp = write_temp(&path, contents, (uid, gid, mode))?;
+    let result = fs::rename(&tmp, &path).and_then(|()| File::open(&dir)?.sync_all());
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Create `path` with `contents`, atomically, failing with `AlreadyExists`
+/// (and touching nothing) when it exists: the directory's owner and group,
+/// mode 0600. A hard link, unlike a rename, never replaces a file that
+/// appeared since the caller looked.
+pub fn create_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let d = fs::metadata(&dir)?;
+    let tmp = write_temp(path, contents, (d.uid(), d.gid(), NEW_FILE_MODE))?;
+    let result = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    result?;
+    File::open(&dir)?.sync_all()
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A fsynced temp file beside `path` holding `contents`, with owner, group
+/// and mode `meta`; removed again if any step fails.
+fn write_temp(path: &Path, contents: &[u8], meta: (u32, u32, u32)) -> io::Result<PathBuf> {
+    let (uid, gid, mode) = meta;
+    let tmp = temp_name(path)?;
     let result = (|| {
         // 0600 from the first byte: the contents are never readable by
         // others, whatever the umask.
@@ -61,14 +91,22 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         }
         // After fchown, which clears set-id bits.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(&dir)?.sync_all()
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Remove `path` (a symlink itself, not its target) and fsync the
+/// directory, so the removal survives a crash.
+pub fn remove(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    File::open(parent_dir(path))?.sync_all()
 }
 
 /// The file a symlink finally points to (relative targets resolved against
@@ -150,6 +188,22 @@ mod tests {
         write_atomic(&p, b"x\n").unwrap();
         let dm = fs::metadata(d.path()).unwrap();
         assert_eq!(meta(&p), (dm.uid(), dm.gid(), 0o600));
+    }
+
+    #[test]
+    fn create_refuses_an_existing_file_and_leaves_it_and_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("carol.env");
+        create_atomic(&p, b"first\n").unwrap();
+        assert_eq!(meta(&p).2, 0o600);
+        let e = create_atomic(&p, b"second\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "first\n");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

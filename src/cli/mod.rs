@@ -7,6 +7,7 @@ pub mod check;
 pub mod explain;
 pub mod fsutil;
 pub mod gateway_config;
+pub mod member;
 pub mod oncall;
 pub mod probe;
 pub mod run;
@@ -54,7 +55,12 @@ pub enum Command {
     Check(check::Args),
     /// The decision the running proxy would make for a credential, offline.
     Explain(explain::Args),
-    /// Create and rotate member tokens.
+    /// Add, remove and list members (one members/NAME.env each).
+    Member {
+        #[command(subcommand)]
+        command: member::Command,
+    },
+    /// Create, rotate, revoke and prune member tokens.
     Token {
         #[command(subcommand)]
         command: token::Command,
@@ -78,6 +84,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run { config } => run::run(&config),
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Member { command } => member::run(command),
         Command::Token { command } => token::run(command),
         Command::Probe(args) => probe::run(args),
         Command::GatewayConfig(args) => gateway_config::run(args),

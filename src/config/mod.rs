@@ -36,7 +36,7 @@ pub use snapshot::*;
 
 /// Load and validate the whole config directory: any bad file refuses it.
 pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
-    read(dir, None).map(|l| l.snapshot)
+    read(dir, None, None).map(|l| l.snapshot)
 }
 
 /// A member file refused by [`load_keeping`] while the others applied.
@@ -59,11 +59,25 @@ pub struct Loaded {
 /// (its last good version in `previous` stays, a new one is left out);
 /// `clawgate.toml` and credential conflicts still refuse the whole load.
 pub fn load_keeping(dir: &Path, previous: Option<&Snapshot>) -> Result<Loaded, ConfigError> {
-    read(dir, Some(previous))
+    read(dir, Some(previous), None)
+}
+
+/// [`load`] as if `candidate` were on disk (added, or replacing the file
+/// there): the commands that write a member file check it this way first.
+pub fn load_with(
+    dir: &Path,
+    candidate: Option<members::Candidate<'_>>,
+) -> Result<Snapshot, ConfigError> {
+    read(dir, None, candidate).map(|l| l.snapshot)
 }
 
 /// `keep`: `None` refuses on any bad file; `Some(previous)` keeps going.
-fn read(dir: &Path, keep: Option<Option<&Snapshot>>) -> Result<Loaded, ConfigError> {
+/// `candidate`: a member file's text to judge as if it were on disk.
+fn read(
+    dir: &Path,
+    keep: Option<Option<&Snapshot>>,
+    candidate: Option<members::Candidate<'_>>,
+) -> Result<Loaded, ConfigError> {
     let base_path = dir.join(BASE_FILE);
     let text = fs::read_to_string(&base_path).map_err(|e| {
         ConfigError::file(
@@ -79,7 +93,7 @@ fn read(dir: &Path, keep: Option<Option<&Snapshot>>) -> Result<Loaded, ConfigErr
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
     let base_sha256 = crate::identity::sha256(text.as_bytes());
-    build(dir, &base_path, &text, raw, base_sha256, keep)
+    build(dir, &base_path, &text, raw, base_sha256, keep, candidate)
 }
 
 fn build(
@@ -89,6 +103,7 @@ fn build(
     raw: RawBase,
     base_sha256: [u8; 32],
     keep: Option<Option<&Snapshot>>,
+    candidate: Option<members::Candidate<'_>>,
 ) -> Result<Loaded, ConfigError> {
     let RawBase {
         listen,
@@ -385,8 +400,8 @@ fn build(
     let mut member_list = Vec::new();
     let mut fp = Fingerprint::new(&base_sha256);
     let mut faults = Vec::new();
-    for path in members::member_files(&members_dir)? {
-        let error = match member_from_file(&path, &upstreams, default_upstream) {
+    for path in members::member_files_with(&members_dir, candidate)? {
+        let error = match member_from_file(&path, candidate, &upstreams, default_upstream) {
             Ok((m, file_sha256)) => {
                 fp.member(&m.name, &file_sha256);
                 member_list.push(m);
@@ -454,10 +469,11 @@ fn build(
 /// One member file, its upstream resolved against `upstreams`.
 fn member_from_file(
     path: &Path,
+    candidate: Option<members::Candidate<'_>>,
     upstreams: &[Upstream],
     default_upstream: Option<usize>,
 ) -> Result<(crate::member::Member, [u8; 32]), ConfigError> {
-    let parsed = members::parse_member_file(path)?;
+    let parsed = members::parse_member(path, candidate)?;
     let mut m = parsed.member;
     m.upstream = match parsed.upstream {
         Some((name, line)) => upstreams

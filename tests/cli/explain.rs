@@ -113,3 +113,44 @@ fn a_broken_member_file_leaves_explain_working_for_the_others() {
     let check = cli(&["check", "--config", dir]);
     assert_ne!(check.code, 0, "{}", check.stdout);
 }
+
+#[test]
+fn explain_says_when_the_presented_token_expires() {
+    let later = rfc3339(SystemTime::now() + Duration::from_secs(7 * 86400));
+    let past = rfc3339(SystemTime::now() - Duration::from_secs(60));
+    let old = "alice-old-token-0123456789";
+    let cfg = ConfigDir::new(
+        &[("prod", GATEWAY.to_string())],
+        &[
+            MemberSpec::new("alice", ALICE).set(
+                "TOKEN_SHA256",
+                &format!("{}@{later} {}@{past}", sha256_hex(ALICE), sha256_hex(old)),
+            ),
+            MemberSpec::new("bob", BOB),
+        ],
+    );
+    let dir = cfg.path().to_str().unwrap();
+    let run = |token: &str, format: &str| {
+        cli(&[
+            "explain", "--config", dir, "--token", token, "--format", format,
+        ])
+    };
+    let text = run(ALICE, "text");
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains(&format!(" expires {later}")),
+        "{}",
+        text.stdout
+    );
+    let j = run(ALICE, "json").json();
+    assert_eq!(j["token"]["expires"], later.as_str());
+    assert_eq!(j["token"]["expired"], false);
+    let never = run(BOB, "json").json();
+    assert_eq!(never["token"]["expires"], Value::Null);
+    assert!(run(BOB, "text").stdout.contains("never expires"));
+    let gone = run(old, "json").json();
+    assert_eq!(gone["reason"], "token_expired");
+    assert_eq!(gone["token"]["expires"], past.as_str());
+    assert_eq!(gone["token"]["expired"], true);
+    assert!(run(old, "text").stdout.contains(&format!("expired {past}")));
+}

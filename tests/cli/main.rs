@@ -1,18 +1,24 @@
 //! The runbook commands, run as the real binary: `check` against fixture
 //! config dirs (good, and each kind of bad), `gateway-config`, `probe`,
-//! `oncall` and `suggest` against a live clawgate plus upstream, and
-//! `explain` agreeing with the live proxy on a table of cases.
+//! `oncall` and `suggest` against a live clawgate plus upstream, `explain`
+//! agreeing with the live proxy on a table of cases, and a member's life
+//! (`member add|remove|list`, `token new|rotate|revoke|prune`) seen
+//! through a reloaded `clawgate run`.
 
 mod check;
 #[path = "../common/mod.rs"]
 mod common;
 mod explain;
 mod gateway_config;
+mod member;
+mod member_list;
 mod oncall;
 mod probe;
 mod suggest;
 mod token;
 
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -97,4 +103,39 @@ fn token_file(cfg: &ConfigDir, token: &str) -> String {
     let p = cfg.path().join(format!("{}.token", &token[..5]));
     std::fs::write(&p, format!("{token}\n")).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// The service account of these tests (`nobody` on Debian).
+const SERVICE: u32 = 65534;
+
+/// The value after `label` on the line starting with it.
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no '{label}' line in:\n{out}"))
+        .trim()
+}
+
+fn owner_group_mode(p: &Path) -> (u32, u32, u32) {
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// chown -R `uid:uid` the whole tree.
+fn chown_tree(p: &Path, uid: u32) {
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).expect("chown (these tests run as root)");
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid);
+        }
+    }
+}
+
+/// The real proxy, run as the service user (who owns the config
+/// directory), as in production.
+fn proxy_as_service(cfg: &ConfigDir) -> Proc {
+    chown_tree(cfg.path(), SERVICE);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"));
+    cmd.uid(SERVICE).gid(SERVICE);
+    Proc::start_with(cfg, cmd)
 }

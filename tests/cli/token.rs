@@ -3,39 +3,9 @@
 //! a proxy admits. Rotation is run as root on a file owned by another user
 //! (uid 65534) while the proxy runs as that user, as in production.
 
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use super::*;
-
-/// The service account of these tests (`nobody` on Debian).
-const SERVICE: u32 = 65534;
-
-/// The value after `label` on the line starting with it.
-fn field<'a>(out: &'a str, label: &str) -> &'a str {
-    out.lines()
-        .find_map(|l| l.strip_prefix(label))
-        .unwrap_or_else(|| panic!("no '{label}' line in:\n{out}"))
-        .trim()
-}
-
-fn owner_group_mode(p: &Path) -> (u32, u32, u32) {
-    let m = std::fs::metadata(p).unwrap();
-    (m.uid(), m.gid(), m.mode() & 0o7777)
-}
-
-/// chown -R `uid:uid` the whole tree.
-fn chown_tree(p: &Path, uid: u32) {
-    std::os::unix::fs::chown(p, Some(uid), Some(uid)).expect("chown (these tests run as root)");
-    if p.is_dir() {
-        for e in std::fs::read_dir(p).unwrap() {
-            chown_tree(&e.unwrap().path(), uid);
-        }
-    }
-}
 
 #[tokio::test]
 async fn token_new_prints_a_token_whose_line_admits_it_and_nothing_else() {
@@ -104,12 +74,9 @@ async fn token_rotate_as_root_keeps_the_service_users_file_and_both_tokens_work(
     );
     // Production layout: the service user owns the config directory and
     // runs the proxy; the operator runs `token rotate` as root.
-    chown_tree(cfg.path(), SERVICE);
+    let p = proxy_as_service(&cfg);
     let file = cfg.member_path("alice");
     assert_eq!(owner_group_mode(&file), (SERVICE, SERVICE, 0o600));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawgate"));
-    cmd.uid(SERVICE).gid(SERVICE);
-    let p = Proc::start_with(&cfg, cmd);
     eventually_status(p.addr, ALICE, 200, Duration::from_secs(5)).await;
     let before = std::fs::read_to_string(&file).unwrap();
 
@@ -214,5 +181,171 @@ fn token_rotate_warns_when_the_service_user_cannot_read_the_file() {
                 .contains(&format!("chown nobody {}", file.display())),
         "{}",
         out.stderr
+    );
+}
+
+/// The token ID `member list` shows for `token`.
+fn id_of(token: &str) -> String {
+    let d: [u8; 32] = hex::decode(sha256_hex(token)).unwrap().try_into().unwrap();
+    clawgate::member::TokenRecord::id_for(&d)
+}
+
+#[tokio::test]
+async fn token_revoke_refuses_that_token_after_reload_and_keeps_the_other() {
+    let up = Upstream::start().await;
+    let second = "alice-second-token-0123456789";
+    let cfg = ConfigDir::new(
+        &[("prod", up.url())],
+        &[
+            MemberSpec::new("alice", ALICE).set(
+                "TOKEN_SHA256",
+                &format!("{} {}", sha256_hex(ALICE), sha256_hex(second)),
+            ),
+            MemberSpec::new("bob", BOB),
+        ],
+    );
+    // A mode other than the default, to see it kept.
+    let file = cfg.member_path("alice");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    let p = Proc::start(&cfg);
+    eventually_status(p.addr, ALICE, 200, Duration::from_secs(5)).await;
+    eventually_status(p.addr, second, 200, Duration::from_secs(5)).await;
+    let dir = cfg.path().to_str().unwrap().to_string();
+    let before = owner_group_mode(&file);
+
+    let out = cli_async(s(&[
+        "token",
+        "revoke",
+        "alice",
+        &id_of(ALICE),
+        "--config",
+        &dir,
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!("{} revoked", id_of(ALICE))),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(owner_group_mode(&file), before);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&sha256_hex(ALICE)), "{text}");
+    assert!(text.contains(&sha256_hex(second)), "{text}");
+
+    p.signal("-HUP");
+    p.wait_log("config reloaded", Duration::from_secs(5));
+    eventually_status(p.addr, ALICE, 401, Duration::from_secs(5)).await;
+    let still = get(p.addr, "/", &[("authorization", &bearer(second))]).await;
+    assert_eq!(still.status, 200);
+
+    // An unknown ID, and bob's only credential: refused, nothing written.
+    let unknown = cli_async(s(&[
+        "token",
+        "revoke",
+        "alice",
+        &id_of(ALICE),
+        "--config",
+        &dir,
+    ]))
+    .await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("alice has no token"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(
+        unknown.stderr.contains(&id_of(second)),
+        "{}",
+        unknown.stderr
+    );
+    let bob_before = std::fs::read_to_string(cfg.member_path("bob")).unwrap();
+    let last = cli_async(s(&[
+        "token",
+        "revoke",
+        "bob",
+        &id_of(BOB),
+        "--config",
+        &dir,
+    ]))
+    .await;
+    assert_eq!(last.code, 1);
+    assert!(last.stderr.contains("only credential"), "{}", last.stderr);
+    assert_eq!(
+        std::fs::read_to_string(cfg.member_path("bob")).unwrap(),
+        bob_before
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}
+
+#[test]
+fn token_prune_drops_an_expired_hash_and_keeps_a_live_one() {
+    let past = rfc3339(SystemTime::now() - Duration::from_secs(3600));
+    let future = rfc3339(SystemTime::now() + Duration::from_secs(86400));
+    let old = "alice-old-token-0123456789";
+    let live = "alice-live-token-0123456789";
+    let cfg = ConfigDir::new(
+        &[("prod", GATEWAY.to_string())],
+        &[
+            MemberSpec::new("alice", ALICE).set(
+                "TOKEN_SHA256",
+                &format!(
+                    "{}@{past} {}@{future} {}",
+                    sha256_hex(old),
+                    sha256_hex(live),
+                    sha256_hex(ALICE)
+                ),
+            ),
+            // Every token expired: kept, or the file would not load.
+            MemberSpec::new("bob", BOB).set("TOKEN_SHA256", &format!("{}@{past}", sha256_hex(BOB))),
+        ],
+    );
+    let dir = cfg.path().to_str().unwrap();
+    let bob_before = std::fs::read_to_string(cfg.member_path("bob")).unwrap();
+    let out = cli(&["token", "prune", "--config", dir]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("dropped expired {}", id_of(old))),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("every token of bob has expired"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(cfg.member_path("alice")).unwrap();
+    assert!(
+        text.contains(&format!(
+            "TOKEN_SHA256=\"{}@{future} {}\"",
+            sha256_hex(live),
+            sha256_hex(ALICE)
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&sha256_hex(old)), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(cfg.member_path("bob")).unwrap(),
+        bob_before
+    );
+    let (code, _) = check_json(cfg.path(), &[]);
+    assert_ne!(code, 2, "the config still loads");
+
+    // The live token still identifies alice, and says when it expires.
+    let d = cli(&[
+        "explain", "--config", dir, "--token", live, "--format", "json",
+    ])
+    .json();
+    assert_eq!(d["member"], "alice");
+    assert_eq!(d["token"]["expires"], future.as_str());
+
+    let again = cli(&["token", "prune", "alice", "--config", dir]);
+    assert_eq!(again.code, 0);
+    assert!(
+        again.stdout.contains("no expired token"),
+        "{}",
+        again.stdout
     );
 }

@@ -6,6 +6,7 @@
 pub mod process;
 pub mod tls;
 pub mod upstream;
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,6 +27,8 @@ use tokio::net::TcpStream;
 #[allow(unused_imports)]
 pub use process::{bearer, cli, cli_async, member_request, Out, Proc};
 pub use upstream::Upstream;
+#[allow(unused_imports)]
+pub use ws::{open, open_ws};
 
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))

@@ -292,7 +292,8 @@ impl Expected {
     }
 }
 
-fn set(root: &mut Value, path: &[&str], value: Value) {
+/// Set `path` in `root`, creating the objects on the way.
+pub fn set(root: &mut Value, path: &[&str], value: Value) {
     let mut cur = root;
     for (i, k) in path.iter().enumerate() {
         let Value::Object(map) = cur else { return };

@@ -61,13 +61,76 @@ pub struct ParsedMember {
 
 /// Parse one member file.
 pub fn parse_member_file(path: &Path) -> Result<ParsedMember, ConfigError> {
+    let name = name_of(path)?;
+    let file_mode = private_mode(path)?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
+    parse_member_text(path, name, &text, file_mode)
+}
+
+/// A member file's text before it is written: `clawgate member add` and
+/// the token commands have the loader check what they are about to write.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// Where it will be written: `members_dir/NAME.env` of the snapshot.
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+/// The member files to load: those in `dir`, plus `candidate`'s path.
+pub fn member_files_with(
+    dir: &Path,
+    candidate: Option<Candidate<'_>>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = member_files(dir)?;
+    if let Some(c) = candidate.filter(|c| !files.iter().any(|f| f == c.path)) {
+        files.push(c.path.to_path_buf());
+        files.sort();
+    }
+    Ok(files)
+}
+
+/// Parse `path`: from the candidate's text when it is the candidate's
+/// path, from the file otherwise.
+pub fn parse_member(
+    path: &Path,
+    candidate: Option<Candidate<'_>>,
+) -> Result<ParsedMember, ConfigError> {
+    match candidate.filter(|c| c.path == path) {
+        Some(c) => parse_candidate(c),
+        None => parse_member_file(path),
+    }
+}
+
+/// Parse a [`Candidate`] as if it were on disk: a new file will be mode
+/// 0600, a rewritten one keeps the mode it has.
+fn parse_candidate(c: Candidate<'_>) -> Result<ParsedMember, ConfigError> {
+    let name = name_of(c.path)?;
+    let file_mode = if c.path.exists() {
+        private_mode(c.path)?
+    } else {
+        0o600
+    };
+    parse_member_text(c.path, name, c.text, file_mode)
+}
+
+/// The member name a file stands for (its stem), validated.
+fn name_of(path: &Path) -> Result<&str, ConfigError> {
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
-    validate_name(&name).map_err(|why| ConfigError::file(path, why))?;
+        .unwrap_or_default();
+    if valid_name(name) {
+        return Ok(name);
+    }
+    Err(ConfigError::file(
+        path,
+        format!("member name '{name}' (from the file name) must be {NAME_RULE}; rename the file"),
+    ))
+}
 
+/// The file's permission bits, refused when group or others may read it.
+fn private_mode(path: &Path) -> Result<u32, ConfigError> {
     let meta =
         fs::metadata(path).map_err(|e| ConfigError::file(path, format!("cannot stat: {e}")))?;
     let file_mode = meta.permissions().mode() & 0o777;
@@ -80,14 +143,23 @@ pub fn parse_member_file(path: &Path) -> Result<ParsedMember, ConfigError> {
             ),
         ));
     }
-    let text = fs::read_to_string(path)
-        .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
-    let lines = key_lines(&text);
+    Ok(file_mode)
+}
+
+/// Parse the contents of member file `path` (member `name`, whose mode
+/// has been checked).
+fn parse_member_text(
+    path: &Path,
+    name: &str,
+    text: &str,
+    file_mode: u32,
+) -> Result<ParsedMember, ConfigError> {
+    let lines = key_lines(text);
 
     let mut values: HashMap<String, String> = HashMap::new();
     let iter = dotenvy::from_read_iter(text.as_bytes());
     for item in iter {
-        let (key, value) = item.map_err(|e| env_syntax_error(path, &text, e))?;
+        let (key, value) = item.map_err(|e| env_syntax_error(path, text, e))?;
         let line = lines.get(&key).map(|v| v[0]).unwrap_or(0);
         if !KEYS.contains(&key.as_str()) {
             return Err(ConfigError::line(
@@ -195,9 +267,9 @@ pub fn parse_member_file(path: &Path) -> Result<ParsedMember, ConfigError> {
 
     Ok(ParsedMember {
         member: Member {
-            name_header: HeaderValue::from_str(&name)
+            name_header: HeaderValue::from_str(name)
                 .map_err(|_| ConfigError::file(path, "member name is not a valid header value"))?,
-            name,
+            name: name.to_string(),
             file: path.to_path_buf(),
             tokens,
             cert_sha256,
@@ -215,20 +287,17 @@ pub fn parse_member_file(path: &Path) -> Result<ParsedMember, ConfigError> {
     })
 }
 
-fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
+/// What a member name may be: the loader takes it from the file name.
+pub const NAME_RULE: &str = "1-64 of a-z 0-9 . _ - starting with a letter or digit";
+
+/// Whether `name` follows [`NAME_RULE`].
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "member name '{name}' (from the file name) must be 1-64 of a-z 0-9 . _ - and start with a letter or digit; rename the file"
-        ))
-    }
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 /// Split a list value on commas and whitespace.
@@ -327,143 +396,4 @@ fn env_syntax_error(path: &Path, text: &str, e: dotenvy::Error) -> ConfigError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn write(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
-        let p = dir.join(name);
-        let mut f = fs::File::create(&p).unwrap();
-        f.write_all(body.as_bytes()).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-        p
-    }
-
-    const HASH: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
-
-    #[test]
-    fn a_complete_member_file_parses() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "alice.env",
-            &format!("# alice\nTOKEN_SHA256=\"{HASH}@2030-01-01T00:00:00Z {HASH}\"\nORIGINS=\"https://a.example.com none\"\nEGRESS_CIDRS=10.0.0.0/8,::1\nSCOPES=\"operator.read operator.write\"\nMODE=audit\nUPSTREAM=staging\n"),
-            0o600,
-        );
-        let pm = parse_member_file(&p).unwrap();
-        let m = pm.member;
-        assert_eq!(m.name, "alice");
-        assert_eq!(m.tokens.len(), 2);
-        assert!(m.tokens[0].expires.is_some());
-        assert_eq!(m.scopes_header, "operator.read,operator.write");
-        assert_eq!(m.mode, Mode::Audit);
-        assert_eq!(pm.upstream, Some(("staging".into(), 7)));
-    }
-
-    #[test]
-    fn group_readable_file_is_refused_with_chmod_hint() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "bob.env", "ORIGINS=none\n", 0o640);
-        let e = parse_member_file(&p).unwrap_err();
-        assert!(e.reason.contains("chmod 600"), "{e}");
-    }
-
-    #[test]
-    fn unknown_key_names_its_line() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "bob.env",
-            &format!("TOKEN_SHA256={HASH}\n\nORIGNS=none\n"),
-            0o600,
-        );
-        let e = parse_member_file(&p).unwrap_err();
-        assert_eq!(e.line_number(), Some(3));
-        assert!(e.reason.contains("unknown key ORIGNS"), "{e}");
-    }
-
-    #[test]
-    fn plaintext_token_is_refused_without_echoing_it() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "bob.env",
-            "ORIGINS=none\nEGRESS_CIDRS=10.0.0.0/8\nTOKEN_SHA256=supersecretplaintexttoken\n",
-            0o600,
-        );
-        let e = parse_member_file(&p).unwrap_err();
-        assert_eq!(e.line_number(), Some(3));
-        assert!(!e.to_string().contains("supersecretplaintexttoken"), "{e}");
-    }
-
-    #[test]
-    fn bad_origin_and_cidr_name_their_lines() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "bob.env",
-            &format!(
-                "TOKEN_SHA256={HASH}\nORIGINS=https://x.example.com/\nEGRESS_CIDRS=10.0.0.0/8\n"
-            ),
-            0o600,
-        );
-        let e = parse_member_file(&p).unwrap_err();
-        assert_eq!(e.line_number(), Some(2));
-        assert!(e.reason.contains("trailing slash"), "{e}");
-        let p = write(
-            d.path(),
-            "carol.env",
-            &format!("TOKEN_SHA256={HASH}\nORIGINS=none\nEGRESS_CIDRS=10.0.0.0/40\n"),
-            0o600,
-        );
-        assert_eq!(parse_member_file(&p).unwrap_err().line_number(), Some(3));
-    }
-
-    #[test]
-    fn duplicate_key_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "bob.env",
-            &format!("TOKEN_SHA256={HASH}\nORIGINS=none\nEGRESS_CIDRS=10.0.0.0/8\nORIGINS=none\n"),
-            0o600,
-        );
-        let e = parse_member_file(&p).unwrap_err();
-        assert_eq!(e.line_number(), Some(4));
-    }
-
-    #[test]
-    fn missing_egress_and_origins_say_what_to_write() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "bob.env",
-            &format!("TOKEN_SHA256={HASH}\nORIGINS=none\n"),
-            0o600,
-        );
-        assert!(parse_member_file(&p)
-            .unwrap_err()
-            .reason
-            .contains("EGRESS_CIDRS is missing"));
-        let p = write(
-            d.path(),
-            "carl.env",
-            &format!("TOKEN_SHA256={HASH}\n"),
-            0o600,
-        );
-        assert!(parse_member_file(&p)
-            .unwrap_err()
-            .reason
-            .contains("ORIGINS is missing"));
-    }
-
-    #[test]
-    fn bad_file_names_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "Bad Name.env", "", 0o600);
-        assert!(parse_member_file(&p)
-            .unwrap_err()
-            .reason
-            .contains("rename the file"));
-    }
-}
+mod tests;
