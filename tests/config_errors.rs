@@ -257,3 +257,23 @@ async fn a_reload_to_a_public_admin_address_is_refused_and_the_old_config_stays(
     let reply = get(server.addr, "/api/x", &[("authorization", &bearer(ALICE))]).await;
     assert_eq!(reply.status, 200);
 }
+
+#[test]
+fn a_cidr_with_host_bits_is_refused_with_the_network_meant_file_and_line() {
+    let cfg = config_dir();
+    let bob = MemberSpec::new("bob", BOB).set("EGRESS_CIDRS", "10.0.0.0/8 203.0.113.5/24");
+    cfg.write_member(&bob);
+    let line = line_starting(&bob.render(), "EGRESS_CIDRS=");
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert_eq!(e.line_number(), Some(line), "{e}");
+    assert!(e.reason.contains("did you mean 203.0.113.0/24?"), "{e}");
+    // The real binary says the same, with file and line.
+    let out = cli(&["check", "--config", cfg.path().to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let want = format!(
+        "{}:{line}: EGRESS_CIDRS: '203.0.113.5/24' has host bits set: did you mean 203.0.113.0/24?",
+        cfg.member_path("bob").display()
+    );
+    assert!(out.stdout.contains(&want), "no '{want}' in {}", out.stdout);
+}

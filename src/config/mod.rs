@@ -8,6 +8,7 @@
 mod admin;
 pub mod error;
 pub mod members;
+mod nets;
 pub mod raw;
 mod snapshot;
 
@@ -24,7 +25,7 @@ use http::{HeaderValue, Uri};
 pub use error::ConfigError;
 use raw::RawBase;
 
-use crate::cidr::{self, CidrSet};
+use crate::cidr::CidrSet;
 use crate::identity::CredentialIndex;
 
 pub const BASE_FILE: &str = "clawgate.toml";
@@ -231,7 +232,7 @@ fn build(
             }
             let nets = source_cidrs
                 .iter()
-                .map(|s| cidr::parse_net(s))
+                .map(|s| nets::parse_net(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|why| key_err(&format!("{key}.source_cidrs"), why))?;
             let upstream = match upstream {
@@ -263,7 +264,7 @@ fn build(
     let trusted_proxies = CidrSet::new(
         trusted
             .iter()
-            .map(|s| cidr::parse_net(s))
+            .map(|s| nets::parse_net(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| key_err("client_ip.trusted_proxies", why))?,
     );
