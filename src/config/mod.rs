@@ -81,7 +81,7 @@ fn build(
             dir.join(p)
         }
     };
-    let key_err = |k: &str, why: String| ConfigError::key(file, k, why);
+    let key_err = |k: &str, why: String| ConfigError::toml_key(file, text, k, why);
 
     // [listen]
     let raw::RawListen {
@@ -140,11 +140,9 @@ fn build(
         }
     }
     let tls = match &tls_files {
-        Some(t) => {
-            Some(Arc::new(crate::tls::server_config(t).map_err(|why| {
-                ConfigError::key(file, "listen.tls_cert", why)
-            })?))
-        }
+        Some(t) => Some(Arc::new(
+            crate::tls::server_config(t).map_err(|why| key_err("listen.tls_cert", why))?,
+        )),
         None => None,
     };
 
@@ -160,7 +158,7 @@ fn build(
     }
     let upstreams = upstreams
         .into_iter()
-        .map(|(name, u)| build_upstream(file, name, u))
+        .map(|(name, u)| build_upstream(file, text, name, u))
         .collect::<Result<Vec<_>, _>>()?;
     let upstream_index = |name: &str, key: &str| -> Result<usize, ConfigError> {
         upstreams
@@ -424,29 +422,30 @@ fn build(
     })
 }
 
-fn build_upstream(file: &Path, name: String, u: raw::RawUpstream) -> Result<Upstream, ConfigError> {
+fn build_upstream(
+    file: &Path,
+    text: &str,
+    name: String,
+    u: raw::RawUpstream,
+) -> Result<Upstream, ConfigError> {
+    let err = |key: &str, why: String| ConfigError::toml_key(file, text, key, why);
     let raw::RawUpstream {
         url,
         identity_header,
     } = u;
     let key = format!("upstreams.{name}.url");
     let uri: Uri = url.parse().map_err(|_| {
-        ConfigError::key(
-            file,
+        err(
             &key,
             format!("'{url}' is not a URL (e.g. http://127.0.0.1:18789)"),
         )
     })?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| {
-        ConfigError::key(
-            file,
-            &key,
-            format!("'{url}' needs a scheme: http://HOST:PORT"),
-        )
-    })?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| err(&key, format!("'{url}' needs a scheme: http://HOST:PORT")))?;
     if scheme != Scheme::HTTP {
-        return Err(ConfigError::key(
-            file,
+        return Err(err(
             &key,
             format!(
                 "'{url}': only http:// upstreams are supported (the gateway listens on loopback)"
@@ -456,25 +455,23 @@ fn build_upstream(file: &Path, name: String, u: raw::RawUpstream) -> Result<Upst
     let authority = uri
         .authority()
         .cloned()
-        .ok_or_else(|| ConfigError::key(file, &key, format!("'{url}' has no host")))?;
+        .ok_or_else(|| err(&key, format!("'{url}' has no host")))?;
     if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(ConfigError::key(
-            file,
+        return Err(err(
             &key,
             format!("'{url}' has a path; an upstream is scheme://host:port only"),
         ));
     }
     let identity_header = identity_header.unwrap_or_else(|| DEFAULT_IDENTITY_HEADER.into());
     let identity_header = HeaderName::from_bytes(identity_header.as_bytes()).map_err(|_| {
-        ConfigError::key(
-            file,
-            format!("upstreams.{name}.identity_header"),
+        err(
+            &format!("upstreams.{name}.identity_header"),
             format!("'{identity_header}' is not a header name"),
         )
     })?;
     Ok(Upstream {
         host_header: HeaderValue::from_str(authority.as_str())
-            .map_err(|_| ConfigError::key(file, &key, "host is not a valid header value"))?,
+            .map_err(|_| err(&key, "host is not a valid header value".into()))?,
         name,
         url: uri,
         scheme,
