@@ -42,7 +42,9 @@ pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
                 );
             }
             let members = snap.members.len();
+            let expiries = config::certs::expiries(snap.listen.tls.as_ref());
             state.config.store(Arc::new(snap));
+            state.metrics.set_cert_expiries(&expiries);
             let revoked = state.tunnels.revoke_against(&state.snapshot());
             state
                 .metrics

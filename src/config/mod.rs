@@ -6,6 +6,7 @@
 //! `reload` swaps whole snapshots, so a request sees exactly one.
 
 mod admin;
+pub mod certs;
 pub mod error;
 pub mod members;
 mod nets;

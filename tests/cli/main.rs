@@ -4,6 +4,7 @@
 //! `explain` agreeing with the live proxy on a table of cases.
 
 mod check;
+mod check_tls;
 #[path = "../common/mod.rs"]
 mod common;
 mod explain;
