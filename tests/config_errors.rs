@@ -125,9 +125,12 @@ fn upstream_naming_a_missing_upstream_names_the_file_and_line() {
 #[test]
 fn two_members_sharing_a_token_hash_are_refused() {
     let cfg = config_dir();
-    cfg.write_member(&MemberSpec::new("bob", ALICE));
+    let bob = MemberSpec::new("bob", ALICE);
+    cfg.write_member(&bob);
     let e = refused(cfg.path());
     assert_eq!(e.file, cfg.member_path("bob"));
+    let line = line_starting(&bob.render(), "TOKEN_SHA256=");
+    assert_eq!(e.line_number(), Some(line), "{e}");
     assert!(e.reason.contains("'alice'"), "names the other member: {e}");
     assert!(e.reason.contains("alice.env"), "names the other file: {e}");
     assert!(!e.to_string().contains(ALICE), "never prints a token: {e}");
@@ -357,4 +360,46 @@ fn keys_of_listen_and_upstreams_name_their_line() {
         "{e}"
     );
     assert!(e.reason.contains("tls_cert and tls_key go together"), "{e}");
+}
+
+#[test]
+fn a_session_key_file_that_cannot_be_used_names_the_line_that_points_at_it() {
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("short.key"), [7u8; 8]).unwrap();
+    for (name, why) in [
+        ("missing.key", "cannot read"),
+        ("short.key", "at least 32 bytes"),
+    ] {
+        let file = keys.path().join(name);
+        let file = file.to_str().unwrap();
+        let (_, text, e) = refused_toml(&format!("[session]\nkey_file = \"{file}\"\n"), "prod");
+        assert_eq!(
+            e.line_number(),
+            Some(line_starting(&text, "key_file")),
+            "{e}"
+        );
+        assert!(e.reason.starts_with("session.key_file: "), "{e}");
+        assert!(e.reason.contains(file) && e.reason.contains(why), "{e}");
+    }
+}
+
+#[test]
+fn an_unusable_tls_file_names_the_line_of_its_key() {
+    for (key, setting) in [
+        ("tls_cert", "tls_cert = \"nope.pem\"\ntls_key = \"k.pem\"\n"),
+        ("tls_key", "tls_cert = \"c.pem\"\ntls_key = \"nope.pem\"\n"),
+        ("client_ca", "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nclient_ca = \"nope.pem\"\nclient_auth = \"optional\"\n"),
+    ] {
+        let pki = common::tls::Pki::new();
+        let cfg = config_dir();
+        pki.install_server_files(cfg.path());
+        std::fs::rename(cfg.path().join("server.pem"), cfg.path().join("c.pem")).unwrap();
+        std::fs::rename(cfg.path().join("server.key"), cfg.path().join("k.pem")).unwrap();
+        let toml = cfg.base.replace("[listen]\n", &format!("[listen]\n{setting}"));
+        std::fs::write(cfg.path().join("clawgate.toml"), &toml).unwrap();
+        let e = refused(cfg.path());
+        assert_eq!(e.line_number(), Some(line_starting(&toml, key)), "{key}: {e}");
+        assert!(e.reason.starts_with(&format!("listen.{key}: ")), "{e}");
+        assert!(e.reason.contains("nope.pem"), "{e}");
+    }
 }

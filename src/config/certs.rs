@@ -114,6 +114,19 @@ pub fn files(tls: &TlsFiles) -> Vec<(&'static str, &Path)> {
     out
 }
 
+/// Which `[listen]` key a TLS setup error (which starts with the path
+/// of the file at fault) is about, so the error names that key's line.
+pub fn listen_key(tls: &TlsFiles, why: &str) -> &'static str {
+    let about = |p: &Path| why.starts_with(&p.display().to_string());
+    if tls.client_ca.as_deref().is_some_and(about) {
+        "listen.client_ca"
+    } else if about(&tls.key) {
+        "listen.tls_key"
+    } else {
+        "listen.tls_cert"
+    }
+}
+
 /// For each readable certificate file: its role and the earliest notAfter
 /// among its certificates (the one that bites first).
 pub fn expiries(tls: Option<&TlsFiles>) -> Vec<(&'static str, i64)> {

@@ -91,6 +91,22 @@ pub fn line_of_offset(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A problem with `key` of the env file at `path`, on the line that sets
+/// it when there is one. For checks across files, made after parsing.
+pub fn env_key_error(path: &Path, key: &str, reason: String) -> ConfigError {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let line = text.lines().position(|l| {
+        let l = l.trim_start();
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    match line {
+        Some(i) => ConfigError::line(path, i + 1, reason),
+        None => ConfigError::file(path, reason),
+    }
+}
+
 /// 1-based line of the dotted `key` (`public[0].upstream`) in the TOML
 /// `text`, or of the deepest part of it that is present. Only called on
 /// the error path, so re-parsing the text is fine.

@@ -142,7 +142,7 @@ fn build(
     }
     let tls = match &tls_files {
         Some(t) => Some(Arc::new(
-            crate::tls::server_config(t).map_err(|why| key_err("listen.tls_cert", why))?,
+            crate::tls::server_config(t).map_err(|why| key_err(certs::listen_key(t, &why), why))?,
         )),
         None => None,
     };
@@ -335,12 +335,13 @@ fn build(
                 key_err("session.key_file", "set key_file: a file with at least 32 random bytes (e.g. head -c 32 /dev/urandom > tls/session.key)".into())
             })?;
             let path = rel(&key_file);
+            let shown = path.display();
             let key = fs::read(&path)
-                .map_err(|e| ConfigError::file(&path, format!("cannot read session key: {e}")))?;
+                .map_err(|e| key_err("session.key_file", format!("{shown}: cannot read: {e}")))?;
             if key.len() < 32 {
-                return Err(ConfigError::file(
-                    &path,
-                    "session key must be at least 32 bytes",
+                return Err(key_err(
+                    "session.key_file",
+                    format!("{shown}: a session key must be at least 32 bytes"),
                 ));
             }
             Some(Session {
@@ -385,8 +386,15 @@ fn build(
         member_list.push(m);
     }
     let credentials = CredentialIndex::build(&member_list).map_err(|c| {
-        ConfigError::file(
-            &member_list[c.second].file,
+        let file = &member_list[c.second].file;
+        let key = c
+            .credential
+            .split(' ')
+            .next()
+            .filter(|k| k.starts_with("CERT_"));
+        error::env_key_error(
+            file,
+            key.unwrap_or("TOKEN_SHA256"),
             format!(
                 "{} is also claimed by member '{}' ({}); each credential must belong to one member",
                 c.credential,
