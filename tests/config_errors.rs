@@ -382,24 +382,3 @@ fn a_session_key_file_that_cannot_be_used_names_the_line_that_points_at_it() {
         assert!(e.reason.contains(file) && e.reason.contains(why), "{e}");
     }
 }
-
-#[test]
-fn an_unusable_tls_file_names_the_line_of_its_key() {
-    for (key, setting) in [
-        ("tls_cert", "tls_cert = \"nope.pem\"\ntls_key = \"k.pem\"\n"),
-        ("tls_key", "tls_cert = \"c.pem\"\ntls_key = \"nope.pem\"\n"),
-        ("client_ca", "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nclient_ca = \"nope.pem\"\nclient_auth = \"optional\"\n"),
-    ] {
-        let pki = common::tls::Pki::new();
-        let cfg = config_dir();
-        pki.install_server_files(cfg.path());
-        std::fs::rename(cfg.path().join("server.pem"), cfg.path().join("c.pem")).unwrap();
-        std::fs::rename(cfg.path().join("server.key"), cfg.path().join("k.pem")).unwrap();
-        let toml = cfg.base.replace("[listen]\n", &format!("[listen]\n{setting}"));
-        std::fs::write(cfg.path().join("clawgate.toml"), &toml).unwrap();
-        let e = refused(cfg.path());
-        assert_eq!(e.line_number(), Some(line_starting(&toml, key)), "{key}: {e}");
-        assert!(e.reason.starts_with(&format!("listen.{key}: ")), "{e}");
-        assert!(e.reason.contains("nope.pem"), "{e}");
-    }
-}
