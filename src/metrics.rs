@@ -30,6 +30,7 @@ pub struct Metrics {
     pub member_files_refused: IntGauge,
     pub revoked_connections: IntCounterVec,
     pub access_log_dropped: IntGauge,
+    pub tls_cert_expiry: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -120,6 +121,11 @@ impl Metrics {
             "Unix time a member's request was last refused, by reason.",
             &["member", "reason"],
         );
+        let tls_cert_expiry = gauge_vec(
+            "clawgate_tls_cert_expiry_timestamp_seconds",
+            "Unix time the first certificate of each [listen] file expires, by role (server, client_ca).",
+            &["role"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -155,6 +161,16 @@ impl Metrics {
             member_files_refused,
             revoked_connections,
             access_log_dropped,
+            tls_cert_expiry,
+        }
+    }
+
+    /// Set the certificate expiry gauge to exactly these (role, notAfter)
+    /// pairs: a role no longer configured disappears.
+    pub fn set_cert_expiries(&self, expiries: &[(&str, i64)]) {
+        self.tls_cert_expiry.reset();
+        for (role, at) in expiries {
+            self.tls_cert_expiry.with_label_values(&[*role]).set(*at);
         }
     }
 

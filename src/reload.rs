@@ -42,7 +42,9 @@ pub fn apply(state: &State, dir: &Path) -> Result<Outcome, ConfigError> {
             log_changes(&changes, dir);
             log_faults(&faults);
             let members = snapshot.members.len();
+            let expiries = config::certs::expiries(snapshot.listen.tls.as_ref());
             state.config.store(Arc::new(snapshot));
+            state.metrics.set_cert_expiries(&expiries);
             let revoked = state.tunnels.revoke_against(&state.snapshot());
             let result = if faults.is_empty() { "ok" } else { "partial" };
             let m = &state.metrics;

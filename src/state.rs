@@ -35,9 +35,13 @@ impl State {
     pub fn new(snapshot: Snapshot, access_log: AccessLog) -> Arc<Self> {
         let upstream = UpstreamClient::new();
         let at_start = AtStart::of(&snapshot);
+        let metrics = Metrics::new();
+        metrics.set_cert_expiries(&crate::config::certs::expiries(
+            snapshot.listen.tls.as_ref(),
+        ));
         Arc::new(State {
             config: ArcSwap::from_pointee(snapshot),
-            metrics: Metrics::new(),
+            metrics,
             access_log,
             upstream,
             tunnels: Tunnels::default(),

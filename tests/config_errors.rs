@@ -125,9 +125,12 @@ fn upstream_naming_a_missing_upstream_names_the_file_and_line() {
 #[test]
 fn two_members_sharing_a_token_hash_are_refused() {
     let cfg = config_dir();
-    cfg.write_member(&MemberSpec::new("bob", ALICE));
+    let bob = MemberSpec::new("bob", ALICE);
+    cfg.write_member(&bob);
     let e = refused(cfg.path());
     assert_eq!(e.file, cfg.member_path("bob"));
+    let line = line_starting(&bob.render(), "TOKEN_SHA256=");
+    assert_eq!(e.line_number(), Some(line), "{e}");
     assert!(e.reason.contains("'alice'"), "names the other member: {e}");
     assert!(e.reason.contains("alice.env"), "names the other file: {e}");
     assert!(!e.to_string().contains(ALICE), "never prints a token: {e}");
@@ -256,4 +259,126 @@ async fn a_reload_to_a_public_admin_address_is_refused_and_the_old_config_stays(
     assert!(server.state.snapshot().admin.addr.ip().is_loopback());
     let reply = get(server.addr, "/api/x", &[("authorization", &bearer(ALICE))]).await;
     assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn a_cidr_with_host_bits_is_refused_with_the_network_meant_file_and_line() {
+    let cfg = config_dir();
+    let bob = MemberSpec::new("bob", BOB).set("EGRESS_CIDRS", "10.0.0.0/8 203.0.113.5/24");
+    cfg.write_member(&bob);
+    let line = line_starting(&bob.render(), "EGRESS_CIDRS=");
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.member_path("bob"));
+    assert_eq!(e.line_number(), Some(line), "{e}");
+    assert!(e.reason.contains("did you mean 203.0.113.0/24?"), "{e}");
+    // The real binary says the same, with file and line.
+    let out = cli(&["check", "--config", cfg.path().to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let want = format!(
+        "{}:{line}: EGRESS_CIDRS: '203.0.113.5/24' has host bits set: did you mean 203.0.113.0/24?",
+        cfg.member_path("bob").display()
+    );
+    assert!(out.stdout.contains(&want), "no '{want}' in {}", out.stdout);
+}
+
+/// clawgate.toml with `extra` appended and `default_upstream` set to
+/// `default`, its text, and the refusal.
+fn refused_toml(extra: &str, default: &str) -> (ConfigDir, String, ConfigError) {
+    let mut cfg = config_dir();
+    cfg.base = cfg.base.replace(
+        "default_upstream = \"prod\"",
+        &format!("default_upstream = \"{default}\""),
+    );
+    cfg.write_base(extra);
+    let text = std::fs::read_to_string(cfg.path().join("clawgate.toml")).unwrap();
+    let e = refused(cfg.path());
+    assert_eq!(e.file, cfg.path().join("clawgate.toml"));
+    (cfg, text, e)
+}
+
+#[test]
+fn references_inside_clawgate_toml_name_their_line() {
+    let cases = [
+        (
+            "[[public]]\npath_prefix = \"/hooks/\"\nsource_cidrs = [\"127.0.0.1/32\"]\nupstream = \"prd\"\n",
+            "upstream = \"prd\"",
+            "public[0].upstream: no upstream named 'prd'; defined: prod, staging",
+        ),
+        (
+            "",
+            "default_upstream",
+            "members.default_upstream: no upstream named 'stagin'",
+        ),
+        (
+            "[[public]]\npath_prefix = \"/hooks/\"\nsource_cidrs = [\"203.0.113.5/24\"]\nupstream = \"prod\"\n",
+            "source_cidrs",
+            "public[0].source_cidrs: '203.0.113.5/24' has host bits set: did you mean 203.0.113.0/24?",
+        ),
+        (
+            "[client_ip]\ntrusted_proxies = [\"10.1.2.3/8\"]\n",
+            "trusted_proxies",
+            "client_ip.trusted_proxies: '10.1.2.3/8' has host bits set: did you mean 10.0.0.0/8?",
+        ),
+    ];
+    for (extra, at, want) in cases {
+        let default = if extra.is_empty() { "stagin" } else { "prod" };
+        let (cfg, text, e) = refused_toml(extra, default);
+        let line = line_starting(&text, at);
+        assert_eq!(e.line_number(), Some(line), "{e}");
+        assert!(e.reason.contains(want), "{e}");
+        // The real binary prints file:line: key: reason.
+        let out = cli(&["check", "--config", cfg.path().to_str().unwrap()]);
+        assert_eq!(out.code, 1);
+        let want = format!("clawgate.toml:{line}: {want}");
+        assert!(out.stdout.contains(&want), "no '{want}' in {}", out.stdout);
+    }
+}
+
+#[test]
+fn keys_of_listen_and_upstreams_name_their_line() {
+    let cfg = config_dir();
+    let toml = cfg
+        .base
+        .replace("http://127.0.0.1:18790", "https://127.0.0.1:18790");
+    std::fs::write(cfg.path().join("clawgate.toml"), &toml).unwrap();
+    let e = refused(cfg.path());
+    assert_eq!(
+        e.line_number(),
+        Some(line_starting(&toml, "url = \"https://")),
+        "{e}"
+    );
+    assert!(e.reason.starts_with("upstreams.staging.url: "), "{e}");
+    // An absent key points at its table: tls_key without tls_cert.
+    let toml = cfg
+        .base
+        .replace("[listen]\n", "[listen]\ntls_key = \"k.pem\"\n");
+    std::fs::write(cfg.path().join("clawgate.toml"), &toml).unwrap();
+    let e = refused(cfg.path());
+    assert_eq!(
+        e.line_number(),
+        Some(line_starting(&toml, "[listen]")),
+        "{e}"
+    );
+    assert!(e.reason.contains("tls_cert and tls_key go together"), "{e}");
+}
+
+#[test]
+fn a_session_key_file_that_cannot_be_used_names_the_line_that_points_at_it() {
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("short.key"), [7u8; 8]).unwrap();
+    for (name, why) in [
+        ("missing.key", "cannot read"),
+        ("short.key", "at least 32 bytes"),
+    ] {
+        let file = keys.path().join(name);
+        let file = file.to_str().unwrap();
+        let (_, text, e) = refused_toml(&format!("[session]\nkey_file = \"{file}\"\n"), "prod");
+        assert_eq!(
+            e.line_number(),
+            Some(line_starting(&text, "key_file")),
+            "{e}"
+        );
+        assert!(e.reason.starts_with("session.key_file: "), "{e}");
+        assert!(e.reason.contains(file) && e.reason.contains(why), "{e}");
+    }
 }

@@ -328,3 +328,27 @@ async fn reload_rotates_the_server_certificate_for_new_connections_only() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+/// A TLS file the loader cannot use is refused on the line of the key
+/// that names it.
+#[test]
+fn an_unusable_tls_file_names_the_line_of_its_key() {
+    for (key, setting) in [
+        ("tls_cert", "tls_cert = \"nope.pem\"\ntls_key = \"k.pem\"\n"),
+        ("tls_key", "tls_cert = \"c.pem\"\ntls_key = \"nope.pem\"\n"),
+        ("client_ca", "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nclient_ca = \"nope.pem\"\nclient_auth = \"optional\"\n"),
+    ] {
+        let pki = Pki::new();
+        let cfg = ConfigDir::new(&[("prod", "http://127.0.0.1:18789".into())], &[MemberSpec::new("alice", ALICE)]);
+        pki.install_server_files(cfg.path());
+        std::fs::rename(cfg.path().join("server.pem"), cfg.path().join("c.pem")).unwrap();
+        std::fs::rename(cfg.path().join("server.key"), cfg.path().join("k.pem")).unwrap();
+        let toml = cfg.base.replace("[listen]\n", &format!("[listen]\n{setting}"));
+        std::fs::write(cfg.path().join("clawgate.toml"), &toml).unwrap();
+        let e = clawgate::config::load(cfg.path()).err().expect("refused");
+        let line = toml.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        assert_eq!(e.line_number(), Some(line), "{key}: {e}");
+        assert!(e.reason.starts_with(&format!("listen.{key}: ")), "{e}");
+        assert!(e.reason.contains("nope.pem"), "{e}");
+    }
+}

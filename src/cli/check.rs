@@ -137,6 +137,7 @@ fn member_rows(r: &Report) -> Vec<Vec<String>> {
 fn status_word(s: Status) -> &'static str {
     match s {
         Status::Pass => "PASS",
+        Status::Warn => "WARN",
         Status::Fail => "FAIL",
     }
 }
@@ -182,7 +183,12 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn verdict(r: &Report) -> String {
-    if r.pass {
+    if r.pass && r.summary.warned > 0 {
+        format!(
+            "RESULT: PASS ({} rows, {} warning(s))",
+            r.summary.rows, r.summary.warned
+        )
+    } else if r.pass {
         format!("RESULT: PASS ({} rows)", r.summary.rows)
     } else {
         format!(
@@ -257,10 +263,10 @@ pub fn markdown(r: &Report) -> String {
     let rows: Vec<Vec<String>> = matrix_rows(r)
         .into_iter()
         .map(|mut c| {
-            c[0] = if c[0] == "PASS" {
-                "✅ pass".into()
-            } else {
-                "❌ fail".into()
+            c[0] = match c[0].as_str() {
+                "PASS" => "✅ pass".into(),
+                "WARN" => "⚠️ warn".into(),
+                _ => "❌ fail".into(),
             };
             c
         })

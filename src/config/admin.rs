@@ -20,7 +20,7 @@ pub(super) fn build(
     text: &str,
     admin: Option<raw::RawAdmin>,
 ) -> Result<(SocketAddr, bool), ConfigError> {
-    let key_err = |k: &str, why: String| ConfigError::key(file, k, why);
+    let key_err = |k: &str, why: String| ConfigError::toml_key(file, text, k, why);
     let (admin_addr, allow_public) = match admin {
         Some(raw::RawAdmin { addr, allow_public }) => (addr, allow_public),
         None => (None, false),

@@ -6,9 +6,11 @@
 //! `reload` swaps whole snapshots, so a request sees exactly one.
 
 mod admin;
+pub mod certs;
 pub mod changes;
 pub mod error;
 pub mod members;
+mod nets;
 pub mod raw;
 mod snapshot;
 
@@ -25,7 +27,7 @@ use http::{HeaderValue, Uri};
 pub use error::ConfigError;
 use raw::RawBase;
 
-use crate::cidr::{self, CidrSet};
+use crate::cidr::CidrSet;
 use crate::identity::CredentialIndex;
 
 pub const BASE_FILE: &str = "clawgate.toml";
@@ -125,7 +127,7 @@ fn build(
             dir.join(p)
         }
     };
-    let key_err = |k: &str, why: String| ConfigError::key(file, k, why);
+    let key_err = |k: &str, why: String| ConfigError::toml_key(file, text, k, why);
 
     // [listen]
     let raw::RawListen {
@@ -184,11 +186,9 @@ fn build(
         }
     }
     let tls = match &tls_files {
-        Some(t) => {
-            Some(Arc::new(crate::tls::server_config(t).map_err(|why| {
-                ConfigError::key(file, "listen.tls_cert", why)
-            })?))
-        }
+        Some(t) => Some(Arc::new(
+            crate::tls::server_config(t).map_err(|why| key_err(certs::listen_key(t, &why), why))?,
+        )),
         None => None,
     };
 
@@ -204,7 +204,7 @@ fn build(
     }
     let upstreams = upstreams
         .into_iter()
-        .map(|(name, u)| build_upstream(file, name, u))
+        .map(|(name, u)| build_upstream(file, text, name, u))
         .collect::<Result<Vec<_>, _>>()?;
     let upstream_index = |name: &str, key: &str| -> Result<usize, ConfigError> {
         upstreams
@@ -276,7 +276,7 @@ fn build(
             }
             let nets = source_cidrs
                 .iter()
-                .map(|s| cidr::parse_net(s))
+                .map(|s| nets::parse_net(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|why| key_err(&format!("{key}.source_cidrs"), why))?;
             let upstream = match upstream {
@@ -308,7 +308,7 @@ fn build(
     let trusted_proxies = CidrSet::new(
         trusted
             .iter()
-            .map(|s| cidr::parse_net(s))
+            .map(|s| nets::parse_net(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| key_err("client_ip.trusted_proxies", why))?,
     );
@@ -380,12 +380,13 @@ fn build(
                 key_err("session.key_file", "set key_file: a file with at least 32 random bytes (e.g. head -c 32 /dev/urandom > tls/session.key)".into())
             })?;
             let path = rel(&key_file);
+            let shown = path.display();
             let key = fs::read(&path)
-                .map_err(|e| ConfigError::file(&path, format!("cannot read session key: {e}")))?;
+                .map_err(|e| key_err("session.key_file", format!("{shown}: cannot read: {e}")))?;
             if key.len() < 32 {
-                return Err(ConfigError::file(
-                    &path,
-                    "session key must be at least 32 bytes",
+                return Err(key_err(
+                    "session.key_file",
+                    format!("{shown}: a session key must be at least 32 bytes"),
                 ));
             }
             Some(Session {
@@ -427,8 +428,15 @@ fn build(
         member_list.extend(kept);
     }
     let credentials = CredentialIndex::build(&member_list).map_err(|c| {
-        ConfigError::file(
-            &member_list[c.second].file,
+        let file = &member_list[c.second].file;
+        let key = c
+            .credential
+            .split(' ')
+            .next()
+            .filter(|k| k.starts_with("CERT_"));
+        error::env_key_error(
+            file,
+            key.unwrap_or("TOKEN_SHA256"),
             format!(
                 "{} is also claimed by member '{}' ({}); each credential must belong to one member",
                 c.credential,
@@ -516,29 +524,30 @@ fn last_good(
     })
 }
 
-fn build_upstream(file: &Path, name: String, u: raw::RawUpstream) -> Result<Upstream, ConfigError> {
+fn build_upstream(
+    file: &Path,
+    text: &str,
+    name: String,
+    u: raw::RawUpstream,
+) -> Result<Upstream, ConfigError> {
+    let err = |key: &str, why: String| ConfigError::toml_key(file, text, key, why);
     let raw::RawUpstream {
         url,
         identity_header,
     } = u;
     let key = format!("upstreams.{name}.url");
     let uri: Uri = url.parse().map_err(|_| {
-        ConfigError::key(
-            file,
+        err(
             &key,
             format!("'{url}' is not a URL (e.g. http://127.0.0.1:18789)"),
         )
     })?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| {
-        ConfigError::key(
-            file,
-            &key,
-            format!("'{url}' needs a scheme: http://HOST:PORT"),
-        )
-    })?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| err(&key, format!("'{url}' needs a scheme: http://HOST:PORT")))?;
     if scheme != Scheme::HTTP {
-        return Err(ConfigError::key(
-            file,
+        return Err(err(
             &key,
             format!(
                 "'{url}': only http:// upstreams are supported (the gateway listens on loopback)"
@@ -548,25 +557,23 @@ fn build_upstream(file: &Path, name: String, u: raw::RawUpstream) -> Result<Upst
     let authority = uri
         .authority()
         .cloned()
-        .ok_or_else(|| ConfigError::key(file, &key, format!("'{url}' has no host")))?;
+        .ok_or_else(|| err(&key, format!("'{url}' has no host")))?;
     if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(ConfigError::key(
-            file,
+        return Err(err(
             &key,
             format!("'{url}' has a path; an upstream is scheme://host:port only"),
         ));
     }
     let identity_header = identity_header.unwrap_or_else(|| DEFAULT_IDENTITY_HEADER.into());
     let identity_header = HeaderName::from_bytes(identity_header.as_bytes()).map_err(|_| {
-        ConfigError::key(
-            file,
-            format!("upstreams.{name}.identity_header"),
+        err(
+            &format!("upstreams.{name}.identity_header"),
             format!("'{identity_header}' is not a header name"),
         )
     })?;
     Ok(Upstream {
         host_header: HeaderValue::from_str(authority.as_str())
-            .map_err(|_| ConfigError::key(file, &key, "host is not a valid header value"))?,
+            .map_err(|_| err(&key, "host is not a valid header value".into()))?,
         name,
         url: uri,
         scheme,

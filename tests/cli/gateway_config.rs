@@ -101,3 +101,42 @@ fn every_command_has_help() {
         assert!(out.stdout.contains("Usage:"), "{cmd}");
     }
 }
+
+/// `config/` copied to a temp dir with its member files at 0600 (git does
+/// not keep modes), so the shipped files are checked as shipped.
+fn shipped_config() -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dst = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("clawgate.toml"), dst.path().join("clawgate.toml")).unwrap();
+    std::fs::create_dir(dst.path().join("members")).unwrap();
+    for e in std::fs::read_dir(src.join("members")).unwrap() {
+        let e = e.unwrap();
+        let to = dst.path().join("members").join(e.file_name());
+        std::fs::copy(e.path(), &to).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    dst
+}
+
+#[test]
+fn the_shipped_gateway_block_passes_check_against_the_shipped_config() {
+    let cfg = shipped_config();
+    let gw = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/openclaw-gateway.json5");
+    let (code, r) = check_json(
+        cfg.path(),
+        &[
+            "--gateway-config",
+            gw.to_str().unwrap(),
+            "--upstream",
+            "prod",
+        ],
+    );
+    assert_eq!(failing(&r), Vec::<String>::new(), "{r:#}");
+    assert_eq!(code, 0);
+    for check in [
+        "gateway trusts clawgate in trusted-proxy mode",
+        "gateway allowlists match members",
+    ] {
+        assert_eq!(row(&r, check)["status"], "pass", "{check}");
+    }
+}

@@ -6,6 +6,7 @@
 //! through a reloaded `clawgate run`.
 
 mod check;
+mod check_tls;
 #[path = "../common/mod.rs"]
 mod common;
 mod explain;

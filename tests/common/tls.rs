@@ -36,10 +36,15 @@ struct Ca {
 
 impl Ca {
     fn new(name: &str) -> Ca {
+        Ca::new_with(name, |_| {})
+    }
+
+    fn new_with(name: &str, edit: impl FnOnce(&mut CertificateParams)) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         Ca { cert, key }
@@ -97,13 +102,25 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Pki {
-        let ca = Ca::new("clawgate test member CA");
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        Pki::with(&["127.0.0.1", "localhost"], |_| {}, |_| {})
+    }
+
+    /// A PKI whose server certificate has the SANs `names` (an address is
+    /// an IP SAN), and whose server and CA certificates `server` and `ca`
+    /// may edit before signing (validity).
+    pub fn with(
+        names: &[&str],
+        server: impl FnOnce(&mut CertificateParams),
+        ca: impl FnOnce(&mut CertificateParams),
+    ) -> Pki {
+        let ca = Ca::new_with("clawgate test member CA", ca);
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, "clawgate test server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        server(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -113,7 +130,8 @@ impl Pki {
         Pki { ca, dir }
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    /// `server.pem`, `server.key` or `ca.pem`.
+    pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -183,6 +201,11 @@ impl Pki {
         cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         Arc::new(cfg)
     }
+}
+
+/// Make a certificate expire at `unix` (seconds).
+pub fn expire_at(params: &mut CertificateParams, unix: u64) {
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(unix);
 }
 
 pub fn dns_san(name: &str) -> SanType {

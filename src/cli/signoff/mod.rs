@@ -7,7 +7,9 @@
 //! themselves, so they still say what is wrong when the loader refuses the
 //! config; the rest need the loaded snapshot.
 
+mod certs;
 mod files;
+mod gateway;
 mod ports;
 
 use std::fs;
@@ -16,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::gateway_config::{self, Expected};
+use super::gateway_config;
 use crate::config::{self, error::Location, raw::RawBase, ConfigError, Snapshot};
 use crate::member::{Mode, TokenRecord};
 pub use ports::{port_table, reach};
@@ -36,6 +38,8 @@ pub const ROTATION_WARNING: Duration = Duration::from_secs(24 * 3600);
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
+    /// Passes, but needs attention soon (a certificate expiring).
+    Warn,
     Fail,
 }
 
@@ -105,6 +109,7 @@ pub struct BackupFile {
 pub struct Summary {
     pub rows: usize,
     pub passed: usize,
+    pub warned: usize,
     pub failed: usize,
 }
 
@@ -242,11 +247,18 @@ pub fn build(opts: &Options<'_>) -> Report {
     rows.push(files::rotation_row(&scans, opts.now));
     let backup = files::backup_set(dir, raw.as_ref(), &scans);
     rows.push(files::backup_row(&backup, dir));
+    rows.extend(certs::rows(
+        dir,
+        raw.as_ref(),
+        loaded.as_ref().ok(),
+        opts.now,
+    ));
     if let Some(gw) = opts.gateway_config {
-        rows.extend(gateway_rows(loaded.as_ref().ok(), gw, opts.upstream));
+        rows.extend(gateway::rows(loaded.as_ref().ok(), gw, opts.upstream));
     }
 
-    let failed = rows.iter().filter(|r| r.status == Status::Fail).count();
+    let count = |st| rows.iter().filter(|r| r.status == st).count();
+    let (failed, warned) = (count(Status::Fail), count(Status::Warn));
     Report {
         config_dir: dir.display().to_string(),
         generated_at: rfc3339(opts.now),
@@ -254,6 +266,7 @@ pub fn build(opts: &Options<'_>) -> Report {
         summary: Summary {
             rows: rows.len(),
             passed: rows.len() - failed,
+            warned,
             failed,
         },
         load_error,
@@ -300,64 +313,6 @@ fn token_state(t: &TokenRecord, now: SystemTime) -> &'static str {
         Some(e) if e <= now + ROTATION_WARNING => "expiring",
         _ => "active",
     }
-}
-
-fn gateway_rows(snap: Option<&Snapshot>, file: &Path, upstream: Option<&str>) -> Vec<Row> {
-    const TRUST: &str = "gateway trusts clawgate in trusted-proxy mode";
-    const ALLOW: &str = "gateway allowlists match members";
-    let both = |ev: String| {
-        vec![
-            row(GATEWAY, TRUST, false, ev.clone()),
-            row(GATEWAY, ALLOW, false, ev),
-        ]
-    };
-    let Some(snap) = snap else {
-        return both("cannot compare: the clawgate configuration did not load".into());
-    };
-    let idx = match gateway_config::pick_upstream(snap, upstream) {
-        Ok(i) => i,
-        Err(e) => return both(e),
-    };
-    let actual = match gateway_config::read_gateway_config(file) {
-        Ok(v) => v,
-        Err(e) => return both(e),
-    };
-    let expected = Expected::build(snap, idx);
-    let fix = "; run clawgate gateway-config and merge its output";
-    let trust = gateway_config::trust_drift(&expected, &actual);
-    let allow = gateway_config::allowlist_drift(&expected, &actual);
-    vec![
-        if trust.is_empty() {
-            row(
-                GATEWAY,
-                TRUST,
-                true,
-                format!(
-                    "{}: mode trusted-proxy, userHeader {}, trustedProxies {:?}",
-                    file.display(),
-                    expected.user_header,
-                    expected.trusted_proxies
-                ),
-            )
-        } else {
-            row(GATEWAY, TRUST, false, trust.join("; ") + fix)
-        },
-        if allow.is_empty() {
-            row(
-                GATEWAY,
-                ALLOW,
-                true,
-                format!(
-                    "{}: allowUsers {:?}, {} origin(s), identityScopes for each member",
-                    file.display(),
-                    expected.allow_users,
-                    expected.allowed_origins.len()
-                ),
-            )
-        } else {
-            row(GATEWAY, ALLOW, false, allow.join("; ") + fix)
-        },
-    ]
 }
 
 /// The env-file map.

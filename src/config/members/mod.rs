@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use http::HeaderValue;
 
 use super::error::ConfigError;
-use crate::cidr::{self, CidrSet};
+use crate::cidr::CidrSet;
 use crate::member::{Member, Mode, TokenRecord};
 use crate::origin::{self, Allowlist};
 
@@ -228,7 +228,7 @@ fn parse_member_text(
             "EGRESS_CIDRS is missing: list the networks this member connects from (0.0.0.0/0 ::/0 for anywhere)",
         )
     })?;
-    let nets = cidr::parse_list(cidrs_raw).map_err(|why| err("EGRESS_CIDRS", why))?;
+    let nets = super::nets::parse_list(cidrs_raw).map_err(|why| err("EGRESS_CIDRS", why))?;
     if nets.is_empty() {
         return Err(err(
             "EGRESS_CIDRS",
