@@ -14,6 +14,24 @@ pub const NO_MEMBER: &str = "-";
 /// Label for requests that never reached an upstream.
 pub const NO_UPSTREAM: &str = "-";
 
+/// Counts one open client connection in the gauge until dropped. A
+/// WebSocket tunnel holds its own, since the hyper connection that carried
+/// the upgrade ends when it hands the socket over.
+pub struct OpenConn(IntGauge);
+
+impl OpenConn {
+    pub fn count(gauge: &IntGauge) -> OpenConn {
+        gauge.inc();
+        OpenConn(gauge.clone())
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,

@@ -103,7 +103,9 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
         _ => None,
     };
     let cert = match &args.cert {
-        Some(p) => Some(crate::tls::pem_fingerprint(p)?),
+        Some(p) => Some(crate::net::tls::peer_cert(&crate::config::tls::first_cert(
+            p,
+        )?)),
         None => None,
     };
     let member_id = if let Some(name) = &args.member {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod members;
 pub mod raw;
 mod snapshot;
+pub mod tls;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -140,7 +141,7 @@ fn build(
     }
     let tls = match &tls_files {
         Some(t) => {
-            Some(Arc::new(crate::tls::server_config(t).map_err(|why| {
+            Some(Arc::new(tls::server_config(t).map_err(|why| {
                 ConfigError::key(file, "listen.tls_cert", why)
             })?))
         }
