@@ -44,6 +44,7 @@ pub struct Metrics {
     pub token_last_used: IntGaugeVec,
     pub connections_open: IntGauge,
     pub revoked_connections: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
     pub access_log_dropped: IntGauge,
 }
 
@@ -92,6 +93,11 @@ impl Metrics {
             "clawgate_revoked_connections_total",
             "Open connections closed because a reload or expiry revoked them, by member and reason.",
             &["member", "reason"],
+        );
+        let tls_handshake_failures = counter(
+            "clawgate_tls_handshake_failures_total",
+            "Client connections to the TLS listener that failed before HTTP, by reason.",
+            &["reason"],
         );
         let upstream_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -152,6 +158,7 @@ impl Metrics {
             token_last_used,
             connections_open,
             revoked_connections,
+            tls_handshake_failures,
             access_log_dropped,
         }
     }

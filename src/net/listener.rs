@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::conn_cap::{Claim, ConnCap};
+use super::handshake::{self, Failure, FailureLog, Reason};
+use super::tls::Refused;
 use super::{proxy_protocol, tls, Protocol};
 use crate::coarse_timer::Deadline;
 use crate::config::Snapshot;
@@ -35,7 +37,8 @@ pub async fn accept_loop(
     graceful: Drain,
     mut stop: watch::Receiver<bool>,
 ) {
-    let cap = Arc::new(ConnCap::default());
+    let edge = Arc::new(Edge::default());
+    FailureLog::register(&state.metrics);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -59,17 +62,24 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let guard = OpenConn::count(&state.metrics.connections_open);
         let watcher = graceful.watcher();
-        let (state, cap) = (state.clone(), cap.clone());
+        let (state, edge) = (state.clone(), edge.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            handle_connection(state, cap, snap, stream, peer, watcher).await;
+            handle_connection(state, edge, snap, stream, peer, watcher).await;
         });
     }
 }
 
+/// What the listener keeps across its connections.
+#[derive(Default)]
+struct Edge {
+    cap: Arc<ConnCap>,
+    handshake_failures: FailureLog,
+}
+
 async fn handle_connection(
     state: Arc<State>,
-    cap: Arc<ConnCap>,
+    edge: Arc<Edge>,
     snap: Arc<Snapshot>,
     mut stream: TcpStream,
     mut peer: SocketAddr,
@@ -95,11 +105,11 @@ async fn handle_connection(
         (Claim::exempt(peer.ip()), None)
     } else {
         let max = snap.limits.per_ip.max_unauthenticated_per_ip;
-        let (claim, evicted) = cap.open(peer.ip(), max);
+        let (claim, evicted) = edge.cap.open(peer.ip(), max);
         (claim, Some(evicted))
     };
     let claim = Released(Arc::new(claim));
-    let serve = serve_stream(state, snap, stream, peer, claim.0.clone(), watcher);
+    let serve = serve_stream(state, &edge, snap, stream, peer, claim.0.clone(), watcher);
     match evicted {
         // Dropping `serve` closes the socket. Once the claim is released
         // the receiver resolves `Err`, and `select!` stops polling it.
@@ -116,6 +126,7 @@ async fn handle_connection(
 
 async fn serve_stream(
     state: Arc<State>,
+    edge: &Edge,
     snap: Arc<Snapshot>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -127,13 +138,25 @@ async fn serve_stream(
         return serve_http(state, snap, RawTcp::new(stream), conn, None, watcher).await;
     };
     let header_read = snap.timeouts.header_read;
-    match tls::accept(cfg, RawTcp::new(stream), header_read).await {
+    let failure = match tls::accept(cfg, stream, header_read).await {
         Ok(tls) => {
             let conn = Conn::new(peer, true, tls.cert, claim);
-            serve_http(state, snap, tls.stream, conn, tls.protocol, watcher).await;
+            return serve_http(state, snap, tls.stream, conn, tls.protocol, watcher).await;
         }
-        Err(e) => tracing::debug!(%peer, "{e}"),
-    }
+        Err(Refused::Silent) => return,
+        Err(Refused::Failed(failure)) => failure,
+        Err(Refused::PlainHttp(stream)) => {
+            let failure = Failure {
+                reason: Reason::PlainHttp,
+                detail: "a plain HTTP request on the TLS port".into(),
+            };
+            let log = &edge.handshake_failures;
+            log.record(&state.metrics, peer, &failure);
+            return handshake::answer_plain_http(stream).await;
+        }
+    };
+    edge.handshake_failures
+        .record(&state.metrics, peer, &failure);
 }
 
 /// Gives back the connection's unauthenticated slot when it closes, if an

@@ -1,13 +1,15 @@
 //! The network edge: what happens to a client's socket before any HTTP.
 //! `listener` accepts (the process-wide connection limit, the per-IP
 //! cap on unauthenticated connections in `conn_cap`, a PROXY v2 header in
-//! `proxy_protocol`, the TLS handshake in `tls`), decides the
+//! `proxy_protocol`, the TLS handshake in `tls`, its failures counted
+//! and logged in `handshake`), decides the
 //! connection's [`Protocol`] once, and hands it to `downstream`.
 //!
 //! Nothing below imports this module except for the plain facts it hands
 //! down ([`Protocol`], `conn_cap::Claim`).
 
 pub mod conn_cap;
+pub mod handshake;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! The TLS handshake at the member listener: bounded by `header_read`,
-//! it yields the stream, the protocol ALPN chose (if the client offered
+//! it yields the stream (or why there is none, `handshake`), the protocol ALPN chose (if the client offered
 //! any), and the facts identity needs of a verified client certificate
 //! (fingerprint, SANs), computed once per connection. The server config
 //! itself (certificates, CA, the ALPN offer) is read with the rest of the
@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use x509_parser::extensions::GeneralName;
 
+use super::handshake::{Failure, Reason};
 use super::Protocol;
 use crate::identity::{sha256, PeerCert};
+use crate::raw_tcp::RawTcp;
 
 /// A finished handshake.
 pub struct Accepted<IO> {
@@ -27,20 +29,47 @@ pub struct Accepted<IO> {
     pub cert: Option<PeerCert>,
 }
 
-/// Run the server side of the handshake on `io`, within `timeout`.
-pub async fn accept<IO>(
+/// How a connection that did not finish a handshake ended.
+pub enum Refused {
+    /// The first bytes were a plain HTTP request: the socket, to answer.
+    PlainHttp(TcpStream),
+    Failed(Failure),
+    /// Closed before sending a byte (a port check): nothing to count.
+    Silent,
+}
+
+/// The first byte of a TLS handshake record.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Run the server side of the handshake on `stream`, within `timeout`.
+pub async fn accept(
     cfg: Arc<ServerConfig>,
-    io: IO,
+    stream: TcpStream,
     timeout: Duration,
-) -> Result<Accepted<IO>, String>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let handshake = TlsAcceptor::from(cfg).accept(io);
+) -> Result<Accepted<RawTcp>, Refused> {
+    let handshake = async {
+        // A peek, so a plain-HTTP request is told apart before rustls
+        // reads it (and answers it with a TLS alert).
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) => return Err(Refused::Silent),
+            Ok(_) if first[0] == HANDSHAKE_RECORD => {}
+            Ok(_) if first[0].is_ascii_uppercase() => return Err(Refused::PlainHttp(stream)),
+            Ok(_) => return Err(failed(Reason::Protocol, "not a TLS handshake".into())),
+            Err(e) => return Err(failed(Reason::Other, e.to_string())),
+        }
+        let accept = TlsAcceptor::from(cfg).accept(RawTcp::new(stream));
+        accept
+            .await
+            .map_err(|e| failed(Reason::of(&e), e.to_string()))
+    };
     let stream = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
-        Err(_) => return Err("TLS handshake timed out".into()),
+        Ok(Err(refused)) => return Err(refused),
+        Err(_) => {
+            let why = "no handshake within timeouts.header_read".into();
+            return Err(failed(Reason::Timeout, why));
+        }
     };
     let session = stream.get_ref().1;
     let protocol = session.alpn_protocol().map(|p| match p {
@@ -56,6 +85,10 @@ where
         protocol,
         cert,
     })
+}
+
+fn failed(reason: Reason, detail: String) -> Refused {
+    Refused::Failed(Failure { reason, detail })
 }
 
 /// Fingerprint and SANs of a client certificate.
