@@ -2,7 +2,8 @@
 //! OpenClaw Gateway.
 //!
 //! A request reads top to bottom through these modules:
-//! `listener` (accept, TLS) → `downstream` (the client's HTTP) → `proxy`
+//! `net` (accept, connection limits, PROXY v2, TLS, the protocol) →
+//! `downstream` (the client's HTTP) → `proxy`
 //! (request ID, `client_ip`, `identity`, `policy`, forward) →
 //! `access_log` + `metrics`.
 //! `config` loads and validates snapshots; `reload` swaps them;
@@ -23,15 +24,14 @@ pub mod downstream;
 pub mod drain;
 pub mod identity;
 pub mod limits;
-pub mod listener;
 pub mod log_writer;
 pub mod member;
 pub mod metrics;
+pub mod net;
 pub mod origin;
 pub mod policy;
 pub mod prefixed;
 pub mod proxy;
-pub mod proxy_protocol;
 pub mod raw_tcp;
 pub mod reload;
 pub mod request_id;
@@ -41,7 +41,6 @@ pub mod slots;
 pub mod spare;
 pub mod state;
 pub mod suggest;
-pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -14,6 +14,24 @@ pub const NO_MEMBER: &str = "-";
 /// Label for requests that never reached an upstream.
 pub const NO_UPSTREAM: &str = "-";
 
+/// Counts one open client connection in the gauge until dropped. A
+/// WebSocket tunnel holds its own, since the hyper connection that carried
+/// the upgrade ends when it hands the socket over.
+pub struct OpenConn(IntGauge);
+
+impl OpenConn {
+    pub fn count(gauge: &IntGauge) -> OpenConn {
+        gauge.inc();
+        OpenConn(gauge.clone())
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -29,6 +47,7 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub member_files_refused: IntGauge,
     pub revoked_connections: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
     pub access_log_dropped: IntGauge,
     pub tls_cert_expiry: IntGaugeVec,
 }
@@ -78,6 +97,11 @@ impl Metrics {
             "clawgate_revoked_connections_total",
             "Open connections closed because a reload or expiry revoked them, by member and reason.",
             &["member", "reason"],
+        );
+        let tls_handshake_failures = counter(
+            "clawgate_tls_handshake_failures_total",
+            "Client connections to the TLS listener that failed before HTTP, by reason.",
+            &["reason"],
         );
         let upstream_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -160,6 +184,7 @@ impl Metrics {
             connections_open,
             member_files_refused,
             revoked_connections,
+            tls_handshake_failures,
             access_log_dropped,
             tls_cert_expiry,
         }

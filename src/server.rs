@@ -14,11 +14,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLog;
+use crate::admin;
 use crate::config::{self, ConfigError};
 use crate::drain::Drain;
+use crate::net::listener;
 use crate::reload;
 use crate::state::State;
-use crate::{admin, listener};
 
 /// How long connections get, once the drain deadline cut their streams,
 /// to send the reset or close that tells their clients.

@@ -154,7 +154,8 @@ async fn proxy_protocol_v2_source_becomes_the_client_address() {
     let cfg = proxy_config(&up);
     let server = start(&cfg).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
-    let header = clawgate::proxy_protocol::encode("10.1.2.3:4444".parse().unwrap(), server.addr);
+    let header =
+        clawgate::net::proxy_protocol::encode("10.1.2.3:4444".parse().unwrap(), server.addr);
     s.write_all(&header).await.unwrap();
     s.write_all(format!("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {ALICE}\r\n\r\n").as_bytes())
         .await

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::tls::{dns_san, email_san, https_get, tls_connect, tls_refusal, ClientCert, Pki};
+use common::tls::{
+    dns_san, email_san, https_get, send_get, tls_connect, tls_refusal, ClientCert, Pki,
+};
 use common::*;
 use http::Version;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -351,4 +353,37 @@ fn an_unusable_tls_file_names_the_line_of_its_key() {
         assert!(e.reason.starts_with(&format!("listen.{key}: ")), "{e}");
         assert!(e.reason.contains("nope.pem"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn the_protocol_is_the_one_alpn_chose_or_without_alpn_the_first_bytes() {
+    let pki = Pki::new();
+    let (_up, _cfg, server) = setup(&pki.listen_tls(), &[MemberSpec::new("alice", ALICE)]).await;
+    let auth = format!("Bearer {ALICE}");
+    // No ALPN offered: h2 by prior knowledge is still h2.
+    let bare = tls_connect(server.addr, pki.client_config(None, &[]))
+        .await
+        .unwrap();
+    assert_eq!(common::tls::alpn(&bare), None);
+    let resp = send_get(bare, Version::HTTP_2, "/", &[("authorization", &auth)])
+        .await
+        .expect("h2 without ALPN is served");
+    assert_eq!(
+        (resp.status().as_u16(), resp.version()),
+        (200, Version::HTTP_2)
+    );
+    // ALPN said http/1.1: the h2 preface is not a request on it.
+    let mut h1 = tls_connect(server.addr, pki.client_config(None, &["http/1.1"]))
+        .await
+        .unwrap();
+    h1.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), h1.read_to_end(&mut got))
+        .await
+        .expect("answered and closed within 10s")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
 }

@@ -124,7 +124,9 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
     }
     let token = presented_token(args)?;
     let cert = match &args.cert {
-        Some(p) => Some(crate::tls::pem_fingerprint(p)?),
+        Some(p) => Some(crate::net::tls::peer_cert(&crate::config::tls::first_cert(
+            p,
+        )?)),
         None => None,
     };
     let now = SystemTime::now();

@@ -13,6 +13,7 @@ pub mod members;
 mod nets;
 pub mod raw;
 mod snapshot;
+pub mod tls;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -187,7 +188,7 @@ fn build(
     }
     let tls = match &tls_files {
         Some(t) => Some(Arc::new(
-            crate::tls::server_config(t).map_err(|why| key_err(certs::listen_key(t, &why), why))?,
+            tls::server_config(t).map_err(|why| key_err(certs::listen_key(t, &why), why))?,
         )),
         None => None,
     };

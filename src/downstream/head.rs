@@ -25,7 +25,7 @@ pub enum Head {
     Partial,
     /// A plain request, its head taken off the buffer.
     Plain(Plain),
-    /// A request the loop leaves to hyper (body, upgrade, h2 preface...):
+    /// A request the loop leaves to hyper (body, upgrade, `Expect`...):
     /// the buffer is untouched.
     Handover,
     /// Answer with this status and close: 400 (not HTTP) or 431 (head
@@ -51,9 +51,6 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Head {
         }
         Ok(httparse::Status::Partial) => return Head::Partial,
         Err(httparse::Error::TooManyHeaders) => return Head::Malformed(too_large()),
-        // The h2 prior-knowledge preface reads as a request line with
-        // version HTTP/2.0, which httparse refuses: hyper speaks it.
-        Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Head::Handover,
         Err(_) => return Head::Malformed(StatusCode::BAD_REQUEST),
     };
     // Heads over 64 KiB (max_header_bytes raised) are rare: hyper reads them.
@@ -215,7 +212,9 @@ mod tests {
         assert!(is_http10(b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n"));
         assert!(!is_http10(b"POST / HTTP/1.1\r\nX: HTTP/1.0\r\n\r\n"));
         assert_eq!(kind("CONNECT a:1 HTTP/1.1\r\n\r\n"), "handover");
-        assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "handover");
+        // h2 is settled at accept (`net::Protocol`): here, on a
+        // connection that speaks HTTP/1, its preface is no request.
+        assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "400");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! hyper for what the lean loop leaves to it: h2 (prior knowledge or
-//! ALPN), request bodies, WebSocket upgrades, `Expect`.
+//! hyper for what the lean loop leaves to it: h2 connections (settled at
+//! accept, by ALPN or the preface), and HTTP/1.1 ones from their first
+//! request with a body, a WebSocket upgrade or `Expect`.
 //!
 //! An HTTP/1.0 request with a body comes here too. hyper answers it with
 //! an `HTTP/1.0` status line and cannot be told otherwise; RFC 9110 §6.2
@@ -15,9 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::BoxError;
@@ -26,10 +28,10 @@ use crate::config::Snapshot;
 use crate::proxy::{self, Conn};
 use crate::state::State;
 
-/// Serve `io` with hyper until it ends; `stop` asks for a graceful end.
-/// `http10`: the first request is HTTP/1.0 (served alone, and answered
-/// `HTTP/1.1`).
-pub(super) async fn serve<IO>(
+/// Serve `io`'s HTTP/1.1 with hyper until it ends; `stop` asks for a
+/// graceful end. `http10`: the first request is HTTP/1.0 (served alone,
+/// and answered `HTTP/1.1`).
+pub(super) async fn serve_http1<IO>(
     state: Arc<State>,
     snap: &Snapshot,
     io: IO,
@@ -40,16 +42,40 @@ pub(super) async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(CoarseTimer)
         .header_read_timeout(snap.timeouts.header_read)
         .max_buf_size(snap.limits.max_header_bytes)
         .max_headers(super::head::MAX_HEADERS)
         .keep_alive(!http10);
+    let requested = Arc::new(AtomicBool::new(false));
+    let svc = service(state, conn, requested.clone());
+    let io = StatusVersion {
+        io,
+        fix_at: http10.then_some(0),
+    };
+    let connection = pin!(builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades());
+    let graceful = |c: Pin<&mut _>| http1::UpgradeableConnection::graceful_shutdown(c);
+    drive(connection, graceful, snap, stop, &requested).await
+}
+
+/// Serve `io`'s h2 with hyper until it ends; `stop` asks for a graceful
+/// end (GOAWAY).
+pub(super) async fn serve_h2<IO>(
+    state: Arc<State>,
+    snap: &Snapshot,
+    io: IO,
+    conn: Arc<Conn>,
+    stop: &AtomicBool,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
-        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         // RFC 8441: browsers open WebSockets as streams of the page's h2
@@ -58,9 +84,26 @@ where
         .max_header_list_size(snap.limits.max_header_bytes as u32)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let requested = Arc::new(AtomicBool::new(false));
-    let seen = requested.clone();
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        seen.store(true, Ordering::Relaxed);
+    let svc = service(state, conn, requested.clone());
+    let connection = pin!(builder.serve_connection(TokioIo::new(io), svc));
+    let graceful = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
+    drive(connection, graceful, snap, stop, &requested).await
+}
+
+/// Every request of the connection to `proxy::serve`; `requested` is set
+/// at the first.
+fn service(
+    state: Arc<State>,
+    conn: Arc<Conn>,
+    requested: Arc<AtomicBool>,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<proxy::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<proxy::Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req: http::Request<Incoming>| {
+        requested.store(true, Ordering::Relaxed);
         let (state, conn) = (state.clone(), conn.clone());
         async move {
             let http10 = req.version() == http::Version::HTTP_10;
@@ -81,12 +124,22 @@ where
             }
             Ok::<_, Infallible>(resp)
         }
-    });
-    let io = StatusVersion {
-        io,
-        fix_at: http10.then_some(0),
-    };
-    let mut connection = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc));
+    })
+}
+
+/// Poll hyper's `connection` to its end, asking it to end gracefully once
+/// `stop` is set.
+async fn drive<C, E>(
+    mut connection: Pin<&mut C>,
+    graceful: impl Fn(Pin<&mut C>),
+    snap: &Snapshot,
+    stop: &AtomicBool,
+    requested: &AtomicBool,
+) -> Result<(), BoxError>
+where
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
     // hyper's header_read timer starts only once the first bytes told it
     // the HTTP version, and h2 has none: a connection that never sends a
     // request would be held forever. The first must arrive within
@@ -96,10 +149,10 @@ where
     poll_fn(|cx| {
         if !signalled && stop.load(Ordering::Acquire) {
             signalled = true;
-            connection.as_mut().graceful_shutdown();
+            graceful(connection.as_mut());
         }
         if let Poll::Ready(r) = connection.as_mut().poll(cx) {
-            return Poll::Ready(r);
+            return Poll::Ready(r.map_err(Into::into));
         }
         if !requested.load(Ordering::Relaxed) && first.as_mut().poll(cx).is_ready() {
             tracing::debug!("no request within header_read; closing");

@@ -6,9 +6,11 @@
 //! here: one read buffer, httparse, the response head written straight
 //! from the `Response`, head and body in one write when the body is ready.
 //! It costs about a third of what hyper's server dispatcher does per
-//! request. Anything else (a body, a WebSocket upgrade, h2) is handed to
-//! hyper for the rest of the connection, bytes already read included
-//! ([`hyper_conn`]). Plain HTTP/1.0 requests are served here, answered
+//! request. Any other request (a body, a WebSocket upgrade) hands the
+//! connection to hyper's HTTP/1.1 server for the rest of its life, bytes
+//! already read included ([`hyper_conn`]). An h2 connection, as the
+//! accept path settled it ([`Start::protocol`]), is hyper's h2 server's
+//! from the start. Plain HTTP/1.0 requests are served here, answered
 //! `HTTP/1.1` as RFC 9110 §6.2 asks (hyper would say `HTTP/1.0`).
 //!
 //! Both answer through the same `proxy::serve`, so what a request gets
@@ -18,7 +20,7 @@ mod head;
 mod hyper_conn;
 mod write;
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,14 +34,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::coarse_timer::Deadline;
 use crate::config::Snapshot;
-use crate::drain::Graceful;
+use crate::net::Protocol;
 use crate::prefixed::Prefixed;
 use crate::proxy::{self, Conn};
 use crate::state::State;
 use head::Head;
 use write::{BodyInfo, Framing};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Read buffer to start with; it grows to `max_header_bytes` for a head.
 const READ_BUF: usize = 8 * 1024;
@@ -47,59 +49,70 @@ const READ_BUF: usize = 8 * 1024;
 /// the head into the output buffer.
 const COPY_BELOW: usize = 16 * 1024;
 
-/// One client connection being served.
-pub struct Connection {
-    run: Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
+/// How a connection begins, as the accept path (`net`) found it.
+pub struct Start {
+    pub protocol: Protocol,
+    /// Bytes already read (those that told the protocol), or none.
+    pub buf: BytesMut,
+    /// Armed from when the first request head began to be awaited, if
+    /// the accept path waited for its first bytes.
+    pub deadline: Option<Deadline>,
+}
+
+impl Start {
+    /// A fresh read buffer, as a connection starts with.
+    pub fn buffer() -> BytesMut {
+        BytesMut::with_capacity(READ_BUF)
+    }
+}
+
+/// Serve the connection's requests until it ends; `stop` asks it to end
+/// gracefully (after the request in flight).
+pub async fn serve<IO>(
+    state: Arc<State>,
+    snap: Arc<Snapshot>,
+    io: IO,
+    conn: Arc<Conn>,
     stop: Arc<AtomicBool>,
-}
-
-impl Connection {
-    pub fn new<IO>(state: Arc<State>, snap: Arc<Snapshot>, io: IO, conn: Arc<Conn>) -> Connection
-    where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let stop = Arc::new(AtomicBool::new(false));
-        let run = Box::pin(serve(state, snap, io, conn, stop.clone()));
-        Connection { run, stop }
+    start: Start,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match start.protocol {
+        Protocol::H2 => {
+            let io = Prefixed::new(start.buf, io);
+            hyper_conn::serve_h2(state, &snap, io, conn, &stop).await
+        }
+        Protocol::Http1 => serve_http1(state, snap, io, conn, stop, start).await,
     }
 }
 
-impl Future for Connection {
-    type Output = Result<(), BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().run.as_mut().poll(cx)
-    }
-}
-
-impl Graceful for Connection {
-    type Error = BoxError;
-
-    /// Finish the request in flight, then close; an idle connection closes
-    /// at its next poll (the drain wakes it).
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        self.stop.store(true, Ordering::Release);
-    }
-}
-
-async fn serve<IO>(
+/// The lean loop, until a request it does not take hands the connection
+/// to hyper.
+async fn serve_http1<IO>(
     state: Arc<State>,
     snap: Arc<Snapshot>,
     mut io: IO,
     conn: Arc<Conn>,
     stop: Arc<AtomicBool>,
+    start: Start,
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_read = snap.timeouts.header_read;
     let max_head = snap.limits.max_header_bytes;
-    let mut buf = BytesMut::with_capacity(READ_BUF);
+    let mut buf = start.buf;
+    if buf.capacity() == 0 {
+        buf.reserve(READ_BUF);
+    }
     let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
-    let deadline = Deadline::new();
+    // The first head's wait may have begun at accept.
+    let mut armed = start.deadline.is_some();
+    let deadline = start.deadline.unwrap_or_default();
     loop {
         // A whole head, within header_read of starting to wait for it.
-        let mut armed = false;
         let plain = loop {
             if !buf.is_empty() {
                 match head::parse(&mut buf, max_head) {
@@ -109,7 +122,8 @@ where
                         drop(deadline);
                         let http10 = head::is_http10(&buf);
                         let io = Prefixed::new(buf, io);
-                        return hyper_conn::serve(state, &snap, io, conn, &stop, http10).await;
+                        return hyper_conn::serve_http1(state, &snap, io, conn, &stop, http10)
+                            .await;
                     }
                     Head::Malformed(status) => {
                         return malformed(&mut io, &mut out, status).await;
@@ -123,23 +137,7 @@ where
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_BUF);
             }
-            let idle = buf.is_empty();
-            let read = poll_fn(|cx| {
-                // A drain closes a connection between requests at once.
-                if idle && stop.load(Ordering::Acquire) {
-                    return Poll::Ready(Read::Stop);
-                }
-                if let Poll::Ready(r) = poll_read_buf(&mut io, &mut buf, cx) {
-                    return Poll::Ready(match r {
-                        Ok(0) => Read::Eof,
-                        Ok(_) => Read::Data,
-                        Err(_) => Read::Eof,
-                    });
-                }
-                deadline.poll_expired(cx).map(|()| Read::Timeout)
-            })
-            .await;
-            match read {
+            match read_some(&mut io, &mut buf, &deadline, &stop).await {
                 Read::Data => {}
                 Read::Stop | Read::Eof => return Ok(()),
                 Read::Timeout => {
@@ -150,6 +148,7 @@ where
         };
         if armed {
             deadline.disarm();
+            armed = false;
         }
 
         let head_request = plain.req.method == Method::HEAD;
@@ -171,11 +170,37 @@ where
     }
 }
 
-enum Read {
+/// What [`read_some`] came back with.
+pub enum Read {
     Data,
     Eof,
     Timeout,
     Stop,
+}
+
+/// One read into `buf` (which has room), unless `deadline` expires first
+/// or, while `buf` is empty (between requests), `stop` is set: a drain
+/// closes a connection between requests at once.
+pub async fn read_some<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    deadline: &Deadline,
+    stop: &AtomicBool,
+) -> Read {
+    let idle = buf.is_empty();
+    poll_fn(|cx| {
+        if idle && stop.load(Ordering::Acquire) {
+            return Poll::Ready(Read::Stop);
+        }
+        if let Poll::Ready(r) = poll_read_buf(io, buf, cx) {
+            return Poll::Ready(match r {
+                Ok(0) | Err(_) => Read::Eof,
+                Ok(_) => Read::Data,
+            });
+        }
+        deadline.poll_expired(cx).map(|()| Read::Timeout)
+    })
+    .await
 }
 
 fn poll_read_buf<IO: AsyncRead + Unpin>(

@@ -12,10 +12,9 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 
 use crate::deny::Reason;
 use crate::identity::{self, CredentialId, PeerCert, Via};
-use crate::limits::Claim;
 use crate::member::MemberId;
+use crate::net::conn_cap::Claim;
 use crate::policy::{Diff, Explained};
-use crate::state::State;
 
 /// One accepted client connection.
 pub struct Conn {
@@ -23,7 +22,7 @@ pub struct Conn {
     pub tls: bool,
     pub cert: Option<PeerCert>,
     /// Holds one of the peer's unauthenticated-connection slots until the
-    /// first identified request (see `limits`).
+    /// first identified request (see `net::conn_cap`).
     unauthenticated: Arc<Claim>,
     /// The peer address as an `x-forwarded-for` value, formatted once.
     pub(super) peer_ip_header: HeaderValue,
@@ -265,8 +264,8 @@ impl Conn {
     }
 
     /// An identified request arrived: give the unauthenticated slot back.
-    pub(super) fn authenticated(&self, state: &State) {
-        self.unauthenticated.release(&state.limiter);
+    pub(super) fn authenticated(&self) {
+        self.unauthenticated.release();
     }
 }
 

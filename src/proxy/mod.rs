@@ -432,7 +432,7 @@ fn decide<'s>(
             }));
         }
     };
-    conn.authenticated(state);
+    conn.authenticated();
     ex.member = Some(id.member);
     ex.credential = Some(id.via.credential_id().clone());
     let member = &snap.members[id.member];

@@ -311,7 +311,7 @@ pub fn spawn(
     grant: Grant,
     info: LogInfo,
 ) {
-    let open = crate::listener::OpenConn::count(&state.metrics.connections_open);
+    let open = crate::metrics::OpenConn::count(&state.metrics.connections_open);
     tokio::spawn(async move {
         let _open = open;
         let started = Instant::now();

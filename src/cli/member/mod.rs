@@ -128,7 +128,7 @@ fn add(a: &AddArgs) -> Result<(), String> {
         _ => None,
     };
     let cert = match &a.cert {
-        Some(p) => Some(crate::tls::pem_fingerprint(p)?.sha256),
+        Some(p) => Some(crate::net::tls::peer_cert(&crate::config::tls::first_cert(p)?).sha256),
         None => None,
     };
     let text = render(a, token.as_deref(), cert.as_ref())?;

@@ -215,7 +215,7 @@ fn prepare(args: &Args) -> Result<Setup, String> {
     };
     let credential = match &args.cert {
         Some(c) => {
-            let fp = crate::tls::pem_fingerprint(c)?;
+            let fp = crate::net::tls::peer_cert(&crate::config::tls::first_cert(c)?);
             format!("certificate sha256 {}", hex::encode(fp.sha256))
         }
         None => credential,

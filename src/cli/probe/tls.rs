@@ -13,7 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use super::Args;
 
 pub(super) fn tls_config(args: &Args) -> Result<Arc<ClientConfig>, String> {
-    let provider = crate::tls::provider();
+    let provider = crate::config::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;

@@ -1,6 +1,7 @@
-//! TLS for the member listener: rustls server config (ALPN h2 and
-//! http/1.1), optional mTLS against the member CA, and the peer certificate
-//! facts identity needs (fingerprint, SANs), computed once per connection.
+//! The member listener's TLS material, read from the configured files at
+//! load time (so a bad PEM fails the load, for `check` as for `reload`):
+//! the rustls server config with its ALPN offer and optional mTLS against
+//! the member CA. The handshake itself is `net::tls`'s.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,10 +10,12 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use x509_parser::extensions::GeneralName;
 
-use crate::config::{ClientAuth, TlsFiles};
-use crate::identity::{sha256, PeerCert};
+use super::{ClientAuth, TlsFiles};
+
+/// The protocols offered in ALPN, preferred first. `net::tls` reads the
+/// one negotiated as the connection's protocol.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -27,6 +30,13 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("{}: no CERTIFICATE block found", path.display()));
     }
     Ok(certs)
+}
+
+/// The first certificate in a PEM file (for `CERT_SHA256` lines and
+/// `explain --cert`, which fingerprint it with `net::tls::peer_cert`).
+pub fn first_cert(path: &Path) -> Result<CertificateDer<'static>, String> {
+    let mut certs = read_certs(path)?;
+    Ok(certs.swap_remove(0))
 }
 
 /// Build the member listener's rustls config from the configured files.
@@ -63,34 +73,6 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
             files.cert.display()
         )
     })?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
-}
-
-/// Fingerprint and SANs of a verified client certificate.
-pub fn peer_cert(der: &CertificateDer<'_>) -> PeerCert {
-    let mut sans = Vec::new();
-    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) {
-        if let Ok(Some(ext)) = cert.subject_alternative_name() {
-            for name in &ext.value.general_names {
-                match name {
-                    GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
-                        sans.push((*s).to_string())
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    PeerCert {
-        sha256: sha256(der.as_ref()),
-        sans,
-    }
-}
-
-/// SHA-256 fingerprint of the first certificate in a PEM file, for
-/// `CERT_SHA256` lines and `explain --cert`.
-pub fn pem_fingerprint(path: &Path) -> Result<PeerCert, String> {
-    let certs = read_certs(path)?;
-    Ok(peer_cert(&certs[0]))
 }
