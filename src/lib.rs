@@ -3,15 +3,15 @@
 //!
 //! A request reads top to bottom through these modules:
 //! `listener` (accept, TLS) → `downstream` (the client's HTTP) → `proxy`
-//! (request ID, `client_ip`, `identity`, `policy`, forward) →
-//! `access_log` + `metrics`.
+//! (request ID, `client_ip`, then identity and policy from the
+//! `clawgate_policy` crate, forward) → `access_log` + `metrics`; `deny`
+//! turns the policy's refusals into responses.
 //! `config` loads and validates snapshots; `reload` swaps them;
 //! `server` ties the process together; `cli` is the runbook.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
-pub mod cidr;
 pub mod cli;
 pub mod client_ip;
 pub mod coarse_timer;
@@ -20,14 +20,10 @@ pub mod deny;
 pub mod deny_log;
 pub mod downstream;
 pub mod drain;
-pub mod identity;
 pub mod limits;
 pub mod listener;
 pub mod log_writer;
-pub mod member;
 pub mod metrics;
-pub mod origin;
-pub mod policy;
 pub mod prefixed;
 pub mod proxy;
 pub mod proxy_protocol;
@@ -35,7 +31,6 @@ pub mod raw_tcp;
 pub mod reload;
 pub mod request_id;
 pub mod server;
-pub mod session;
 pub mod slots;
 pub mod spare;
 pub mod state;

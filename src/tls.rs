@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
 
 use crate::config::{ClientAuth, TlsFiles};
-use crate::identity::{sha256, PeerCert};
+use clawgate_policy::identity::{sha256, PeerCert};
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -8,9 +8,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::deny::Reason;
-use crate::identity::{IdentifyError, Presented};
-use crate::policy::{self, Diff};
+use clawgate_policy::authorize::{self, Diff};
+use clawgate_policy::identity::{IdentifyError, Presented};
+use clawgate_policy::Reason;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> ExitCode {
 pub fn decide(args: &Args) -> Result<Decision, String> {
     let snap = crate::config::load(&args.config).map_err(|e| e.to_string())?;
     let origin = args.origin.as_deref().map(str::as_bytes);
-    let ip = crate::cidr::canonical(args.ip);
+    let ip = clawgate_policy::cidr::canonical(args.ip);
     if let Some(route) = snap.public_route(&args.path) {
         let ok = route.sources.contains(ip);
         return Ok(Decision {
@@ -129,7 +129,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
                     ),
                 };
                 return Ok(Decision {
-                    status: reason.status().as_u16(),
+                    status: crate::deny::status(reason).as_u16(),
                     decision: "deny",
                     reason: Some(reason.code()),
                     member,
@@ -141,7 +141,7 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
         }
     };
     let m = &snap.members[member_id];
-    let verdict = policy::evaluate(m, origin, ip);
+    let verdict = authorize::evaluate(m, origin, ip);
     let upstream = Some(snap.upstreams[m.upstream].name.clone());
     Ok(match verdict {
         Ok(()) => Decision {
@@ -154,15 +154,19 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
             diff: None,
         },
         Err(reason) => {
-            let audit = m.mode == crate::member::Mode::Audit;
+            let audit = m.mode == clawgate_policy::member::Mode::Audit;
             Decision {
-                status: if audit { 200 } else { reason.status().as_u16() },
+                status: if audit {
+                    200
+                } else {
+                    crate::deny::status(reason).as_u16()
+                },
                 decision: if audit { "audit_would_deny" } else { "deny" },
                 reason: Some(reason.code()),
                 member: Some(m.name.clone()),
                 upstream,
                 mode: Some(m.mode.as_str()),
-                diff: Some(policy::explain(m, origin, ip)),
+                diff: Some(authorize::explain(m, origin, ip)),
             }
         }
     })

@@ -11,8 +11,8 @@ use clap::Subcommand;
 
 use super::accounts::Account;
 use super::fsutil;
-use crate::identity::sha256;
-use crate::member::TokenRecord;
+use clawgate_policy::identity::sha256;
+use clawgate_policy::member::TokenRecord;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {

@@ -24,8 +24,8 @@ use http::{HeaderValue, Uri};
 pub use error::ConfigError;
 use raw::RawBase;
 
-use crate::cidr::{self, CidrSet};
-use crate::identity::CredentialIndex;
+use clawgate_policy::cidr::{self, CidrSet};
+use clawgate_policy::identity::CredentialIndex;
 
 pub const BASE_FILE: &str = "clawgate.toml";
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
@@ -49,7 +49,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ConfigError> {
             .unwrap_or(0);
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
-    let base_sha256 = crate::identity::sha256(text.as_bytes());
+    let base_sha256 = clawgate_policy::identity::sha256(text.as_bytes());
     build(dir, &base_path, &text, raw, base_sha256)
 }
 
@@ -219,8 +219,8 @@ fn build(
             }
             // Requests are matched after `proxy::target`'s check and
             // decoding: a prefix they refuse or decode could never match.
-            if crate::proxy::target::check(&path_prefix).is_err()
-                || crate::proxy::target::has_encoded_unreserved(&path_prefix)
+            if clawgate_policy::target::check(&path_prefix).is_err()
+                || clawgate_policy::target::has_encoded_unreserved(&path_prefix)
             {
                 return Err(key_err(
                     &format!("{key}.path_prefix"),

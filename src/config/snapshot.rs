@@ -10,9 +10,9 @@ use http::header::HeaderName;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
-use crate::cidr::CidrSet;
-use crate::identity::CredentialIndex;
-use crate::member::Member;
+use clawgate_policy::cidr::CidrSet;
+use clawgate_policy::identity::CredentialIndex;
+use clawgate_policy::member::Member;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAuth {

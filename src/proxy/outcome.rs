@@ -8,9 +8,10 @@ use http_body_util::Either;
 use super::{local_body, member_label, Body, Conn, Decision, Exchange, Refusal, SESSION_COOKIE};
 use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
-use crate::deny::{self, Reason};
+use crate::deny;
 use crate::metrics::NO_UPSTREAM;
 use crate::state::State;
+use clawgate_policy::Reason;
 
 /// Map a refusal to its response; the only place statuses are chosen.
 pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> Response<Body> {
@@ -49,7 +50,9 @@ pub(super) fn respond(snap: &Snapshot, ex: &mut Exchange, refusal: Refusal) -> R
             if let Ok(v) = HeaderValue::from_str(&to) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&crate::session::clear_cookie(SESSION_COOKIE)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&clawgate_policy::session::clear_cookie(SESSION_COOKIE))
+            {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r

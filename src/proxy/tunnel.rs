@@ -17,10 +17,10 @@ use tokio::sync::oneshot;
 
 use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
-use crate::identity::{PeerCert, Presented, Via};
 use crate::metrics::NO_MEMBER;
 use crate::request_id::RequestId;
 use crate::state::State;
+use clawgate_policy::identity::{PeerCert, Presented, Via};
 
 use super::headers::Caller;
 use super::relay;
@@ -284,14 +284,14 @@ fn still_allowed(snap: &Snapshot, g: &Grant, now: SystemTime) -> Result<(), &'st
         }
         None => return Err("member_removed"),
     }
-    crate::policy::evaluate(m, g.origin.as_deref(), g.client_ip).map_err(|r| r.code())
+    clawgate_policy::authorize::evaluate(m, g.origin.as_deref(), g.client_ip).map_err(|r| r.code())
 }
 
 /// What the access-log line at close says about the tunnel.
 pub struct LogInfo {
     pub request_id: String,
     pub member: String,
-    pub credential: Option<crate::identity::CredentialId>,
+    pub credential: Option<clawgate_policy::identity::CredentialId>,
     pub client_ip: std::net::IpAddr,
     pub ip_source: crate::client_ip::IpSource,
     pub path: String,

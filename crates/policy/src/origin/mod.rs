@@ -311,6 +311,7 @@ impl Allowlist {
 
     /// Is this presented header value allowed? The common case (a browser's
     /// already-normalised origin, or no header from a CLI) needs no parsing.
+    #[inline]
     pub fn allows_raw(&self, raw: Option<&[u8]>) -> bool {
         match raw {
             None => self.allow_none,

@@ -134,6 +134,7 @@ pub struct Conflict {
     pub second: MemberId,
 }
 
+#[inline]
 fn prefix(d: &[u8; 32]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
@@ -271,6 +272,7 @@ impl CredentialIndex {
 }
 
 /// The token of an `Authorization: Bearer` header, if that is its scheme.
+#[inline]
 pub fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at(value.iter().position(|b| *b == b' ')?);
     if !scheme.eq_ignore_ascii_case(b"bearer") {
@@ -284,7 +286,7 @@ pub fn bearer(value: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use crate::member::TokenRecord;
-    use crate::test_support::member;
+    use crate::testing::member;
 
     fn index_with(tokens: &[(&str, Option<SystemTime>)]) -> CredentialIndex {
         let mut m = member("alice");
