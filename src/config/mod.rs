@@ -26,6 +26,7 @@ use raw::RawBase;
 
 use clawgate_policy::cidr::{self, CidrSet};
 use clawgate_policy::identity::CredentialIndex;
+use clawgate_policy::rules::PublicRoute;
 
 pub const BASE_FILE: &str = "clawgate.toml";
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";

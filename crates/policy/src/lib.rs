@@ -20,6 +20,8 @@ pub mod identity;
 pub mod member;
 pub mod origin;
 mod reason;
+pub mod recheck;
+pub mod rules;
 pub mod session;
 pub mod target;
 #[cfg(any(test, feature = "test-support"))]
