@@ -1,5 +1,6 @@
 //! `clawgate explain`: what the proxy would decide for a credential,
-//! origin and address, offline, through the same identity and policy code.
+//! origin and address, offline. The files are read here; the judging is
+//! `clawgate_policy::explain`, the same identity and policy code.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,9 +9,14 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use clawgate_policy::authorize::{self, Diff};
-use clawgate_policy::identity::{IdentifyError, Presented};
+use clawgate_policy::authorize::Diff;
+use clawgate_policy::explain::{self, Caller, Question, Verdict};
+use clawgate_policy::identity::Presented;
+use clawgate_policy::member::Mode;
 use clawgate_policy::Reason;
+
+use crate::config::Snapshot;
+use crate::deny;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,20 +81,6 @@ pub fn run(args: Args) -> ExitCode {
 
 pub fn decide(args: &Args) -> Result<Decision, String> {
     let snap = crate::config::load(&args.config).map_err(|e| e.to_string())?;
-    let origin = args.origin.as_deref().map(str::as_bytes);
-    let ip = clawgate_policy::cidr::canonical(args.ip);
-    if let Some(route) = snap.public_route(&args.path) {
-        let ok = route.sources.contains(ip);
-        return Ok(Decision {
-            status: if ok { 200 } else { 403 },
-            decision: if ok { "public" } else { "deny" },
-            reason: (!ok).then_some(Reason::CidrNotAllowed.code()),
-            member: None,
-            upstream: Some(snap.upstreams[route.upstream].name.clone()),
-            mode: None,
-            diff: None,
-        });
-    }
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => Some(t.clone()),
         (_, Some(f)) => Some(
@@ -106,67 +98,73 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
         Some(p) => Some(crate::tls::pem_fingerprint(p)?),
         None => None,
     };
-    let member_id = if let Some(name) = &args.member {
-        snap.member_by_name(name)
-            .map(|(i, _)| i)
-            .ok_or_else(|| format!("no member named '{name}'"))?
-    } else {
-        let presented = Presented {
+    let caller = match &args.member {
+        Some(name) => Caller::Member(name),
+        None => Caller::Presented(Presented {
             cert: cert.as_ref(),
             bearer: token.as_deref().map(str::as_bytes),
             header_token: None,
-        };
-        match snap.credentials.identify(&presented, SystemTime::now()) {
-            Ok(id) => id.member,
-            Err(e) => {
-                let (reason, member) = match e {
-                    IdentifyError::NoCredentials => (Reason::NoCredentials, None),
-                    IdentifyError::BadToken => (Reason::BadToken, None),
-                    IdentifyError::UnknownCert => (Reason::UnknownCert, None),
-                    IdentifyError::TokenExpired { member, .. } => (
-                        Reason::TokenExpired,
-                        Some(snap.members[member].name.clone()),
-                    ),
-                };
-                return Ok(Decision {
-                    status: crate::deny::status(reason).as_u16(),
-                    decision: "deny",
-                    reason: Some(reason.code()),
-                    member,
-                    upstream: None,
-                    mode: None,
-                    diff: None,
-                });
-            }
-        }
+        }),
     };
-    let m = &snap.members[member_id];
-    let verdict = authorize::evaluate(m, origin, ip);
-    let upstream = Some(snap.upstreams[m.upstream].name.clone());
+    let question = Question {
+        path: &args.path,
+        caller,
+        origin: args.origin.as_deref().map(str::as_bytes),
+        ip: args.ip,
+        now: SystemTime::now(),
+    };
+    decision(&snap, explain::decide(snap.rules(), &question), args)
+}
+
+/// The verdict as the proxy would answer it: status, names, audit mode.
+fn decision(snap: &Snapshot, verdict: Verdict, args: &Args) -> Result<Decision, String> {
+    let upstream = |i: usize| Some(snap.upstreams[i].name.clone());
     Ok(match verdict {
-        Ok(()) => Decision {
-            status: 200,
-            decision: "allow",
-            reason: None,
-            member: Some(m.name.clone()),
-            upstream,
-            mode: Some(m.mode.as_str()),
+        Verdict::NoSuchMember => {
+            let name = args.member.as_deref().unwrap_or_default();
+            return Err(format!("no member named '{name}'"));
+        }
+        Verdict::Public {
+            upstream: u,
+            allowed,
+        } => Decision {
+            status: if allowed.is_ok() { 200 } else { 403 },
+            decision: if allowed.is_ok() { "public" } else { "deny" },
+            reason: allowed.err().map(Reason::code),
+            member: None,
+            upstream: upstream(u),
+            mode: None,
             diff: None,
         },
-        Err(reason) => {
-            let audit = m.mode == clawgate_policy::member::Mode::Audit;
+        Verdict::Unidentified { reason, member } => Decision {
+            status: deny::status(reason).as_u16(),
+            decision: "deny",
+            reason: Some(reason.code()),
+            member: member.map(|i| snap.members[i].name.clone()),
+            upstream: None,
+            mode: None,
+            diff: None,
+        },
+        Verdict::Member { member, allowed } => {
+            let m = &snap.members[member];
+            let (status, decision, reason, diff) = match allowed {
+                Ok(()) => (200, "allow", None, None),
+                Err((reason, diff)) if m.mode == Mode::Audit => {
+                    (200, "audit_would_deny", Some(reason), Some(diff))
+                }
+                Err((reason, diff)) => {
+                    let status = deny::status(reason).as_u16();
+                    (status, "deny", Some(reason), Some(diff))
+                }
+            };
             Decision {
-                status: if audit {
-                    200
-                } else {
-                    crate::deny::status(reason).as_u16()
-                },
-                decision: if audit { "audit_would_deny" } else { "deny" },
-                reason: Some(reason.code()),
+                status,
+                decision,
+                reason: reason.map(Reason::code),
                 member: Some(m.name.clone()),
-                upstream,
+                upstream: upstream(m.upstream),
                 mode: Some(m.mode.as_str()),
-                diff: Some(authorize::explain(m, origin, ip)),
+                diff,
             }
         }
     })

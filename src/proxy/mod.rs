@@ -408,16 +408,12 @@ fn decide<'s>(
             if let Some(left) = state.limiter.failed(client.ip, limits) {
                 return Err(Refusal::TooManyFailures(left));
             }
-            return Err(Refusal::Denied(match e {
-                IdentifyError::NoCredentials => Reason::NoCredentials,
-                IdentifyError::BadToken => Reason::BadToken,
-                IdentifyError::UnknownCert => Reason::UnknownCert,
-                IdentifyError::TokenExpired { member, token_id } => {
-                    ex.member = Some(member);
-                    ex.credential = Some(token_id);
-                    Reason::TokenExpired
-                }
-            }));
+            let reason = e.reason();
+            if let IdentifyError::TokenExpired { member, token_id } = e {
+                ex.member = Some(member);
+                ex.credential = Some(token_id);
+            }
+            return Err(Refusal::Denied(reason));
         }
     };
     conn.authenticated(state);

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
 use crate::member::{Member, MemberId};
+use crate::Reason;
 
 /// What the peer showed in its TLS handshake, computed once per connection.
 #[derive(Clone, Debug, Default)]
@@ -80,6 +81,18 @@ pub enum IdentifyError {
         token_id: CredentialId,
     },
     UnknownCert,
+}
+
+impl IdentifyError {
+    /// The reason a request refused for this is given.
+    pub fn reason(&self) -> Reason {
+        match self {
+            IdentifyError::NoCredentials => Reason::NoCredentials,
+            IdentifyError::BadToken => Reason::BadToken,
+            IdentifyError::TokenExpired { .. } => Reason::TokenExpired,
+            IdentifyError::UnknownCert => Reason::UnknownCert,
+        }
+    }
 }
 
 /// The credentials a request carries, borrowed from its headers.

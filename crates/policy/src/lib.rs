@@ -16,6 +16,7 @@
 
 pub mod authorize;
 pub mod cidr;
+pub mod explain;
 pub mod identity;
 pub mod member;
 pub mod origin;
