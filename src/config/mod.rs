@@ -218,7 +218,7 @@ fn build(
                     "'/' would make every path public; use a narrow prefix such as /hooks/".into(),
                 ));
             }
-            // Requests are matched after `proxy::target`'s check and
+            // Requests are matched after `clawgate_policy::target`'s check and
             // decoding: a prefix they refuse or decode could never match.
             if clawgate_policy::target::check(&path_prefix).is_err()
                 || clawgate_policy::target::has_encoded_unreserved(&path_prefix)
