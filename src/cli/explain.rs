@@ -81,7 +81,11 @@ pub fn run(args: Args) -> ExitCode {
 
 pub fn decide(args: &Args) -> Result<Decision, String> {
     let snap = crate::config::load(&args.config).map_err(|e| e.to_string())?;
+    // A public route is judged before any credential, so its files are
+    // not read for one (an unreadable token file does not hide the answer).
+    let public = snap.public_route(&args.path).is_some();
     let token = match (&args.token, &args.token_file) {
+        _ if public => None,
         (Some(t), _) => Some(t.clone()),
         (_, Some(f)) => Some(
             std::fs::read_to_string(f)
@@ -95,8 +99,8 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
         _ => None,
     };
     let cert = match &args.cert {
-        Some(p) => Some(crate::tls::pem_fingerprint(p)?),
-        None => None,
+        Some(p) if !public => Some(crate::tls::pem_fingerprint(p)?),
+        _ => None,
     };
     let caller = match &args.member {
         Some(name) => Caller::Member(name),
