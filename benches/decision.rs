@@ -29,11 +29,11 @@ use std::time::SystemTime;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use sha2::{Digest, Sha256};
 
-use clawgate::cidr::{self, CidrSet};
 use clawgate::config::{self, Snapshot};
-use clawgate::identity::{self, PeerCert, Presented};
-use clawgate::origin::{self, Allowlist};
-use clawgate::policy;
+use clawgate_policy::authorize;
+use clawgate_policy::cidr::{self, CidrSet};
+use clawgate_policy::identity::{self, PeerCert, Presented};
+use clawgate_policy::origin::{self, Allowlist};
 
 // ---- allocation counter (bench binary only) -------------------------------
 
@@ -201,12 +201,12 @@ fn report_allocations(fx: &Fixture) {
         fx.n,
         allocs_per_op(|| fx.snap.credentials.identify(&tok, now)),
         allocs_per_op(|| fx.snap.credentials.identify(&cert, now)),
-        allocs_per_op(|| policy::evaluate(m, o, fx.ip_ok)),
+        allocs_per_op(|| authorize::evaluate(m, o, fx.ip_ok)),
         allocs_per_op(|| {
             let id = fx.snap.credentials.identify(&tok, now).unwrap();
-            policy::evaluate(&fx.snap.members[id.member], o, fx.ip_ok)
+            authorize::evaluate(&fx.snap.members[id.member], o, fx.ip_ok)
         }),
-        allocs_per_op(|| policy::explain(m, bad, fx.ip_ok)),
+        allocs_per_op(|| authorize::explain(m, bad, fx.ip_ok)),
     );
 }
 
@@ -256,7 +256,7 @@ fn per_size(c: &mut Criterion) {
                         ..Default::default()
                     };
                     let id = creds.identify(&p, now).unwrap();
-                    policy::evaluate(&fx.snap.members[id.member], black_box(origin), fx.ip_ok)
+                    authorize::evaluate(&fx.snap.members[id.member], black_box(origin), fx.ip_ok)
                 })
             },
         );
@@ -270,13 +270,13 @@ fn per_size(c: &mut Criterion) {
                 };
                 b.iter(|| {
                     let id = creds.identify(black_box(&p), now).unwrap();
-                    policy::evaluate(&fx.snap.members[id.member], None, fx.ip_ok)
+                    authorize::evaluate(&fx.snap.members[id.member], None, fx.ip_ok)
                 })
             },
         );
         g.bench_with_input(BenchmarkId::new("evaluate_only", n), &fx, |b, fx| {
             let origin = Some(fx.origin_ok.as_bytes());
-            b.iter(|| policy::evaluate(member, black_box(origin), black_box(fx.ip_ok)))
+            b.iter(|| authorize::evaluate(member, black_box(origin), black_box(fx.ip_ok)))
         });
         g.finish();
 
@@ -286,15 +286,15 @@ fn per_size(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("origin_port+cidr", n), &fx, |b, _| {
             let bad = Some(&b"https://m1.example.com:8443"[..]);
             let ip: IpAddr = "192.0.2.7".parse().unwrap();
-            b.iter(|| policy::explain(member, black_box(bad), ip))
+            b.iter(|| authorize::explain(member, black_box(bad), ip))
         });
         g.bench_with_input(BenchmarkId::new("deny_body_json", n), &fx, |b, _| {
             let bad = Some(&b"https://m1.example.com:8443"[..]);
             let ip: IpAddr = "192.0.2.7".parse().unwrap();
             b.iter(|| {
-                let d = policy::Explained::new(policy::explain(member, black_box(bad), ip));
+                let d = authorize::Explained::new(authorize::explain(member, black_box(bad), ip));
                 clawgate::deny::forbidden(
-                    clawgate::deny::Reason::OriginNotAllowed,
+                    clawgate_policy::Reason::OriginNotAllowed,
                     "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000",
                     &member.name,
                     &d,

@@ -27,7 +27,7 @@ use crate::client_ip::IpSource;
 use crate::config;
 use crate::deny::{needs_escape, push_json_string};
 use crate::log_writer::{self, Extras, LineBatch};
-use crate::policy::Explained;
+use clawgate_policy::authorize::Explained;
 
 /// Past this many bytes waiting for the writer, lines are dropped: at
 /// ≈350 bytes a line, some 48,000 lines, a few seconds of a busy proxy.
@@ -339,14 +339,14 @@ mod tests {
     }
 
     fn diff() -> Explained {
-        Explained::new(crate::policy::Diff {
-            origin: crate::origin::OriginDiff {
+        Explained::new(clawgate_policy::authorize::Diff {
+            origin: clawgate_policy::origin::OriginDiff {
                 presented: Some("https://evil.example.net".into()),
                 allowed: vec!["https://app.example.com".into(), "none".into()],
                 nearest: Some("https://app.example.com".into()),
                 hint: "host differs: \"evil\" \\ app".into(),
             },
-            client_ip: crate::policy::IpDiff {
+            client_ip: clawgate_policy::authorize::IpDiff {
                 presented: "10.0.0.9".into(),
                 allowed: vec!["127.0.0.0/8".into()],
             },

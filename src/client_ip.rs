@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::cidr::{canonical, CidrSet};
+use clawgate_policy::cidr::{canonical, CidrSet};
 
 /// How the client IP was derived, for the access log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +125,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cidr::parse_list;
+    use clawgate_policy::cidr::parse_list;
 
     fn trusted() -> CidrSet {
         CidrSet::new(parse_list("10.0.0.0/8").unwrap())

@@ -1,64 +1,23 @@
-//! Every way clawgate says no, mapped in one place to status, body, log
-//! fields and metric label.
+//! Every way clawgate says no, mapped in one place to status, body and
+//! header fields.
 //!
-//! A [`Reason`] code is the same string in the response body, the access
-//! log and `clawgate_denials_total{reason}`, so on-call can go from any one
-//! of them to the others.
+//! The reasons themselves are the policy crate's closed set
+//! ([`Reason`]); its code is the same string in the response body, the
+//! access log and `clawgate_denials_total{reason}`, so on-call can go from
+//! any one of them to the others.
 
+use clawgate_policy::authorize::Explained;
+use clawgate_policy::Reason;
 use http::StatusCode;
 
-use crate::policy::Explained;
-
-/// The closed set of denial reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    NoCredentials,
-    BadToken,
-    TokenExpired,
-    UnknownCert,
-    OriginNotAllowed,
-    OriginMissing,
-    CidrNotAllowed,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 7] = [
-        Reason::NoCredentials,
-        Reason::BadToken,
-        Reason::TokenExpired,
-        Reason::UnknownCert,
-        Reason::OriginNotAllowed,
-        Reason::OriginMissing,
-        Reason::CidrNotAllowed,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::NoCredentials => "no_credentials",
-            Reason::BadToken => "bad_token",
-            Reason::TokenExpired => "token_expired",
-            Reason::UnknownCert => "unknown_cert",
-            Reason::OriginNotAllowed => "origin_not_allowed",
-            Reason::OriginMissing => "origin_missing",
-            Reason::CidrNotAllowed => "cidr_not_allowed",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            Reason::NoCredentials
-            | Reason::BadToken
-            | Reason::TokenExpired
-            | Reason::UnknownCert => StatusCode::UNAUTHORIZED,
-            Reason::OriginNotAllowed | Reason::OriginMissing | Reason::CidrNotAllowed => {
-                StatusCode::FORBIDDEN
-            }
-        }
-    }
-
-    /// Unauthenticated reasons reveal nothing about members or policy.
-    pub fn is_authentication(self) -> bool {
-        self.status() == StatusCode::UNAUTHORIZED
+/// The status a refusal for `reason` is answered with. Reasons that only
+/// end open tunnels (a removed member, an expired session) are
+/// authentication's: the caller can no longer be identified.
+pub fn status(reason: Reason) -> StatusCode {
+    if reason.is_authentication() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::FORBIDDEN
     }
 }
 
@@ -252,8 +211,8 @@ mod tests {
 
     #[test]
     fn a_403_body_carries_the_error_fields_and_both_halves_of_the_diff() {
-        use crate::origin::OriginDiff;
-        use crate::policy::{Diff, IpDiff};
+        use clawgate_policy::authorize::{Diff, IpDiff};
+        use clawgate_policy::origin::OriginDiff;
         let diff = Diff {
             origin: OriginDiff {
                 presented: Some("https://evil.example".into()),
@@ -332,7 +291,7 @@ mod tests {
     fn reason_codes_and_statuses_are_pinned() {
         let table: Vec<(&str, u16)> = Reason::ALL
             .iter()
-            .map(|r| (r.code(), r.status().as_u16()))
+            .map(|r| (r.code(), status(*r).as_u16()))
             .collect();
         assert_eq!(
             table,
@@ -344,6 +303,8 @@ mod tests {
                 ("origin_not_allowed", 403),
                 ("origin_missing", 403),
                 ("cidr_not_allowed", 403),
+                ("member_removed", 401),
+                ("session_expired", 401),
             ]
         );
     }

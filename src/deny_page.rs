@@ -9,8 +9,9 @@
 
 use http::StatusCode;
 
-use crate::deny::{Answer, Reason};
-use crate::policy::Explained;
+use crate::deny::Answer;
+use clawgate_policy::authorize::Explained;
+use clawgate_policy::Reason;
 
 macro_rules! html_fields {
     ($($extra:literal)?) => {
@@ -43,7 +44,7 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
 /// A denial as a page. `member` and `diff` only for an identified member
 /// (a stranger learns no allowlist, as with the JSON body).
 pub fn page(reason: Reason, request_id: &str, member: Option<(&str, &Explained)>) -> Answer {
-    let status = reason.status();
+    let status = crate::deny::status(reason);
     let title = match status {
         StatusCode::UNAUTHORIZED => "Not signed in",
         _ => "Not allowed from here",
@@ -159,8 +160,8 @@ mod tests {
 
     #[test]
     fn the_presented_origin_is_escaped() {
-        use crate::origin::OriginDiff;
-        use crate::policy::{Diff, IpDiff};
+        use clawgate_policy::authorize::{Diff, IpDiff};
+        use clawgate_policy::origin::OriginDiff;
         let e = Explained::new(Diff {
             origin: OriginDiff {
                 presented: Some("https://<script>x</script>".into()),

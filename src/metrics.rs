@@ -2,7 +2,7 @@
 //!
 //! Names and labels are the contract in DESIGN.md. Label values are bounded:
 //! member names come from config (`-` for unidentified callers), reasons
-//! from the closed `deny::Reason` set, codes from HTTP status codes.
+//! from the closed `clawgate_policy::Reason` set, codes from HTTP status codes.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

@@ -21,9 +21,9 @@ use std::sync::Mutex;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::cidr;
 use crate::config::Snapshot;
-use crate::origin::{self, Presented};
+use clawgate_policy::cidr;
+use clawgate_policy::origin::{self, Presented};
 
 /// Most distinct origins, and most distinct networks, kept per member.
 pub const MAX_ENTRIES_PER_MEMBER: usize = 64;

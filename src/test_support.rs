@@ -1,45 +1,10 @@
-//! Builders for unit tests: members and upstreams without files.
-
-use std::path::PathBuf;
+//! Builders for unit tests: upstreams without files (members come from
+//! `clawgate_policy::testing`).
 
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
-use crate::cidr::{self, CidrSet};
 use crate::config::Upstream;
-use crate::member::{Member, Mode};
-use crate::origin::{self, Allowlist};
-
-pub fn member(name: &str) -> Member {
-    member_with_name(name, "none", "127.0.0.0/8")
-}
-
-pub fn member_with(origins: &str, cidrs: &str) -> Member {
-    member_with_name("alice", origins, cidrs)
-}
-
-fn member_with_name(name: &str, origins: &str, cidrs: &str) -> Member {
-    Member {
-        name: name.into(),
-        file: PathBuf::from(format!("{name}.env")),
-        name_header: HeaderValue::from_str(name).unwrap(),
-        tokens: Vec::new(),
-        cert_sha256: Vec::new(),
-        cert_san: Vec::new(),
-        origins: Allowlist::new(
-            origins
-                .split_whitespace()
-                .map(|o| origin::parse_pattern(o).unwrap())
-                .collect(),
-        ),
-        egress: CidrSet::new(cidr::parse_list(cidrs).unwrap()),
-        upstream: 0,
-        scopes: Vec::new(),
-        scopes_header: HeaderValue::from_static(""),
-        mode: Mode::Enforce,
-        file_mode: 0o600,
-    }
-}
 
 pub fn upstream(name: &str, authority: &str) -> Upstream {
     Upstream {

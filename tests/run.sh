@@ -27,7 +27,7 @@ fi
 # clawgate refuses them (as ssh refuses private keys).
 chmod 600 config/members/*.env
 
-cargo test --all-targets
+cargo test --workspace --all-targets
 
 if [ "${CLAWGATE_SKIP_CONFORMANCE:-0}" != 1 ]; then
   cargo build --bin clawgate

@@ -40,7 +40,7 @@
 #      the profile kept beside it (target/pgo/clawgate.profdata), so the
 #      test suite can be run on the same code generation:
 #        RUSTFLAGS=-Cprofile-use=$PWD/target/pgo/clawgate.profdata \
-#          cargo test --release --all-targets --target-dir target/pgo
+#          cargo test --release --workspace --all-targets --target-dir target/pgo
 # WebSocket relaying is not trained: those paths are compiled as if cold,
 # which a profile-use build does for any path its training missed.
 #

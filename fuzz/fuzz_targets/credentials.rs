@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use clawgate::cidr::{self, CidrSet};
-use clawgate::identity::{self, CredentialIndex, PeerCert, Presented, Via};
-use clawgate::member::{Member, Mode, TokenRecord};
-use clawgate::origin::{self, Allowlist};
+use clawgate_policy::cidr::{self, CidrSet};
+use clawgate_policy::identity::{self, CredentialIndex, PeerCert, Presented, Via};
+use clawgate_policy::member::{Member, Mode, TokenRecord};
+use clawgate_policy::origin::{self, Allowlist};
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 

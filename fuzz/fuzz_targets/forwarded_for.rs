@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use clawgate::cidr::{self, CidrSet};
+use clawgate_policy::cidr::{self, CidrSet};
 use clawgate::client_ip::{self, IpSource};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;

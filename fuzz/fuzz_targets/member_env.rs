@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(parsed) => {
             // What a loaded member feeds into on the request path.
             let m = parsed.member;
-            let _ = clawgate::identity::CredentialIndex::build(std::slice::from_ref(&m));
+            let _ = clawgate_policy::identity::CredentialIndex::build(std::slice::from_ref(&m));
             let _ = m.origins.allows_raw(Some(b"https://alice.example.com"));
             let _ = m.origins.allows_raw(None);
         }

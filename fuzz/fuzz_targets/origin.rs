@@ -5,7 +5,7 @@
 //! is the presented `Origin` header (raw bytes, not necessarily UTF-8).
 #![no_main]
 
-use clawgate::origin::{self, Allowlist, Presented};
+use clawgate_policy::origin::{self, Allowlist, Presented};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

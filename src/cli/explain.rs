@@ -1,5 +1,6 @@
 //! `clawgate explain`: what the proxy would decide for a credential,
-//! origin and address, offline, through the same identity and policy code.
+//! origin and address, offline. The files are read here; the judging is
+//! `clawgate_policy::explain`, the same identity and policy code.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,9 +9,14 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::deny::Reason;
-use crate::identity::{IdentifyError, Presented, Via};
-use crate::policy::{self, Diff};
+use clawgate_policy::authorize::Diff;
+use clawgate_policy::explain::{self, Caller, Question, Verdict};
+use clawgate_policy::identity::{sha256, Presented};
+use clawgate_policy::member::{Member, Mode, TokenRecord};
+use clawgate_policy::Reason;
+
+use crate::config::Snapshot;
+use crate::deny;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -64,10 +70,12 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
-    fn of(m: &crate::member::Member, id: &str, now: SystemTime) -> Option<TokenInfo> {
-        let t = m.token(id)?;
+    /// The record of `token` among `m`'s tokens, if it is one of them.
+    fn of(m: &Member, token: &str, now: SystemTime) -> Option<TokenInfo> {
+        let id = TokenRecord::id_for(&sha256(token.as_bytes()));
+        let t = m.token(&id)?;
         Some(TokenInfo {
-            id: t.id.clone(),
+            id,
             expires: t
                 .expires
                 .map(|e| humantime::format_rfc3339_seconds(e).to_string()),
@@ -107,83 +115,11 @@ pub fn decide(args: &Args) -> Result<Decision, String> {
         );
     }
     let snap = loaded.snapshot;
-    let origin = args.origin.as_deref().map(str::as_bytes);
-    let ip = crate::cidr::canonical(args.ip);
-    if let Some(route) = snap.public_route(&args.path) {
-        let ok = route.sources.contains(ip);
-        return Ok(Decision {
-            status: if ok { 200 } else { 403 },
-            decision: if ok { "public" } else { "deny" },
-            reason: (!ok).then_some(Reason::CidrNotAllowed.code()),
-            member: None,
-            upstream: Some(snap.upstreams[route.upstream].name.clone()),
-            mode: None,
-            diff: None,
-            token: None,
-        });
-    }
-    let token = presented_token(args)?;
-    let cert = match &args.cert {
-        Some(p) => Some(crate::net::tls::peer_cert(&crate::config::tls::first_cert(
-            p,
-        )?)),
-        None => None,
-    };
-    let now = SystemTime::now();
-    let mut token_info = None;
-    let member_id = if let Some(name) = &args.member {
-        snap.member_by_name(name)
-            .map(|(i, _)| i)
-            .ok_or_else(|| format!("no member named '{name}'"))?
-    } else {
-        let presented = Presented {
-            cert: cert.as_ref(),
-            bearer: token.as_deref().map(str::as_bytes),
-            header_token: None,
-        };
-        match snap.credentials.identify(&presented, now) {
-            Ok(id) => {
-                if let Via::Token { token_id } = &id.via {
-                    token_info = TokenInfo::of(&snap.members[id.member], token_id, now);
-                }
-                id.member
-            }
-            Err(e) => return Ok(refused(&snap, e, now)),
-        }
-    };
-    let m = &snap.members[member_id];
-    let verdict = policy::evaluate(m, origin, ip);
-    let upstream = Some(snap.upstreams[m.upstream].name.clone());
-    Ok(match verdict {
-        Ok(()) => Decision {
-            status: 200,
-            decision: "allow",
-            reason: None,
-            member: Some(m.name.clone()),
-            upstream,
-            mode: Some(m.mode.as_str()),
-            diff: None,
-            token: token_info,
-        },
-        Err(reason) => {
-            let audit = m.mode == crate::member::Mode::Audit;
-            Decision {
-                status: if audit { 200 } else { reason.status().as_u16() },
-                decision: if audit { "audit_would_deny" } else { "deny" },
-                reason: Some(reason.code()),
-                member: Some(m.name.clone()),
-                upstream,
-                mode: Some(m.mode.as_str()),
-                diff: Some(policy::explain(m, origin, ip)),
-                token: token_info,
-            }
-        }
-    })
-}
-
-/// The token from `--token`, or the first line of `--token-file`.
-fn presented_token(args: &Args) -> Result<Option<String>, String> {
-    Ok(match (&args.token, &args.token_file) {
+    // A public route is judged before any credential, so its files are
+    // not read for one (an unreadable token file does not hide the answer).
+    let public = snap.public_route(&args.path).is_some();
+    let token = match (&args.token, &args.token_file) {
+        _ if public => None,
         (Some(t), _) => Some(t.clone()),
         (_, Some(f)) => Some(
             std::fs::read_to_string(f)
@@ -195,34 +131,93 @@ fn presented_token(args: &Args) -> Result<Option<String>, String> {
                 .to_string(),
         ),
         _ => None,
-    })
+    };
+    let cert = match &args.cert {
+        Some(p) if !public => Some(crate::net::tls::peer_cert(&crate::config::tls::first_cert(
+            p,
+        )?)),
+        _ => None,
+    };
+    let caller = match &args.member {
+        Some(name) => Caller::Member(name),
+        None => Caller::Presented(Presented {
+            cert: cert.as_ref(),
+            bearer: token.as_deref().map(str::as_bytes),
+            header_token: None,
+        }),
+    };
+    let now = SystemTime::now();
+    let question = Question {
+        path: &args.path,
+        caller,
+        origin: args.origin.as_deref().map(str::as_bytes),
+        ip: args.ip,
+        now,
+    };
+    let mut d = decision(&snap, explain::decide(snap.rules(), &question), args)?;
+    if let (Some(t), Some(name)) = (&token, &d.member) {
+        if let Some((_, m)) = snap.member_by_name(name) {
+            d.token = TokenInfo::of(m, t, now);
+        }
+    }
+    Ok(d)
 }
 
-/// The decision when nobody could be identified.
-fn refused(snap: &crate::config::Snapshot, e: IdentifyError, now: SystemTime) -> Decision {
-    let (reason, member, token) = match e {
-        IdentifyError::NoCredentials => (Reason::NoCredentials, None, None),
-        IdentifyError::BadToken => (Reason::BadToken, None, None),
-        IdentifyError::UnknownCert => (Reason::UnknownCert, None, None),
-        IdentifyError::TokenExpired { member, token_id } => {
-            let m = &snap.members[member];
-            (
-                Reason::TokenExpired,
-                Some(m.name.clone()),
-                TokenInfo::of(m, &token_id, now),
-            )
+/// The verdict as the proxy would answer it: status, names, audit mode.
+fn decision(snap: &Snapshot, verdict: Verdict, args: &Args) -> Result<Decision, String> {
+    let upstream = |i: usize| Some(snap.upstreams[i].name.clone());
+    Ok(match verdict {
+        Verdict::NoSuchMember => {
+            let name = args.member.as_deref().unwrap_or_default();
+            return Err(format!("no member named '{name}'"));
         }
-    };
-    Decision {
-        status: reason.status().as_u16(),
-        decision: "deny",
-        reason: Some(reason.code()),
-        member,
-        upstream: None,
-        mode: None,
-        diff: None,
-        token,
-    }
+        Verdict::Public {
+            upstream: u,
+            allowed,
+        } => Decision {
+            status: if allowed.is_ok() { 200 } else { 403 },
+            decision: if allowed.is_ok() { "public" } else { "deny" },
+            reason: allowed.err().map(Reason::code),
+            member: None,
+            upstream: upstream(u),
+            mode: None,
+            diff: None,
+            token: None,
+        },
+        Verdict::Unidentified { reason, member } => Decision {
+            status: deny::status(reason).as_u16(),
+            decision: "deny",
+            reason: Some(reason.code()),
+            member: member.map(|i| snap.members[i].name.clone()),
+            upstream: None,
+            mode: None,
+            diff: None,
+            token: None,
+        },
+        Verdict::Member { member, allowed } => {
+            let m = &snap.members[member];
+            let (status, decision, reason, diff) = match allowed {
+                Ok(()) => (200, "allow", None, None),
+                Err((reason, diff)) if m.mode == Mode::Audit => {
+                    (200, "audit_would_deny", Some(reason), Some(diff))
+                }
+                Err((reason, diff)) => {
+                    let status = deny::status(reason).as_u16();
+                    (status, "deny", Some(reason), Some(diff))
+                }
+            };
+            Decision {
+                status,
+                decision,
+                reason: reason.map(Reason::code),
+                member: Some(m.name.clone()),
+                upstream: upstream(m.upstream),
+                mode: Some(m.mode.as_str()),
+                diff,
+                token: None,
+            }
+        }
+    })
 }
 
 fn print_text(d: &Decision) {

@@ -14,8 +14,8 @@ use clap::Subcommand;
 use super::accounts::Account;
 use super::fsutil;
 use crate::config::members::Candidate;
-use crate::identity::sha256;
-use crate::member::{Member, TokenRecord};
+use clawgate_policy::identity::sha256;
+use clawgate_policy::member::{Member, TokenRecord};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {

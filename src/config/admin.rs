@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::error::{self, ConfigError};
 use super::raw;
-use crate::cidr;
+use clawgate_policy::cidr;
 
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9180";
 /// What to do about an admin listener off loopback (the load error and

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use super::{Log, Snapshot, Upstream};
-use crate::member::Member;
+use clawgate_policy::member::Member;
 
 /// The differences between the running snapshot and a new one.
 #[derive(Debug, Default, PartialEq, Eq)]

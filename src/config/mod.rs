@@ -28,8 +28,9 @@ use http::{HeaderValue, Uri};
 pub use error::ConfigError;
 use raw::RawBase;
 
-use crate::cidr::CidrSet;
-use crate::identity::CredentialIndex;
+use clawgate_policy::cidr::CidrSet;
+use clawgate_policy::identity::CredentialIndex;
+use clawgate_policy::rules::PublicRoute;
 
 pub const BASE_FILE: &str = "clawgate.toml";
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-user";
@@ -95,7 +96,7 @@ fn read(
             .unwrap_or(0);
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
-    let base_sha256 = crate::identity::sha256(text.as_bytes());
+    let base_sha256 = clawgate_policy::identity::sha256(text.as_bytes());
     build(dir, &base_path, &text, raw, base_sha256, keep, candidate)
 }
 
@@ -263,10 +264,10 @@ fn build(
                     "'/' would make every path public; use a narrow prefix such as /hooks/".into(),
                 ));
             }
-            // Requests are matched after `proxy::target`'s check and
+            // Requests are matched after `clawgate_policy::target`'s check and
             // decoding: a prefix they refuse or decode could never match.
-            if crate::proxy::target::check(&path_prefix).is_err()
-                || crate::proxy::target::has_encoded_unreserved(&path_prefix)
+            if clawgate_policy::target::check(&path_prefix).is_err()
+                || clawgate_policy::target::has_encoded_unreserved(&path_prefix)
             {
                 return Err(key_err(
                     &format!("{key}.path_prefix"),
@@ -481,7 +482,7 @@ fn member_from_file(
     candidate: Option<members::Candidate<'_>>,
     upstreams: &[Upstream],
     default_upstream: Option<usize>,
-) -> Result<(crate::member::Member, [u8; 32]), ConfigError> {
+) -> Result<(clawgate_policy::member::Member, [u8; 32]), ConfigError> {
     let parsed = members::parse_member(path, candidate)?;
     let mut m = parsed.member;
     m.upstream = match parsed.upstream {
@@ -515,11 +516,11 @@ fn last_good(
     previous: &Snapshot,
     path: &Path,
     upstreams: &[Upstream],
-) -> Option<crate::member::Member> {
+) -> Option<clawgate_policy::member::Member> {
     let m = previous.members.iter().find(|m| m.file == path)?;
     let name = &previous.upstreams[m.upstream].name;
     let upstream = upstreams.iter().position(|u| &u.name == name)?;
-    Some(crate::member::Member {
+    Some(clawgate_policy::member::Member {
         upstream,
         ..m.clone()
     })

@@ -6,7 +6,7 @@
 
 use ipnet::IpNet;
 
-use crate::cidr;
+use clawgate_policy::cidr;
 
 /// One network, refused when its address has bits set beyond the prefix.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {

@@ -10,9 +10,10 @@ use http::header::HeaderName;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
-use crate::cidr::CidrSet;
-use crate::identity::CredentialIndex;
-use crate::member::Member;
+use clawgate_policy::cidr::CidrSet;
+use clawgate_policy::identity::CredentialIndex;
+use clawgate_policy::member::Member;
+use clawgate_policy::rules::{PublicRoute, Rules};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAuth {
@@ -49,13 +50,6 @@ pub struct Upstream {
     /// `authority` as the `Host` header value sent upstream.
     pub host_header: HeaderValue,
     pub identity_header: HeaderName,
-}
-
-#[derive(Clone, Debug)]
-pub struct PublicRoute {
-    pub path_prefix: String,
-    pub sources: CidrSet,
-    pub upstream: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,11 +118,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The policy's view of this configuration.
+    #[inline]
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            members: &self.members,
+            credentials: &self.credentials,
+            public: &self.public,
+        }
+    }
+
     pub fn member_by_name(&self, name: &str) -> Option<(usize, &Member)> {
-        self.members
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.name == name)
+        self.rules().member_by_name(name)
     }
 
     pub fn upstream_by_name(&self, name: &str) -> Option<usize> {
@@ -137,10 +138,7 @@ impl Snapshot {
 
     /// The public route whose prefix matches `path`, longest first.
     pub fn public_route(&self, path: &str) -> Option<&PublicRoute> {
-        self.public
-            .iter()
-            .filter(|r| path.starts_with(&r.path_prefix))
-            .max_by_key(|r| r.path_prefix.len())
+        self.rules().public_route(path)
     }
 }
 

@@ -17,8 +17,8 @@ use x509_parser::extensions::GeneralName;
 
 use super::handshake::{Failure, Reason};
 use super::Protocol;
-use crate::identity::{sha256, PeerCert};
 use crate::raw_tcp::RawTcp;
+use clawgate_policy::identity::{sha256, PeerCert};
 
 /// A finished handshake.
 pub struct Accepted<IO> {

@@ -10,11 +10,11 @@ use std::time::SystemTime;
 use http::HeaderValue;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
-use crate::deny::Reason;
-use crate::identity::{self, CredentialId, PeerCert, Via};
-use crate::member::MemberId;
 use crate::net::conn_cap::Claim;
-use crate::policy::{Diff, Explained};
+use clawgate_policy::authorize::{Diff, Explained};
+use clawgate_policy::identity::{self, CredentialId, PeerCert, Via};
+use clawgate_policy::member::MemberId;
+use clawgate_policy::Reason;
 
 /// One accepted client connection.
 pub struct Conn {
@@ -124,8 +124,10 @@ impl Conn {
         unauthenticated: Arc<Claim>,
     ) -> Self {
         Conn {
-            peer_ip_header: HeaderValue::from_str(&crate::cidr::canonical(peer.ip()).to_string())
-                .expect("an IP address is a valid header value"),
+            peer_ip_header: HeaderValue::from_str(
+                &clawgate_policy::cidr::canonical(peer.ip()).to_string(),
+            )
+            .expect("an IP address is a valid header value"),
             peer,
             tls,
             cert,

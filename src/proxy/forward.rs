@@ -244,13 +244,13 @@ pub(super) fn forward<'a>(
                 h2: req.h2_websocket,
             };
             let origin = origin.map(<[u8]>::to_vec);
-            let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+            let grant = tunnel::grant(&caller, conn.cert.clone(), origin, client.ip);
             tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
         }
         let rid = ex.request_id.clone();
         let watch = gateway.event_stream.then(|| {
             let origin = origin.map(<[u8]>::to_vec);
-            let grant = tunnel::Grant::new(&caller, conn.cert.clone(), origin, client.ip);
+            let grant = tunnel::grant(&caller, conn.cert.clone(), origin, client.ip);
             tunnel::StreamWatch::register(state, grant, rid.clone())
         });
         Ok(resp.map(|b| {

@@ -13,9 +13,9 @@ use super::fields::{text, Fields};
 use super::upstream::wire;
 use super::{ClientRequest, Refusal};
 use crate::config::Upstream;
-use crate::identity::Via;
-use crate::member::Member;
 use crate::request_id::RequestId;
+use clawgate_policy::identity::Via;
+use clawgate_policy::member::Member;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -245,7 +245,8 @@ fn valid_host(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{member, upstream};
+    use crate::test_support::upstream;
+    use clawgate_policy::testing::member;
     use http::HeaderMap;
 
     fn via() -> Via {

@@ -21,11 +21,12 @@ use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 use super::outcome::respond;
 use super::{headers, local_body, Body, Decision, Exchange, LocalBody, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
-use crate::deny::{self, Reason};
-use crate::identity::{self, IdentifyError, Via};
-use crate::policy;
-use crate::session;
+use crate::deny;
 use crate::state::State;
+use clawgate_policy::authorize;
+use clawgate_policy::identity::{self, IdentifyError, Via};
+use clawgate_policy::session;
+use clawgate_policy::Reason;
 
 pub const LOGIN_PATH: &str = "/_clawgate/login";
 pub const LOGOUT_PATH: &str = "/_clawgate/logout";
@@ -283,9 +284,9 @@ async fn answer(
     ex.credential = Some(token_id.clone());
     let member = &snap.members[member_id];
     let origin = origin.as_deref();
-    if let Err(reason) = policy::evaluate(member, origin, client.ip) {
-        ex.diff = Some(std::sync::Arc::new(policy::Explained::new(
-            policy::explain(member, origin, client.ip),
+    if let Err(reason) = authorize::evaluate(member, origin, client.ip) {
+        ex.diff = Some(std::sync::Arc::new(authorize::Explained::new(
+            authorize::explain(member, origin, client.ip),
         )));
         return Err(Refusal::Denied(reason));
     }
@@ -333,8 +334,8 @@ pub(super) fn session_identity(
     let Some(value) = super::cookie::cookie(&req.fields, SESSION_COOKIE) else {
         return Err(refuse(Reason::NoCredentials));
     };
-    let claims =
-        crate::session::verify(&sess.key, value, now).ok_or_else(|| refuse(Reason::BadToken))?;
+    let claims = clawgate_policy::session::verify(&sess.key, value, now)
+        .ok_or_else(|| refuse(Reason::BadToken))?;
     let (member, m) = snap
         .member_by_name(&claims.member)
         .ok_or_else(|| refuse(Reason::BadToken))?;

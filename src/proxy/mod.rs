@@ -18,7 +18,6 @@ mod outcome;
 pub mod relay;
 mod request;
 mod request_body;
-pub(crate) mod target;
 pub mod tunnel;
 pub mod upstream;
 
@@ -43,15 +42,15 @@ use http_body_util::Either;
 
 use crate::client_ip::{self, ClientIp};
 use crate::config::Snapshot;
-use crate::deny::Reason;
 use crate::deny_page;
-use crate::identity::{self, CredentialId, IdentifyError, Identity, Via};
-use crate::member::{MemberId, Mode};
 use crate::metrics::NO_MEMBER;
-use crate::origin::OriginDiff;
-use crate::policy::{self, Diff, Explained};
 use crate::request_id::{self, Clock, RequestId};
 use crate::state::State;
+use clawgate_policy::authorize::{self, Diff, Explained};
+use clawgate_policy::identity::{self, CredentialId, IdentifyError, Identity, Via};
+use clawgate_policy::member::{MemberId, Mode};
+use clawgate_policy::origin::OriginDiff;
+use clawgate_policy::Reason;
 use forward::forward;
 use headers::Caller;
 use upstream::UpstreamError;
@@ -192,7 +191,7 @@ pub fn serve<'a>(
             started: state.access_log.enabled().then(Instant::now),
         };
         // Decided on and forwarded decoded; logged as sent (see `target`).
-        if let Some(uri) = target::decode_unreserved(&req.uri) {
+        if let Some(uri) = clawgate_policy::target::decode_unreserved(&req.uri) {
             req.uri = uri;
         }
         // The decision is synchronous and the one await is here, not a layer
@@ -314,7 +313,7 @@ fn decide<'s>(
         return Err(Refusal::BadRequest("bad_target"));
     }
     // A path the gateway would resolve elsewhere than a prefix match sees.
-    if let Err(why) = target::check(req.path()) {
+    if let Err(why) = clawgate_policy::target::check(req.path()) {
         ex.request_id = request_id::generate_at(ex.clock.since_epoch);
         return Err(Refusal::BadRequest(why));
     }
@@ -359,7 +358,7 @@ fn decide<'s>(
                     nearest: None,
                     hint: format!("public route {}: origin not checked", route.path_prefix),
                 },
-                client_ip: policy::ip_diff(route.sources.nets(), client.ip),
+                client_ip: authorize::ip_diff(route.sources.nets(), client.ip),
             })));
             return Err(Refusal::Denied(Reason::CidrNotAllowed));
         }
@@ -420,16 +419,12 @@ fn decide<'s>(
             if let Some(left) = state.limiter.failed(client.ip, limits) {
                 return Err(Refusal::TooManyFailures(left));
             }
-            return Err(Refusal::Denied(match e {
-                IdentifyError::NoCredentials => Reason::NoCredentials,
-                IdentifyError::BadToken => Reason::BadToken,
-                IdentifyError::UnknownCert => Reason::UnknownCert,
-                IdentifyError::TokenExpired { member, token_id } => {
-                    ex.member = Some(member);
-                    ex.credential = Some(token_id);
-                    Reason::TokenExpired
-                }
-            }));
+            let reason = e.reason();
+            if let IdentifyError::TokenExpired { member, token_id } = e {
+                ex.member = Some(member);
+                ex.credential = Some(token_id);
+            }
+            return Err(Refusal::Denied(reason));
         }
     };
     conn.authenticated();
@@ -444,8 +439,8 @@ fn decide<'s>(
         .refused_again(gen, id.member, origin, ip)
         .map(Err)
         .unwrap_or_else(|| {
-            policy::evaluate(member, origin, ip).map_err(|reason| {
-                let diff = policy::explain(member, origin, ip);
+            authorize::evaluate(member, origin, ip).map_err(|reason| {
+                let diff = authorize::explain(member, origin, ip);
                 conn.refused(gen, id.member, origin, ip, reason, diff)
             })
         });

@@ -8,10 +8,11 @@ use http_body_util::Either;
 use super::{local_body, member_label, Body, Conn, Decision, Exchange, Refusal, SESSION_COOKIE};
 use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
-use crate::deny::{self, Reason};
+use crate::deny;
 use crate::deny_page;
 use crate::metrics::NO_UPSTREAM;
 use crate::state::State;
+use clawgate_policy::Reason;
 
 /// Map a refusal to its response; the only place statuses are chosen.
 /// `html`: the client loads a page, so a denial is shown as one.
@@ -60,7 +61,9 @@ pub(super) fn respond(
             if let Ok(v) = HeaderValue::from_str(&to) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&crate::session::clear_cookie(SESSION_COOKIE)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&clawgate_policy::session::clear_cookie(SESSION_COOKIE))
+            {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r

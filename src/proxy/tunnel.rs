@@ -3,7 +3,8 @@
 //!
 //! Every open tunnel is registered with what authorized it (member, token,
 //! origin, client address), so a reload or a token's expiry can re-check it
-//! and close the ones that no longer pass.
+//! (`clawgate_policy::recheck`: the policy a new request gets, with the
+//! same reasons) and close the ones that no longer pass.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,10 +18,11 @@ use tokio::sync::oneshot;
 
 use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
-use crate::identity::{PeerCert, Presented, Via};
 use crate::metrics::NO_MEMBER;
 use crate::request_id::RequestId;
 use crate::state::State;
+use clawgate_policy::identity::PeerCert;
+use clawgate_policy::recheck::{self, Grant};
 
 use super::headers::Caller;
 use super::relay;
@@ -28,70 +30,22 @@ use super::upstream::UpstreamError;
 
 /// Close reason for a draining proxy (WebSocket close 1001).
 pub const GOING_AWAY: &str = "going_away";
-const TOKEN_EXPIRED: &str = "token_expired";
-const SESSION_EXPIRED: &str = "session_expired";
 
 /// Why an event stream still open when the drain's time is up is cut: its
 /// client must see a truncated body (no last chunk on HTTP/1.1, a reset
 /// stream on h2), never a clean end it would take for the whole stream.
 pub const DRAIN_DEADLINE: &str = "drain_deadline";
 
-/// What authorized a tunnel, re-checked on reload.
-#[derive(Clone, Debug)]
-pub struct Grant {
-    pub member: Option<String>,
-    pub via: Option<Via>,
-    pub cert: Option<PeerCert>,
-    pub origin: Option<Vec<u8>>,
-    pub client_ip: IpAddr,
-    pub public_prefix: Option<String>,
-    pub expires: Option<SystemTime>,
-    /// The reason code when `expires` passes: the token's, or the
-    /// browser session's when that ends first.
-    pub expiry: &'static str,
-}
-
-impl Grant {
-    /// Record what authorized an upgrade that is about to become a tunnel.
-    pub fn new(
-        caller: &Caller<'_>,
-        cert: Option<PeerCert>,
-        origin: Option<Vec<u8>>,
-        client_ip: IpAddr,
-    ) -> Grant {
-        match caller {
-            Caller::Public { prefix } => Grant {
-                member: None,
-                via: None,
-                cert: None,
-                origin,
-                client_ip,
-                public_prefix: Some(prefix.to_string()),
-                expires: None,
-                expiry: TOKEN_EXPIRED,
-            },
-            Caller::Member { member, via } => {
-                let token = |id| member.token(id).and_then(|t| t.expires);
-                let (expires, expiry) = match via {
-                    Via::Token { token_id } => (token(token_id), TOKEN_EXPIRED),
-                    Via::Session { token_id, expires } => match token(token_id) {
-                        Some(t) if t <= *expires => (Some(t), TOKEN_EXPIRED),
-                        _ => (Some(*expires), SESSION_EXPIRED),
-                    },
-                    Via::Cert { .. } => (None, TOKEN_EXPIRED),
-                };
-                Grant {
-                    member: Some(member.name.clone()),
-                    expires,
-                    expiry,
-                    via: Some((*via).clone()),
-                    cert,
-                    origin,
-                    client_ip,
-                    public_prefix: None,
-                }
-            }
-        }
+/// Record what authorized an upgrade that is about to become a tunnel.
+pub fn grant(
+    caller: &Caller<'_>,
+    cert: Option<PeerCert>,
+    origin: Option<Vec<u8>>,
+    client_ip: IpAddr,
+) -> Grant {
+    match caller {
+        Caller::Public { prefix } => Grant::public(prefix, origin, client_ip),
+        Caller::Member { member, via } => Grant::member(member, via, cert, origin, client_ip),
     }
 }
 
@@ -148,9 +102,9 @@ impl Tunnels {
         };
         let mut closed = 0;
         for entry in m.values_mut() {
-            if let Some(reason) = still_allowed(snap, &entry.grant, now).err() {
+            if let Err(reason) = recheck::still_allowed(snap.rules(), &entry.grant, now) {
                 if let Some(tx) = entry.close.take() {
-                    let _ = tx.send(reason);
+                    let _ = tx.send(reason.code());
                     closed += 1;
                 }
             }
@@ -205,7 +159,7 @@ impl StreamWatch {
             Box::pin(tokio::time::sleep(left))
         });
         let member = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
-        let expiry_reason = grant.expiry;
+        let expiry_reason = grant.expiry.code();
         let (id, rx) = state.tunnels.register(grant, true);
         StreamWatch {
             state: state.clone(),
@@ -252,46 +206,11 @@ impl Drop for StreamWatch {
     }
 }
 
-/// Would this grant still be given under `snap`? Err = the reason code.
-fn still_allowed(snap: &Snapshot, g: &Grant, now: SystemTime) -> Result<(), &'static str> {
-    if let Some(prefix) = &g.public_prefix {
-        return match snap.public_route(prefix) {
-            Some(r) if r.sources.contains(g.client_ip) => Ok(()),
-            _ => Err("cidr_not_allowed"),
-        };
-    }
-    let name = g.member.as_deref().ok_or("member_removed")?;
-    let (id, m) = snap.member_by_name(name).ok_or("member_removed")?;
-    match &g.via {
-        Some(Via::Token { token_id }) | Some(Via::Session { token_id, .. }) => {
-            if m.token(token_id).is_none() {
-                return Err("bad_token");
-            }
-            if !snap.credentials.token_valid(id, token_id, now) {
-                return Err("token_expired");
-            }
-        }
-        Some(Via::Cert { .. }) => {
-            let cert = g.cert.as_ref().ok_or("unknown_cert")?;
-            let presented = Presented {
-                cert: Some(cert),
-                ..Default::default()
-            };
-            match snap.credentials.identify(&presented, now) {
-                Ok(i) if i.member == id => {}
-                _ => return Err("unknown_cert"),
-            }
-        }
-        None => return Err("member_removed"),
-    }
-    crate::policy::evaluate(m, g.origin.as_deref(), g.client_ip).map_err(|r| r.code())
-}
-
 /// What the access-log line at close says about the tunnel.
 pub struct LogInfo {
     pub request_id: String,
     pub member: String,
-    pub credential: Option<crate::identity::CredentialId>,
+    pub credential: Option<clawgate_policy::identity::CredentialId>,
     pub client_ip: std::net::IpAddr,
     pub ip_source: crate::client_ip::IpSource,
     pub path: String,
@@ -315,7 +234,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let _open = open;
         let started = Instant::now();
-        let (expires, expiry_reason) = (grant.expires, grant.expiry);
+        let (expires, expiry_reason) = (grant.expires, grant.expiry.code());
         let member_label = grant.member.clone().unwrap_or_else(|| NO_MEMBER.into());
         let (id, mut close_rx) = state.tunnels.register(grant, false);
         let gauge = state

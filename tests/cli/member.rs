@@ -55,7 +55,7 @@ async fn member_add_as_root_lets_carol_through_a_reloaded_clawgate_to_the_upstre
     let digest: [u8; 32] = hex::decode(sha256_hex(&token)).unwrap().try_into().unwrap();
     assert_eq!(
         field(&out.stdout, "token id:"),
-        clawgate::member::TokenRecord::id_for(&digest)
+        clawgate_policy::member::TokenRecord::id_for(&digest)
     );
     // The gateway change names carol in each of the three keys.
     for want in [

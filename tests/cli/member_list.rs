@@ -33,7 +33,7 @@ async fn member_list_shows_each_member_and_its_tokens_last_use_from_the_proxy() 
     let admin = format!("http://{}", p.admin);
     let id = |t: &str| {
         let d: [u8; 32] = hex::decode(sha256_hex(t)).unwrap().try_into().unwrap();
-        clawgate::member::TokenRecord::id_for(&d)
+        clawgate_policy::member::TokenRecord::id_for(&d)
     };
 
     let out = cli_async(s(&[

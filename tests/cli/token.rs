@@ -19,7 +19,7 @@ async fn token_new_prints_a_token_whose_line_admits_it_and_nothing_else() {
     let digest: [u8; 32] = hex::decode(sha256_hex(&token)).unwrap().try_into().unwrap();
     assert_eq!(
         field(&out.stdout, "token id:"),
-        clawgate::member::TokenRecord::id_for(&digest)
+        clawgate_policy::member::TokenRecord::id_for(&digest)
     );
     let line = field(&out.stdout, "TOKEN_SHA256=");
     let (hash, expiry) = line.split_once('@').expect("an expiry after --expires");
@@ -187,7 +187,7 @@ fn token_rotate_warns_when_the_service_user_cannot_read_the_file() {
 /// The token ID `member list` shows for `token`.
 fn id_of(token: &str) -> String {
     let d: [u8; 32] = hex::decode(sha256_hex(token)).unwrap().try_into().unwrap();
-    clawgate::member::TokenRecord::id_for(&d)
+    clawgate_policy::member::TokenRecord::id_for(&d)
 }
 
 #[tokio::test]

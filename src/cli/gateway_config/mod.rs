@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::config::Snapshot;
 
 mod drift;
-use crate::origin::Pattern;
+use clawgate_policy::origin::Pattern;
 pub use drift::{allowlist_drift, trust_drift};
 
 /// Where each setting lives in the OpenClaw config (JSON/JSON5), as

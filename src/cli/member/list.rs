@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::admin_client::{self, Sample};
 use crate::cli::Format;
 use crate::config::Snapshot;
-use crate::member::Member;
+use clawgate_policy::member::Member;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 const LAST_USED: &str = "clawgate_token_last_used_timestamp_seconds";

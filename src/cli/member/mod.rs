@@ -17,8 +17,8 @@ use clap::Subcommand;
 use super::{fsutil, token};
 use crate::config::members::{self, Candidate};
 use crate::config::Snapshot;
-use crate::identity::sha256;
-use crate::member::TokenRecord;
+use clawgate_policy::identity::sha256;
+use clawgate_policy::member::TokenRecord;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {

@@ -29,8 +29,8 @@ mod ws;
 
 use ws::ws_step;
 
-use crate::identity::sha256;
-use crate::member::TokenRecord;
+use clawgate_policy::identity::sha256;
+use clawgate_policy::member::TokenRecord;
 
 /// Largest response body read (a 403 diff is small).
 const MAX_BODY: usize = 256 * 1024;

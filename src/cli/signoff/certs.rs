@@ -12,7 +12,7 @@ use super::{resolve, rfc3339, short, Row, Status};
 use crate::config::certs::{self, CertFacts};
 use crate::config::raw::RawBase;
 use crate::config::{ClientAuth, Snapshot, TlsFiles};
-use crate::origin::Pattern;
+use clawgate_policy::origin::Pattern;
 
 pub const TLS: &str = "tls";
 /// How close an expiry makes its row a warning.

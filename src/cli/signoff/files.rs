@@ -15,7 +15,7 @@ use super::{
 };
 use crate::cli::accounts::Account;
 use crate::config::{self, raw::RawBase};
-use crate::member::TokenRecord;
+use clawgate_policy::member::TokenRecord;
 
 /// A member file as found on disk, read without the loader's refusals.
 pub(super) struct FileScan {

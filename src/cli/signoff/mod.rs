@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::gateway_config;
 use crate::config::{self, error::Location, raw::RawBase, ConfigError, Snapshot};
-use crate::member::{Mode, TokenRecord};
+use clawgate_policy::member::{Mode, TokenRecord};
 pub use ports::{port_table, reach};
 
 pub const CONFIG: &str = "config";

@@ -9,7 +9,7 @@ use crate::config::{self, raw::RawBase, AccessLog, Snapshot};
 
 /// `loopback`, `lan` (private ranges) or `any`.
 pub fn reach(ip: IpAddr) -> &'static str {
-    let ip = crate::cidr::canonical(ip);
+    let ip = clawgate_policy::cidr::canonical(ip);
     if ip.is_unspecified() {
         return "any";
     }

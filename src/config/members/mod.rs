@@ -13,9 +13,9 @@ use std::time::SystemTime;
 use http::HeaderValue;
 
 use super::error::ConfigError;
-use crate::cidr::CidrSet;
-use crate::member::{Member, Mode, TokenRecord};
-use crate::origin::{self, Allowlist};
+use clawgate_policy::cidr::CidrSet;
+use clawgate_policy::member::{Member, Mode, TokenRecord};
+use clawgate_policy::origin::{self, Allowlist};
 
 const KEYS: &[&str] = &[
     "TOKEN_SHA256",
@@ -283,7 +283,7 @@ fn parse_member_text(
             file_mode,
         },
         upstream,
-        file_sha256: crate::identity::sha256(text.as_bytes()),
+        file_sha256: clawgate_policy::identity::sha256(text.as_bytes()),
     })
 }
 

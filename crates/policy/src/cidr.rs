@@ -34,6 +34,7 @@ impl CidrSet {
         }
     }
 
+    #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match canonical(ip) {
             IpAddr::V4(a) => find(&self.v4, u32::from(a)),
@@ -52,6 +53,7 @@ impl CidrSet {
 }
 
 /// `::ffff:a.b.c.d` is the IPv4 address a.b.c.d seen through a dual-stack socket.
+#[inline]
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -8,14 +8,15 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::deny::Reason;
 use crate::member::Member;
 use crate::origin::{self, OriginDiff};
+use crate::Reason;
 
 /// Most CIDRs echoed back in a 403; a member with thousands gets a count.
 const MAX_LISTED_CIDRS: usize = 32;
 
 /// Allowed, or the first reason to refuse.
+#[inline]
 pub fn evaluate(member: &Member, origin: Option<&[u8]>, ip: IpAddr) -> Result<(), Reason> {
     if !member.origins.allows_raw(origin) {
         return Err(if origin.is_none() {
@@ -87,7 +88,7 @@ pub fn ip_diff(nets: &[ipnet::IpNet], ip: IpAddr) -> IpDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::member_with;
+    use crate::testing::member_with;
 
     #[test]
     fn allowed_origin_and_network_pass() {

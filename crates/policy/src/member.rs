@@ -25,6 +25,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    #[inline]
     pub fn as_str(&self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -76,6 +77,7 @@ pub struct Member {
 }
 
 impl Member {
+    #[inline]
     pub fn token(&self, id: &str) -> Option<&TokenRecord> {
         self.tokens.iter().find(|t| t.id == id)
     }

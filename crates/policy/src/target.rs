@@ -37,6 +37,7 @@ pub const BAD_PATH: &str = "bad_path";
 /// control byte (raw or `%00`–`%1f`, `%7f`), or a leading `//`.
 ///
 /// One pass over the bytes, no allocation.
+#[inline]
 pub fn check(path: &str) -> Result<(), &'static str> {
     let p = path.as_bytes();
     if p.starts_with(b"//") {
@@ -125,6 +126,7 @@ pub fn has_encoded_unreserved(path: &str) -> bool {
 }
 
 /// The byte `%XX` at `p[i]` stands for, if it is one.
+#[inline]
 fn escape(p: &[u8], i: usize) -> Option<u8> {
     if p.get(i) != Some(&b'%') {
         return None;
