@@ -1,8 +1,8 @@
 //! The access log: one JSON line per request (and per WebSocket at close).
 //!
 //! A line is written by hand on the request's task into a buffer its
-//! thread keeps (serde_json's derive cost ≈6,500 instructions a line, a
-//! third of an allowed request; the derive is kept as the format's
+//! thread keeps (not by serde_json's derive, which would be a large part
+//! of an allowed request's work; the derive is kept as the format's
 //! reference, and a test holds the two to the same JSON) and queued in a
 //! [`LineBatch`], whose writer thread hands it to
 //! the file or stdout (see [`log_writer`]): no allocation, no system call

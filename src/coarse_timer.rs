@@ -3,8 +3,8 @@
 //! Every keep-alive request arms two of them: hyper's header-read timeout
 //! (armed while it waits for the next request head, dropped when the head
 //! arrives) and the wait for the gateway's response. With tokio's timer
-//! wheel each costs an entry insert, a removal and clock reads, ≈1.3k
-//! instructions, about a tenth of clawgate's own work per request. Here a
+//! wheel each costs an entry insert, a removal and clock reads per
+//! request, for a timeout that almost never fires. Here a
 //! timeout is a deadline in a shared table, registered only if its future
 //! is actually polled while pending, and every [`TICK`] one background
 //! thread (or, under `clawgate run`, one task on the runtime: see

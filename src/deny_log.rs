@@ -1,10 +1,9 @@
 //! The policy-denial line on stderr, batched.
 //!
 //! Every refused request that has a diff is logged, access log on or off
-//! (DESIGN: "the same diff is always written to the log"). Through
-//! `tracing`'s formatter that line cost ≈11k instructions and a `write(2)`
-//! per 403, more than the rest of the refusal together, so a client
-//! hammering a wrong Origin made the deny path dearer than forwarding.
+//! (DESIGN: "the same diff is always written to the log"), so a client
+//! hammering a wrong Origin must not make the deny path dearer than
+//! forwarding, as `tracing`'s formatter and a `write(2)` per 403 would.
 //! Here the line is built by hand and queued in one process-wide
 //! [`LineBatch`], whose writer thread hands it to stderr, in the shape
 //! `tracing` prints:
@@ -27,11 +26,11 @@
 //! ```
 //!
 //! `same_as` is the run's first line, above it, whose diff the rest had
-//! too. Every request ID still reaches the log, at a tenth of the bytes:
-//! unfolded, a bad-Origin flood at 170k requests/s was ≈73 MB/s of
-//! lines, more than the writer got written on the proxy's core, and it
-//! dropped lines. A repeat is not formatted at all: its key (the fields
-//! and the diff) is compared with the run's and its ID appended.
+//! too. Every request ID still reaches the log, in far fewer bytes:
+//! unfolded, a flood's lines outrun what the writer gets written on the
+//! proxy's core, and lines are dropped. A repeat is not formatted at
+//! all: its key (the fields and the diff) is compared with the run's and
+//! its ID appended.
 
 use std::cell::RefCell;
 use std::io::Write;

@@ -4,7 +4,7 @@
 //!
 //! hyper-util's `GracefulShutdown` does the same job with a `watch`
 //! channel whose `changed()` future is polled on every poll of every
-//! connection (≈700 instructions per proxied request here). A connection
+//! connection, on every request's path. A connection
 //! is polled by one task, whose waker does not change, so this registers
 //! that waker once; a poll then costs an atomic load and a pointer compare.
 

@@ -5,10 +5,8 @@
 //! with more than one thread (clawgate on several cores, or on one while
 //! a log writer or a blocking job runs) each call switches the thread's
 //! cancellation state on and off around the system call, two atomic
-//! compare-and-swaps per call. A proxied request
-//! makes four such calls; `perf` put the switching at ≈1.3 % of the allow
-//! path's CPU, more than parsing the client's head. clawgate never cancels
-//! threads, so it has no use for them.
+//! compare-and-swaps per call, and a proxied request makes four such
+//! calls. clawgate never cancels threads, so it has no use for them.
 //!
 //! Readiness stays tokio's: every call goes through `TcpStream::try_io`,
 //! which clears the readiness the reactor recorded when the kernel says
@@ -66,7 +64,7 @@ fn recv_short_clears(stream: &TcpStream, into: &mut [u8], want: usize) -> io::Re
 /// full): answering WouldBlock to `try_io` clears the readiness now, as
 /// tokio's own reads and writes do after a short one, so the next call
 /// waits for the reactor instead of costing a system call that fails with
-/// EAGAIN (one per request, measured with strace). The bytes moved are
+/// EAGAIN (otherwise one per request). The bytes moved are
 /// still returned.
 fn try_io_short_clears(
     stream: &TcpStream,

@@ -7,8 +7,7 @@
 //! does not cross bind mounts; two quiet polls debounce an editor's
 //! multi-step save). A poll stats every file: every [`POLL_EVERY`] for a
 //! small directory, less often for a large one, so polling costs at most
-//! about 1/[`POLL_BUDGET`] of a CPU (10,000 member files: ~50 ms a poll
-//! on a 2-core VM, one poll every ~2.5 s).
+//! about 1/[`POLL_BUDGET`] of a CPU however many member files there are.
 //!
 //! Every poll runs on a blocking-pool thread, never on the runtime: a
 //! `stat` can block for as long as the filesystem does (a hung network
@@ -144,9 +143,8 @@ impl Drop for WatchGuard {
 }
 
 /// [`apply`] on a blocking-pool thread. Reading and validating the
-/// directory is file I/O and parsing (≈0.2 s for 10,000 members on a
-/// 2-core VM); on a runtime worker it would stall every connection that
-/// worker serves.
+/// directory is file I/O and parsing, long for many members; on a runtime
+/// worker it would stall every connection that worker serves.
 pub async fn apply_off_runtime(state: Arc<State>, dir: PathBuf) -> Result<Outcome, ConfigError> {
     let at = dir.clone();
     match tokio::task::spawn_blocking(move || apply(&state, &dir)).await {

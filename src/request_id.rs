@@ -12,8 +12,8 @@ pub const HEADER: &str = "x-request-id";
 const MAX_INCOMING: usize = 128;
 
 /// One request's ID. A minted one is held inline, so making, copying and
-/// writing it allocate nothing (as a `HeaderValue` it was two allocations
-/// per request: the bytes, then the shared handle its first clone makes).
+/// writing it allocate nothing (a `HeaderValue` allocates its bytes,
+/// then the shared handle its first clone makes).
 /// Always visible ASCII.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RequestId(Repr);
@@ -26,8 +26,8 @@ enum Repr {
 }
 
 /// A minted ID's text, word-aligned: `str::from_utf8` checks aligned
-/// ASCII a word at a time and misaligned bytes one by one (≈190
-/// instructions for an ID at the odd offset an enum gives a byte array).
+/// ASCII a word at a time and misaligned bytes one by one, and an enum
+/// would put a plain byte array at an odd offset.
 #[derive(Clone, PartialEq, Eq, Hash)]
 #[repr(align(8))]
 struct Hex([u8; 36]);
@@ -89,9 +89,8 @@ impl PartialEq<&str> for RequestId {
 /// random bits from a per-thread wyrand stream seeded by the OS.
 ///
 /// IDs need to be unique and time-ordered, not unpredictable (they are
-/// echoed to the client and logged), so a seeded generator does; `uuid`'s
-/// `now_v7` with its ChaCha source and a shared counter cost ≈750
-/// instructions per request, this about a third of it.
+/// echoed to the client and logged), so a seeded generator does, without
+/// the ChaCha source and shared counter of `uuid`'s `now_v7`.
 pub fn generate() -> RequestId {
     generate_at(Clock::now().since_epoch)
 }
@@ -129,9 +128,9 @@ pub fn generate_at(since_epoch: std::time::Duration) -> RequestId {
     RequestId(Repr::Minted(Hex(hyphenated(id))))
 }
 
-/// The 8-4-4-4-12 lowercase hex form. The `uuid` crate's formatter cost
-/// ≈670 instructions per request here. With a table lookup per digit,
-/// [`generate_at`] took ≈375 in all; with [`hex16`], ≈180.
+/// The 8-4-4-4-12 lowercase hex form, made by [`hex16`] all digits at
+/// once rather than by the `uuid` crate's formatter or a table lookup
+/// per digit: every request mints one.
 fn hyphenated(id: u128) -> [u8; 36] {
     let (hi, lo) = (hex16((id >> 64) as u64), hex16(id as u64));
     let mut out = [b'-'; 36];
@@ -184,8 +183,7 @@ pub fn assign(
 
 /// The wall clock, read once when a request starts: its ID's timestamp,
 /// token expiry, the denial line's time and `token_last_used` all come
-/// from this one reading (each read and its conversion cost ≈150
-/// instructions).
+/// from this one reading, not a read and a conversion each.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     pub now: std::time::SystemTime,

@@ -1,7 +1,7 @@
 //! Buffers kept per thread for the next user on the same thread: a
 //! request's head buffer and span list, a relay's read buffer. Taking one
-//! is a pop from a thread-local list, where allocating (and growing) a new
-//! one per request was measurable on the allow path.
+//! is a pop from a thread-local list, so the allowed path does not
+//! allocate (and grow) a new one per request.
 //!
 //! A pool is declared where its buffers are used:
 //!

@@ -58,7 +58,7 @@ fn runtime_builder() -> tokio::runtime::Builder {
 /// How long an idle blocking-pool thread waits for more work (tokio's
 /// default is 10 s): far less than the time between config polls
 /// (`reload::POLL_EVERY`), so each poll's thread has ended before the
-/// next, at the cost of starting one per poll (tens of µs every 0.5 s).
+/// next, at the cost of starting one per poll.
 const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Diagnostics go to stderr; stdout carries the access log.

@@ -5,8 +5,8 @@
 //! health checks send nearly always) are read and answered by a lean loop
 //! here: one read buffer, httparse, the response head written straight
 //! from the `Response`, head and body in one write when the body is ready.
-//! It costs about a third of what hyper's server dispatcher does per
-//! request. Any other request (a body, a WebSocket upgrade) hands the
+//! Per request it does a fraction of the work of hyper's server
+//! dispatcher. Any other request (a body, a WebSocket upgrade) hands the
 //! connection to hyper's HTTP/1.1 server for the rest of its life, bytes
 //! already read included ([`hyper_conn`]). An h2 connection, as the
 //! accept path settled it ([`Start::protocol`]), is hyper's h2 server's

@@ -2,12 +2,9 @@
 //! queued: the first line in full, then one line naming the rest.
 //!
 //! Folding happens at the push ([`super::LineBatch::push_or_fold`]), not
-//! on the way out. It used to be the writer's: every batch was scanned
-//! byte by byte for each line's end, time, ID and fields, and compared
-//! line against line. Under a bad-Origin flood that was ≈3,000
-//! instructions a refusal on the writer thread (a fifth of the
-//! refusal's cost) on top of ≈700 to format a line that was then folded
-//! away. Here a repeat costs a comparison of its key and an ID appended.
+//! on the way out: a repeat is never formatted, and the writer never
+//! scans a batch for lines to compare. A repeat costs a comparison of its
+//! key and an ID appended.
 //!
 //! A run ends at a line with another key, at any other line, at
 //! [`MAX_FOLDED`] repeats, and when its batch is written: runs never

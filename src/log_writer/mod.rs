@@ -12,18 +12,15 @@
 //! are dropped and counted.
 //!
 //! The writer is not woken by requests: waking it per line or per batch
-//! was a futex call from the proxy's thread, and the writer, just woken,
-//! took the core from it at once (a `perf` profile of a bad-Origin flood
-//! put the switches at ≈5 % of its CPU). The one exception is a burst that
+//! is a futex call from the proxy's thread, and the writer, just woken,
+//! takes the core from it at once. The one exception is a burst that
 //! fills a quarter of the batch's bound before the writer's next look
 //! (see [`LineBatch::push`]): that wakes it, once. It wakes on its own clock and
 //! runs at a lower priority (nice 5), so it writes when the proxy's
 //! thread waits for the network, or in the share the scheduler gives it.
-//! That share must cover a flood: at nice 10, on the proxy's one core,
-//! the writer got ≈4 % of it, and a bad-Origin flood at 110k requests/s
-//! (≈70 MB/s of lines with their diffs) lost a quarter of its lines. At
-//! nice 5 it lost none. The proxy's thread still takes the core back at
-//! each of its wake-ups, so the writer's turns stay short (≈40 µs).
+//! That share must cover a flood of denial lines on the proxy's one core,
+//! which nice 10 does not. The proxy's thread still takes the core back
+//! at each of its wake-ups, so the writer's turns stay short.
 //!
 //! The writer thread runs only while there are lines (the `writer`
 //! module says when, and why). A flood of one line, differing only in
@@ -166,10 +163,8 @@ impl LineBatch {
     ///
     /// The writer looks every [`FLUSH_EVERY`] while lines are few, and a
     /// flood that starts between two looks can fill the bound before the
-    /// next: at 210k refusals/s the denial lines are ≈130 MB/s, and the
-    /// first 100 ms of a flood lost ≈12,000 of them. So the push that
-    /// takes the pending lines past a quarter of the bound wakes the
-    /// writer, once until its next look.
+    /// next. So the push that takes the pending lines past a quarter of
+    /// the bound wakes the writer, once until its next look.
     ///
     /// With no writer running, the push starts one (a thread spawn, once
     /// per quiet spell).
@@ -286,11 +281,11 @@ impl LineBatch {
         }
         let lines: &[u8] = spare;
         // Let the proxy's thread have the core back every WRITE_SLICE.
-        // Yielding after every piece gave the writer one piece per
-        // scheduler slice of the proxy's (≈3 ms) when both want the core:
-        // ≈5 MB/s, under a bad-Origin flood a quarter of the lines dropped.
-        // A slice of writing at a time is ≈60 MB/s, and holds the proxy's
-        // thread up for no longer than that slice and one piece.
+        // Yielding after every piece would give the writer one piece per
+        // scheduler slice of the proxy's when both want the core, too
+        // little for a flood. A slice of writing at a time keeps up, and
+        // holds the proxy's thread up for no longer than that slice and
+        // one piece.
         let mut since_yield = Instant::now();
         let mut done = 0;
         for piece in whole_lines(lines, WRITE_CHUNK) {

@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An RFC 3339 UTC timestamp with `DIGITS` (3 or 6) fractional digits,
 /// as `humantime` prints it, written without allocating: the part up to
-/// the second is formatted once a second per thread (humantime's whole
-/// formatter cost ≈600 instructions per line).
+/// the second is formatted once a second per thread, not once a line.
 #[derive(Clone, Copy, Debug)]
 pub struct Timestamp<const DIGITS: u32>(pub Duration);
 

@@ -35,7 +35,7 @@ pub struct Conn {
     /// (only a reload can change the answer).
     rejected: std::sync::Mutex<Option<(u64, Box<[u8]>)>>,
     /// The last refused request's explanation: a client repeating it gets
-    /// the same diff without the nearest-miss search (≈26k instructions).
+    /// the same diff without the nearest-miss search again.
     refused: std::sync::Mutex<Option<(ExplainKey, Refused)>>,
     /// Metric handles of the last request (see [`Handles`]).
     pub(super) handles: std::sync::Mutex<Handles>,
@@ -272,7 +272,7 @@ impl Conn {
 }
 
 /// Constant-time equality of two secrets of public length, a word at a
-/// time (subtle's byte-wise slice comparison costs ten times as much).
+/// time, not byte by byte as subtle's slice comparison goes.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     if a.len() != b.len() {

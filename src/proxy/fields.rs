@@ -5,10 +5,10 @@
 //! The lean HTTP/1.1 loop hands over the bytes it read, so a request's
 //! fields cost no copy and no allocation; hyper's requests (h2, bodies,
 //! upgrades) are copied in from their `HeaderMap` once. A `HeaderMap` per
-//! request cost ≈3k instructions (two allocations, a hash per name, a
-//! reference count per value, a hash per lookup) where the request path
-//! asks for a dozen names among a handful of fields: a scan of the spans
-//! does that in less than building the map did.
+//! request means two allocations, a hash per name, a reference count per
+//! value and a hash per lookup, where the request path asks for a dozen
+//! names among a handful of fields: a scan of the spans does that for
+//! less than building the map.
 //!
 //! The bytes are what httparse or hyper accepted: names are tokens,
 //! values have no control characters but tab.
@@ -106,10 +106,9 @@ impl Builder {
     }
 }
 
-/// `make_ascii_lowercase`, a word at a time: the byte loop cost ≈13
-/// instructions a byte, and a browser's head carries a few hundred bytes
-/// of names. Lowering is idempotent, so a name's last word may overlap
-/// the one before it.
+/// `make_ascii_lowercase`, a word at a time, not a byte: a browser's head
+/// carries a few hundred bytes of names. Lowering is idempotent, so a
+/// name's last word may overlap the one before it.
 fn lower_in_place(name: &mut [u8]) {
     let n = name.len();
     if n < 4 {

@@ -275,9 +275,9 @@ where
 /// Relay buffers lent per read. An idle tunnel holds none: a read takes a
 /// buffer from its thread's pool only while it is being polled and gives
 /// it back when the socket has nothing (`poll_read` never keeps the buffer
-/// across `Pending`), so only tunnels with bytes in flight hold one. With a
-/// buffer per direction held for the tunnel's life, two of them were 8 of
-/// the 11 KiB each idle WebSocket cost.
+/// across `Pending`), so only tunnels with bytes in flight hold one. A
+/// buffer per direction held for the tunnel's life would be most of an
+/// idle WebSocket's memory.
 mod pooled {
     use std::future::Future;
     use std::io;

@@ -8,10 +8,9 @@
 //!
 //! It keeps every connection handed back, up to [`MAX_IDLE`], and lets
 //! surplus ones go by age instead ([`IDLE_LIMIT_MS`], or when the gateway
-//! closes them). A small cap made a burst's extra connections be closed
-//! on return and opened again by the next burst: at 1,000 concurrent
-//! clients a cap of 256 meant a new gateway connection for one request
-//! in seven, and ≈15,000 sockets in TIME_WAIT.
+//! closes them). A small cap would close a burst's extra connections on
+//! return and open them again for the next burst, leaving sockets in
+//! TIME_WAIT.
 
 use std::collections::VecDeque;
 use std::io;

@@ -3,8 +3,8 @@
 //! clawgate speaks HTTP/1.1 to the gateway itself rather than through
 //! hyper's client: a request's head (and first body bytes) go out in one
 //! write from the request's own task, and the response head is parsed
-//! there too, with no connection task or channel between them. That
-//! machinery was the largest single cost of a proxied request.
+//! there too, with no connection task or channel between them, so a
+//! proxied request pays for no hand-off between tasks.
 //!
 //! - [`wire`]: request head encoding, response head parsing, framing.
 //! - [`conn`]: a connection with its buffers, the LIFO pool of idle ones,

@@ -83,12 +83,12 @@ pub fn parse_response(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    // The first look is before the first read: nothing to parse, and
-    // httparse's way of saying so was ≈60 instructions a request.
+    // The first look is before the first read: nothing to parse, so
+    // httparse is not asked.
     if buf.is_empty() {
         return Ok(None);
     }
-    // Left uninitialised (safely): zeroing 100 slots cost more than parsing.
+    // Left uninitialised (safely): httparse fills the slots it uses.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
