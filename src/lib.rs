@@ -36,6 +36,7 @@ pub mod slots;
 pub mod spare;
 pub mod state;
 pub mod suggest;
+pub mod tunnel;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -141,7 +141,7 @@ impl Server {
     /// requests and open event streams finish within `drain`; cut the
     /// streams still open then. Returns whether everything finished in time.
     pub async fn shutdown(self, drain: Duration) -> bool {
-        use crate::proxy::tunnel::{DRAIN_DEADLINE, GOING_AWAY};
+        use crate::tunnel::{DRAIN_DEADLINE, GOING_AWAY};
         self.state.start_draining();
         let _ = self.stop.send(true);
         let _ = self.accept_task.await;

@@ -12,9 +12,9 @@ use crate::config::changes::AtStart;
 use crate::config::Snapshot;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
-use crate::proxy::tunnel::Tunnels;
 use crate::proxy::upstream::UpstreamClient;
 use crate::suggest::Suggestions;
+use crate::tunnel::Tunnels;
 
 pub struct State {
     pub config: ArcSwap<Snapshot>,

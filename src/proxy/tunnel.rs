@@ -1,15 +1,10 @@
-//! Upgraded connections (WebSocket): bytes copied both ways, never
-//! rewritten, because OpenClaw signs its connect frame.
-//!
-//! Every open tunnel is registered with what authorized it (member, token,
-//! origin, client address), so a reload or a token's expiry can re-check it
-//! (`clawgate_policy::recheck`: the policy a new request gets, with the
-//! same reasons) and close the ones that no longer pass.
+//! The request handler's side of tunnels: what authorized an upgrade (its
+//! [`Grant`]), the task that relays an upgraded connection and logs it at
+//! close, and [`StreamWatch`], which ends an event stream when the
+//! registry (`crate::tunnel::registry`) or its credential's expiry says so.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use hyper::upgrade::OnUpgrade;
@@ -17,24 +12,15 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::access_log::{Record, Timestamp};
-use crate::config::Snapshot;
 use crate::metrics::NO_MEMBER;
 use crate::request_id::RequestId;
 use crate::state::State;
 use clawgate_policy::identity::PeerCert;
-use clawgate_policy::recheck::{self, Grant};
+use clawgate_policy::recheck::Grant;
 
 use super::headers::Caller;
-use super::relay;
 use super::upstream::UpstreamError;
-
-/// Close reason for a draining proxy (WebSocket close 1001).
-pub const GOING_AWAY: &str = "going_away";
-
-/// Why an event stream still open when the drain's time is up is cut: its
-/// client must see a truncated body (no last chunk on HTTP/1.1, a reset
-/// stream on h2), never a clean end it would take for the whole stream.
-pub const DRAIN_DEADLINE: &str = "drain_deadline";
+use crate::tunnel::{relay, DRAIN_DEADLINE, GOING_AWAY};
 
 /// Record what authorized an upgrade that is about to become a tunnel.
 pub fn grant(
@@ -46,96 +32,6 @@ pub fn grant(
     match caller {
         Caller::Public { prefix } => Grant::public(prefix, origin, client_ip),
         Caller::Member { member, via } => Grant::member(member, via, cert, origin, client_ip),
-    }
-}
-
-struct Entry {
-    grant: Grant,
-    close: Option<oneshot::Sender<&'static str>>,
-    /// An event stream ([`StreamWatch`]), not an upgraded connection.
-    stream: bool,
-}
-
-#[derive(Default)]
-pub struct Tunnels {
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, Entry>>,
-}
-
-impl Tunnels {
-    pub fn len(&self) -> usize {
-        self.open.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn register(&self, grant: Grant, stream: bool) -> (u64, oneshot::Receiver<&'static str>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut m) = self.open.lock() {
-            m.insert(
-                id,
-                Entry {
-                    grant,
-                    close: Some(tx),
-                    stream,
-                },
-            );
-        }
-        (id, rx)
-    }
-
-    fn remove(&self, id: u64) {
-        if let Ok(mut m) = self.open.lock() {
-            m.remove(&id);
-        }
-    }
-
-    /// Re-check every open tunnel against `snap`; close those that fail.
-    /// Returns how many were closed.
-    pub fn revoke_against(&self, snap: &Snapshot) -> usize {
-        let now = SystemTime::now();
-        let Ok(mut m) = self.open.lock() else {
-            return 0;
-        };
-        let mut closed = 0;
-        for entry in m.values_mut() {
-            if let Err(reason) = recheck::still_allowed(snap.rules(), &entry.grant, now) {
-                if let Some(tx) = entry.close.take() {
-                    let _ = tx.send(reason.code());
-                    closed += 1;
-                }
-            }
-        }
-        closed
-    }
-
-    /// Close every upgraded connection (a drain starting: WebSockets get
-    /// a close frame saying why). Event streams are left to run.
-    pub fn close_tunnels(&self, reason: &'static str) -> usize {
-        self.close_where(reason, false)
-    }
-
-    /// End every open event stream (the drain's time is up). Returns
-    /// how many.
-    pub fn cut_streams(&self, reason: &'static str) -> usize {
-        self.close_where(reason, true)
-    }
-
-    fn close_where(&self, reason: &'static str, streams: bool) -> usize {
-        let Ok(mut m) = self.open.lock() else {
-            return 0;
-        };
-        let mut closed = 0;
-        for entry in m.values_mut().filter(|e| e.stream == streams) {
-            if let Some(tx) = entry.close.take() {
-                let _ = tx.send(reason);
-                closed += 1;
-            }
-        }
-        closed
     }
 }
 

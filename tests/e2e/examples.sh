@@ -103,7 +103,12 @@ cp "$TMP/clawgate_toml" "$D/clawgate.toml"
 cp "$ROOT/config/members/"*.env "$D/members/"
 chmod 600 "$D/members/"*.env
 head -c 32 /dev/urandom >"$D/session.key"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=clawgate" \
+# The certificate names every host in the members' https ORIGINS, as
+# `check` requires (browsers would refuse it otherwise).
+sans=$(sed -n 's/^ORIGINS=//p' "$D/members/"*.env | tr -d '"' | tr ' ' '\n' \
+  | sed -n 's#^https://\([^:/]*\).*#DNS:\1#p' | sort -u | paste -sd, -)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 40 -subj "/CN=clawgate" \
+  -addext "subjectAltName=${sans:-DNS:localhost}" \
   -keyout "$D/tls/server.key" -out "$D/tls/server.crt" 2>/dev/null
 chmod 600 "$D/tls/server.key" "$D/session.key"
 timeout 30 "$CLAWGATE" check --config "$D" >"$TMP/check.out" 2>&1

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::UpstreamBody;
-use crate::proxy::tunnel::{StreamWatch, DRAIN_DEADLINE};
+use crate::proxy::tunnel::StreamWatch;
 use crate::proxy::HeadFields;
 use crate::request_id::RequestId;
+use crate::tunnel::DRAIN_DEADLINE;
 
 /// A response body streamed from the gateway. If the gateway breaks off
 /// mid-body (reset, closed early) after the head went to the client, the
