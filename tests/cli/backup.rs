@@ -7,6 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use super::common::tls::Pki;
 use super::gateway_config::shipped_config;
 use super::*;
 
@@ -248,4 +249,125 @@ fn entries_leaving_the_directory_or_links_are_refused_and_write_nothing() {
             "{what}: nothing outside --to"
         );
     }
+}
+
+/// The shipped config with TLS (mTLS CA), a session key and an access log
+/// file, all under the directory.
+fn with_tls_and_session(cfg: &Path, pki: &Pki) {
+    let tls = cfg.join("tls");
+    fs::create_dir(&tls).unwrap();
+    for f in ["server.pem", "server.key", "ca.pem"] {
+        fs::copy(pki.file(f), tls.join(f)).unwrap();
+    }
+    fs::write(tls.join("session.key"), [7u8; 32]).unwrap();
+    for f in ["server.key", "session.key"] {
+        fs::set_permissions(tls.join(f), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    fs::write(cfg.join("access.log"), "{\"request_id\":\"x\"}\n").unwrap();
+    let toml = fs::read_to_string(cfg.join("clawgate.toml")).unwrap();
+    let toml = toml
+        .replace(
+            "addr = \"127.0.0.1:8080\"",
+            "addr = \"127.0.0.1:8080\"\ntls_cert = \"tls/server.pem\"\ntls_key = \"tls/server.key\"\nclient_ca = \"tls/ca.pem\"\nclient_auth = \"optional\"",
+        )
+        .replace("access = \"stdout\"", "access = \"access.log\"");
+    fs::write(
+        cfg.join("clawgate.toml"),
+        format!("{toml}\n[session]\nkey_file = \"tls/session.key\"\n"),
+    )
+    .unwrap();
+}
+
+/// `MANIFEST.json` read back from the tar.
+fn manifest_of(tar: &Path) -> Value {
+    let bytes = fs::read(tar).unwrap();
+    let mut ar = tar::Archive::new(bytes.as_slice());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("MANIFEST.json") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            return serde_json::from_str(&s).unwrap();
+        }
+    }
+    panic!("no MANIFEST.json in {}", tar.display());
+}
+
+#[test]
+fn tls_files_and_the_session_key_are_in_the_set_and_the_access_log_is_not() {
+    let cfg = shipped_config();
+    let pki = Pki::new();
+    with_tls_and_session(cfg.path(), &pki);
+    let work = tempfile::tempdir().unwrap();
+    let tar = work.path().join("b.tar");
+    let out = backup(cfg.path(), &tar);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let m = manifest_of(&tar);
+    let paths: Vec<&str> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for want in [
+        "tls/server.pem",
+        "tls/server.key",
+        "tls/ca.pem",
+        "tls/session.key",
+        "members/bob.env",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.contains("access")),
+        "the access log is never backed up: {paths:?}"
+    );
+    let key = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "tls/server.key")
+        .unwrap();
+    assert_eq!(key["mode"], 0o600);
+    assert_eq!(key["uid"], 0);
+    assert_eq!(key["user"], "root", "these tests run as root");
+    assert!(humantime::parse_rfc3339(m["newest_change"].as_str().unwrap()).is_ok());
+
+    let to = work.path().join("r");
+    let out = restore(&tar, &to, &["--verify"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("verify: ok"), "{}", out.stdout);
+    assert!(out.stdout.contains("RPO: "), "{}", out.stdout);
+    assert!(
+        !to.join("access.log").exists(),
+        "--verify does not write the access log"
+    );
+    for f in ["tls/server.key", "tls/session.key", "tls/server.pem"] {
+        assert_eq!(mode(&to.join(f)), mode(&cfg.path().join(f)), "{f}");
+    }
+}
+
+#[test]
+fn a_file_named_outside_the_config_directory_is_refused_with_its_key() {
+    let cfg = shipped_config();
+    let pki = Pki::new();
+    with_tls_and_session(cfg.path(), &pki);
+    let toml = fs::read_to_string(cfg.path().join("clawgate.toml")).unwrap();
+    let outside = pki.file("ca.pem");
+    fs::write(
+        cfg.path().join("clawgate.toml"),
+        toml.replace("\"tls/ca.pem\"", &format!("\"{}\"", outside.display())),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let tar = work.path().join("b.tar");
+    let out = backup(cfg.path(), &tar);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("listen.client_ca")
+            && out.stderr.contains("outside the config directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(!tar.exists());
 }
