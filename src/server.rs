@@ -68,6 +68,12 @@ impl Server {
     /// Load `dir`, bind both listeners and start serving.
     pub async fn start(dir: &Path) -> Result<Server, StartError> {
         let snap = config::load(dir).map_err(StartError::Config)?;
+        Self::start_loaded(dir, snap).await
+    }
+
+    /// Serve `snap`, loaded from `dir` by the caller (`restore --verify`
+    /// moves the listeners to ephemeral loopback ports first).
+    pub async fn start_loaded(dir: &Path, snap: config::Snapshot) -> Result<Server, StartError> {
         let access_log =
             AccessLog::start(&snap.log).map_err(|e| StartError::Io(format!("access log: {e}")))?;
         let listen_addr = snap.listen.addr;

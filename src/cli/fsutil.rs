@@ -56,6 +56,19 @@ pub fn create_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     File::open(&dir)?.sync_all()
 }
 
+/// Write `path` atomically (temp file, fsync, rename, directory fsync)
+/// with exactly this owner, group and mode, replacing whatever was there:
+/// `restore` puts back the owners and modes a backup recorded.
+pub fn write_atomic_as(path: &Path, contents: &[u8], meta: (u32, u32, u32)) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let tmp = write_temp(path, contents, meta)?;
+    let result = fs::rename(&tmp, path).and_then(|()| File::open(&dir)?.sync_all());
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

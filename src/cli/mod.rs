@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin_client;
+pub mod backup;
 pub mod check;
 pub mod explain;
 pub mod fsutil;
@@ -77,6 +78,12 @@ pub enum Command {
     /// what was refused (audit mode and denials), read from the admin
     /// listener.
     Suggest(suggest::Args),
+    /// Write a tar (0600) of the set that restores service, with a
+    /// manifest (SHA-256, mode, owner, newest change).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a directory, checked against its manifest;
+    /// --verify cold-starts it on loopback and reports RTO and RPO.
+    Restore(backup::RestoreArgs),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -90,5 +97,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::GatewayConfig(args) => gateway_config::run(args),
         Command::Oncall(args) => oncall::run(args),
         Command::Suggest(args) => suggest::run(args),
+        Command::Backup(args) => backup::run_backup(args),
+        Command::Restore(args) => backup::restore::run_restore(args),
     }
 }

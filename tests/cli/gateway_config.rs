@@ -104,7 +104,7 @@ fn every_command_has_help() {
 
 /// `config/` copied to a temp dir with its member files at 0600 (git does
 /// not keep modes), so the shipped files are checked as shipped.
-fn shipped_config() -> tempfile::TempDir {
+pub(crate) fn shipped_config() -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let dst = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("clawgate.toml"), dst.path().join("clawgate.toml")).unwrap();

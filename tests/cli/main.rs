@@ -5,6 +5,7 @@
 //! (`member add|remove|list`, `token new|rotate|revoke|prune`) seen
 //! through a reloaded `clawgate run`.
 
+mod backup;
 mod check;
 mod check_tls;
 #[path = "../common/mod.rs"]
