@@ -8,6 +8,7 @@
 mod admin;
 pub mod certs;
 pub mod changes;
+mod cx;
 pub mod error;
 mod load_members;
 pub mod members;
@@ -79,7 +80,7 @@ fn read(
         ConfigError::line(&base_path, line, e.message().to_string())
     })?;
     let base_sha256 = clawgate_policy::identity::sha256(text.as_bytes());
-    let cx = sections::Cx {
+    let cx = cx::Cx {
         dir,
         file: &base_path,
         text: &text,
@@ -88,7 +89,7 @@ fn read(
 }
 
 fn build(
-    cx: &sections::Cx<'_>,
+    cx: &cx::Cx<'_>,
     raw: RawBase,
     base_sha256: [u8; 32],
     keep: Option<Option<&Snapshot>>,

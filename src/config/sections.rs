@@ -4,39 +4,17 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_policy::cidr::CidrSet;
 use clawgate_policy::rules::PublicRoute;
 
+use super::cx::Cx;
 use super::upstreams::index as upstream_index;
 use super::{certs, nets, raw, tls, ConfigError};
 use super::{AccessLog, ClientAuth, Limits, Listen, Log, Session, Timeouts, TlsFiles, Upstream};
-
-/// Where `clawgate.toml` is and what it says: paths in it are relative
-/// to its directory, and an error names a key's line in its text.
-pub(super) struct Cx<'a> {
-    pub dir: &'a Path,
-    pub file: &'a Path,
-    pub text: &'a str,
-}
-
-impl Cx<'_> {
-    pub fn rel(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        }
-    }
-
-    pub fn key_err(&self, key: &str, why: String) -> ConfigError {
-        ConfigError::toml_key(self.file, self.text, key, why)
-    }
-}
 
 /// `[listen]`, and the TLS server config built from its files (so a bad
 /// certificate fails the load).

@@ -4,7 +4,7 @@ use http::header::HeaderName;
 use http::uri::Scheme;
 use http::{HeaderValue, Uri};
 
-use super::sections::Cx;
+use super::cx::Cx;
 use super::{raw, ConfigError, Upstream, DEFAULT_IDENTITY_HEADER};
 
 /// `[upstreams.*]`: at least one.

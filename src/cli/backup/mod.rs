@@ -12,10 +12,8 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::fsutil;
+use crate::cli::{fsutil, Format};
 use manifest::{File, GATEWAY_CONFIG, MANIFEST};
-
-pub use restore::RestoreArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -143,4 +141,22 @@ fn owner_for_new(out: &std::path::Path) -> (u32, u32) {
         Ok(m) if uid == 0 => (m.uid(), m.gid()),
         _ => (uid, gid),
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// The tar written by `clawgate backup`.
+    pub file: PathBuf,
+    /// The directory to restore into (created when missing).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Write into a non-empty directory (files of the backup are replaced).
+    #[arg(long)]
+    pub force: bool,
+    /// Cold-start the restored config on loopback ports, explain each
+    /// member, and report RTO and RPO.
+    #[arg(long)]
+    pub verify: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }

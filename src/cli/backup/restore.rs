@@ -6,31 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use super::manifest::{self, Manifest, GATEWAY_CONFIG, MANIFEST};
 use super::verify;
-use crate::cli::{fsutil, Format};
-
-#[derive(clap::Args, Debug)]
-pub struct RestoreArgs {
-    /// The tar written by `clawgate backup`.
-    pub file: PathBuf,
-    /// The directory to restore into (created when missing).
-    #[arg(long)]
-    pub to: PathBuf,
-    /// Write into a non-empty directory (files of the backup are replaced).
-    #[arg(long)]
-    pub force: bool,
-    /// Cold-start the restored config on loopback ports, explain each
-    /// member, and report RTO and RPO.
-    #[arg(long)]
-    pub verify: bool,
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
-}
+use super::RestoreArgs;
+use crate::cli::fsutil;
 
 pub fn run_restore(args: RestoreArgs) -> ExitCode {
     let started = Instant::now();

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::manifest::Manifest;
-use super::restore::RestoreArgs;
+use super::RestoreArgs;
 use crate::cli::{explain, Format};
 
 /// How long `/readyz` is polled for 200 (it needs one upstream reached).
