@@ -5,7 +5,7 @@
 //! Input: the first byte sets the chunk size; the rest is the stream.
 #![no_main]
 
-use clawgate::proxy::relay::FrameTracker;
+use clawgate::tunnel::relay::FrameTracker;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
