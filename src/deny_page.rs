@@ -130,8 +130,8 @@ fn row(b: &mut String, what: &str, presented: &str, allowed: &[String]) {
     b.push_str("</td></tr>");
 }
 
-/// HTML text and attribute escaping.
-fn escape(out: &mut String, s: &str) {
+/// HTML text and attribute escaping (the login form uses it too).
+pub(crate) fn escape(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

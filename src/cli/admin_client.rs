@@ -140,6 +140,34 @@ pub struct Sample {
     pub value: f64,
 }
 
+impl Sample {
+    /// Whether this is a sample of `name` carrying every label pair.
+    pub fn is(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
+    }
+}
+
+/// The newest of the `name` samples carrying `labels`, read as a gauge of
+/// unix seconds (`*_timestamp_seconds`); none when absent or unset (0).
+pub fn newest<'a>(
+    samples: &'a [Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| s.is(name, labels) && s.value > 0.0)
+        .max_by(|a, b| a.value.total_cmp(&b.value))
+}
+
+/// A `*_timestamp_seconds` sample's value as RFC 3339.
+pub fn at(s: &Sample) -> String {
+    super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.value as u64))
+}
+
 /// Parse the Prometheus text format; comments and malformed lines are skipped.
 pub fn parse_prometheus(text: &str) -> Vec<Sample> {
     text.lines().filter_map(parse_line).collect()

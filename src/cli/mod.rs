@@ -101,3 +101,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Restore(args) => backup::restore::run_restore(args),
     }
 }
+
+/// A time as the commands print it: RFC 3339, whole seconds, UTC.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}

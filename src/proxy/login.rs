@@ -115,16 +115,9 @@ impl Iterator for PercentDecoded<'_> {
 }
 
 fn escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '&' => "&amp;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    crate::deny_page::escape(&mut out, s);
+    out
 }
 
 fn form(next: &str) -> String {

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::cli::admin_client::{self, Sample};
-use crate::cli::Format;
+use crate::cli::{rfc3339, Format};
 use crate::config::Snapshot;
 use clawgate_policy::member::Member;
 
@@ -111,15 +111,8 @@ pub fn run(args: &Args) -> ExitCode {
 
 fn row(snap: &Snapshot, m: &Member, samples: &[Sample], now: SystemTime) -> Row {
     let last_used = |id: &str| {
-        samples
-            .iter()
-            .find(|s| {
-                s.name == LAST_USED
-                    && s.labels.get("member").map(String::as_str) == Some(m.name.as_str())
-                    && s.labels.get("token_id").map(String::as_str) == Some(id)
-            })
-            .filter(|s| s.value > 0.0)
-            .map(|s| rfc3339(UNIX_EPOCH + Duration::from_secs(s.value as u64)))
+        admin_client::newest(samples, LAST_USED, &[("member", &m.name), ("token_id", id)])
+            .map(admin_client::at)
     };
     Row {
         name: m.name.clone(),
@@ -142,10 +135,6 @@ fn row(snap: &Snapshot, m: &Member, samples: &[Sample], now: SystemTime) -> Row 
         cert_sha256: m.cert_sha256.iter().map(hex::encode).collect(),
         cert_san: m.cert_san.clone(),
     }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The admin listener's samples, when it answers and serves this config

@@ -3,11 +3,12 @@
 //! each token's expiry and last use. From the running instance's
 //! `/metrics`, joined with the members this config defines.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::admin_client::Sample;
+use super::admin_client::{self, Sample};
+use crate::cli::rfc3339;
 use crate::config::Snapshot;
 
 #[derive(Serialize, Debug)]
@@ -35,71 +36,43 @@ pub struct Token {
 }
 
 pub fn channels(snap: &Snapshot, samples: &[Sample], now: SystemTime) -> Vec<Channel> {
-    fn of<'a>(
-        samples: &'a [Sample],
-        name: &'a str,
-        member: &'a str,
-    ) -> impl Iterator<Item = &'a Sample> + 'a {
-        samples.iter().filter(move |s| {
-            s.name == name && s.labels.get("member").map(String::as_str) == Some(member)
-        })
-    }
+    let newest = |name: &str, labels: &[(&str, &str)]| admin_client::newest(samples, name, labels);
     snap.members
         .iter()
-        .map(|m| Channel {
-            member: m.name.clone(),
-            last_allowed: of(
-                samples,
-                "clawgate_member_last_allowed_timestamp_seconds",
-                &m.name,
-            )
-            .map(|s| s.value)
-            .fold(None, max)
-            .map(rfc3339),
-            last_denial: of(
-                samples,
-                "clawgate_member_last_denial_timestamp_seconds",
-                &m.name,
-            )
-            .max_by(|a, b| a.value.total_cmp(&b.value))
-            .map(|s| Denial {
-                at: rfc3339(s.value),
-                reason: s.labels.get("reason").cloned().unwrap_or_default(),
-            }),
-            websockets_open: of(samples, "clawgate_websockets_open", &m.name)
-                .map(|s| s.value as u64)
-                .sum(),
-            tokens: m
-                .tokens
-                .iter()
-                .map(|t| Token {
-                    token_id: t.id.clone(),
-                    expires: t
-                        .expires
-                        .map(|e| humantime::format_rfc3339_seconds(e).to_string()),
-                    expired: t.expired_at(now),
-                    last_used: of(
-                        samples,
-                        "clawgate_token_last_used_timestamp_seconds",
-                        &m.name,
-                    )
-                    .filter(|s| s.labels.get("token_id") == Some(&t.id))
-                    .map(|s| s.value)
-                    .fold(None, max)
-                    .map(rfc3339),
-                })
-                .collect(),
+        .map(|m| {
+            let member = [("member", m.name.as_str())];
+            Channel {
+                member: m.name.clone(),
+                last_allowed: newest("clawgate_member_last_allowed_timestamp_seconds", &member)
+                    .map(admin_client::at),
+                last_denial: newest("clawgate_member_last_denial_timestamp_seconds", &member).map(
+                    |s| Denial {
+                        at: admin_client::at(s),
+                        reason: s.labels.get("reason").cloned().unwrap_or_default(),
+                    },
+                ),
+                websockets_open: samples
+                    .iter()
+                    .filter(|s| s.is("clawgate_websockets_open", &member))
+                    .map(|s| s.value as u64)
+                    .sum(),
+                tokens: m
+                    .tokens
+                    .iter()
+                    .map(|t| Token {
+                        token_id: t.id.clone(),
+                        expires: t.expires.map(rfc3339),
+                        expired: t.expired_at(now),
+                        last_used: newest(
+                            "clawgate_token_last_used_timestamp_seconds",
+                            &[("member", &m.name), ("token_id", &t.id)],
+                        )
+                        .map(admin_client::at),
+                    })
+                    .collect(),
+            }
         })
         .collect()
-}
-
-fn max(acc: Option<f64>, v: f64) -> Option<f64> {
-    Some(acc.map_or(v, |a| a.max(v)))
-}
-
-fn rfc3339(secs: f64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0.0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The packet's text section.

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::gateway_config;
+use super::{gateway_config, rfc3339};
 use crate::config::{self, error::Location, raw::RawBase, ConfigError, Snapshot};
 use clawgate_policy::member::{Mode, TokenRecord};
 pub use ports::{port_table, reach};
@@ -143,10 +143,6 @@ fn row(section: &'static str, check: &'static str, ok: bool, evidence: String) -
         status: if ok { Status::Pass } else { Status::Fail },
         evidence,
     }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn short(p: &Path, dir: &Path) -> String {

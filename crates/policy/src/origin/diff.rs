@@ -166,16 +166,8 @@ fn host_difference(presented: &str, allowed: &str) -> (Option<String>, usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse_pattern, parse_presented};
+    use super::super::tests::{allow, p};
     use super::*;
-
-    fn allow(list: &[&str]) -> Allowlist {
-        Allowlist::new(list.iter().map(|s| parse_pattern(s).unwrap()).collect())
-    }
-
-    fn p(s: &str) -> Presented {
-        parse_presented(Some(s.as_bytes()))
-    }
 
     #[test]
     fn hint_names_scheme_difference() {

@@ -259,14 +259,14 @@ use pattern::{one_label_below, pattern_matches};
 pub use pattern::{parse_pattern, Pattern};
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn allow(list: &[&str]) -> Allowlist {
+    pub(crate) fn allow(list: &[&str]) -> Allowlist {
         Allowlist::new(list.iter().map(|s| parse_pattern(s).unwrap()).collect())
     }
 
-    fn p(s: &str) -> Presented {
+    pub(crate) fn p(s: &str) -> Presented {
         parse_presented(Some(s.as_bytes()))
     }
 
