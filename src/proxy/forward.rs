@@ -4,22 +4,25 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Response, StatusCode, Version};
 use http_body_util::{Either, Limited};
 use hyper::body::Body as _;
+use hyper::upgrade::OnUpgrade;
+use prometheus::IntCounter;
 
 use super::h2_websocket;
 use super::headers::{self, Caller, Forwarding};
-use super::upstream::{self, UpstreamError};
+use super::upstream::{self, UpstreamBody, UpstreamError};
 use super::{
-    conn, member_label, tunnel, Body, ClientRequest, Conn, Exchange, Refusal, SESSION_COOKIE,
+    conn, member_label, tunnel, Body, ClientRequest, Conn, Exchange, Fields, HeadFields, Refusal,
+    SESSION_COOKIE,
 };
-use crate::client_ip;
-use crate::config::Snapshot;
+use crate::client_ip::{self, ClientIp};
+use crate::config::{Snapshot, Upstream};
 use crate::state::State;
 
 /// Send an admitted request to its upstream, and make the answer the
@@ -45,23 +48,8 @@ pub(super) fn forward<'a>(
         ex.upstream = Some(upstream_idx);
         let limit = snap.limits.max_body_bytes;
         let content_length = req.fields.get("content-length");
-        if let Some(len) = content_length {
-            match super::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
-                Some(n) if n > limit => return Err(Refusal::PayloadTooLarge),
-                Some(_) => {}
-                None => return Err(Refusal::BadRequest("bad_content_length")),
-            }
-        }
-        // Only WebSocket is tunnelled. Any other Upgrade (h2c) is ignored, as
-        // RFC 9110 §7.8 allows: the gateway must never switch to a protocol
-        // whose requests would bypass clawgate.
-        let upgrade = if req.version == Version::HTTP_11 {
-            headers::upgrade_requested(&req.fields).filter(|u| u.eq_ignore_ascii_case(b"websocket"))
-        } else if req.h2_websocket {
-            Some(&b"websocket"[..])
-        } else {
-            None
-        };
+        check_length(content_length, limit)?;
+        let upgrade = websocket_upgrade(&req.fields, req.version, req.h2_websocket);
         // RFC 8441 has no key exchange (the stream is the proof); the
         // gateway's RFC 6455 handshake needs one, and its answer is checked.
         let h2_key = req.h2_websocket.then(h2_websocket::Key::new);
@@ -75,16 +63,8 @@ pub(super) fn forward<'a>(
         if upgrade.is_none() {
             req.upgrade = None;
         }
-        // Kept for the grant of a tunnel or event stream.
-        let origin = req.fields.get("origin");
-
-        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let client = ex.client.expect("client ip resolved before forwarding");
-        let client_ip = match client.source {
-            client_ip::IpSource::Socket => conn.peer_ip_header.clone(),
-            _ => HeaderValue::from_str(&client.ip.to_string())
-                .map_err(|_| Refusal::BadRequest("bad_client_ip"))?,
-        };
+        let client_ip = client_ip_header(conn, client)?;
         let body = Limited::new(req.body, limit as usize);
         // A body of unknown length (HTTP/1.1 chunked, or h2 without
         // content-length) goes to the gateway chunked.
@@ -96,6 +76,17 @@ pub(super) fn forward<'a>(
             &req.method
         };
         let mut head = head_buffer::take();
+        let forwarding = Forwarding {
+            client_ip,
+            proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            host: host.as_deref(),
+            request_id: &ex.request_id,
+            peer_trusted: client.peer_trusted,
+            upgrade,
+            websocket_key: h2_key.as_ref().map(h2_websocket::Key::as_bytes),
+            session_cookie: SESSION_COOKIE,
+        };
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
         headers::write_request_head(
             &mut head,
             method,
@@ -103,16 +94,7 @@ pub(super) fn forward<'a>(
             &req.fields,
             up,
             &caller,
-            &Forwarding {
-                client_ip,
-                proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-                host: host.as_deref(),
-                request_id: &ex.request_id,
-                peer_trusted: client.peer_trusted,
-                upgrade,
-                websocket_key: h2_key.as_ref().map(h2_websocket::Key::as_bytes),
-                session_cookie: SESSION_COOKIE,
-            },
+            &forwarding,
             chunked,
         );
         // Looked up only for a request with a body: a bodiless one
@@ -133,126 +115,40 @@ pub(super) fn forward<'a>(
         let t0 = Instant::now();
         let result = state
             .upstream
-            .send(
-                &up.authority,
-                match caller {
-                    Caller::Member { member, .. } => Some(member.name.as_str()),
-                    Caller::Public { .. } => None,
-                },
-                out,
-                upstream::Timeouts {
-                    connect: snap.timeouts.upstream_connect,
-                    response: snap.timeouts.upstream_response,
-                    body_idle: snap.timeouts.header_read,
-                },
-            )
+            .send(&up.authority, caller.member_name(), out, timeouts(snap))
             .await;
         head_buffer::give_back(head);
-        let elapsed = t0.elapsed();
-        ex.upstream_elapsed = Some(elapsed);
-        let reset = {
-            let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
-            let (duration, reset) = conn::cached(
-                &mut handles.upstream,
-                (snap.generation, upstream_idx),
-                || {
-                    let m = &state.metrics;
-                    (
-                        m.upstream_duration.with_label_values(&[&up.name]),
-                        m.upstream_errors
-                            .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
-                    )
-                },
-            );
-            duration.observe(elapsed.as_secs_f64());
-            // The body reports a reset mid-way with it, long after this lock.
-            reset.clone()
-        };
-        let (mut resp, mut gateway) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                if e.is_upstream_fault() {
-                    state
-                        .metrics
-                        .upstream_errors
-                        .with_label_values(&[&up.name, e.kind()])
-                        .inc();
-                    let rid = ex.request_id.as_str();
-                    state
-                        .upstream
-                        .health
-                        .failure(&up.name, up.authority.as_str(), e, rid);
-                }
-                // The client's body outgrew the limit while streaming: the same
-                // refusal (and reason code) as an oversized Content-Length.
-                if e == UpstreamError::BodyTooLarge {
-                    return Err(Refusal::PayloadTooLarge);
-                }
-                // The client's body broke (bad chunk, cut short): its fault.
-                if e == UpstreamError::ClientBody {
-                    return Err(Refusal::BadRequest("bad_request_body"));
-                }
-                if e == UpstreamError::ClientBodyTimeout {
-                    return Err(Refusal::BodyTimeout);
-                }
-                return Err(Refusal::Upstream(e));
-            }
-        };
+        let reset = timed(state, snap, conn, ex, upstream_idx, t0.elapsed());
+        let (mut resp, mut gateway) = result.map_err(|e| failed(state, up, ex, e))?;
         state.mark_upstream_seen();
         state.upstream.health.success(&up.name);
 
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching {
-            // A 101 the client cannot take is the gateway's fault: counted
-            // by its kind, answered as a reset.
-            let bad_switch = |kind: &str| {
-                state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[&up.name, kind])
-                    .inc();
-                Refusal::Upstream(UpstreamError::Reset)
-            };
-            let Some(client_upgrade) = req.upgrade else {
-                return Err(bad_switch("unrequested_upgrade"));
-            };
-            if let Some(key) = &h2_key {
-                // A 101 without the right accept is not the gateway's
-                // WebSocket; over h2 the stream opens with a 200.
-                if !key.accepted_by(&gateway) {
-                    return Err(bad_switch("bad_websocket_accept"));
-                }
-                h2_websocket::to_stream_response(&mut gateway);
-                *resp.status_mut() = StatusCode::OK;
-            }
-            let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
-                return Err(Refusal::Upstream(UpstreamError::Reset));
-            };
-            let info = tunnel::LogInfo {
-                request_id: ex.request_id.to_string(),
-                member: member_label(snap, ex).to_string(),
-                credential: ex.credential.clone(),
-                client_ip: client.ip,
-                ip_source: client.source,
-                path: ex
-                    .path
-                    .as_ref()
-                    .map(|p| p.path().to_string())
-                    .unwrap_or_default(),
-                upstream: up.name.clone(),
-                websocket: upgrade.is_some_and(|u| u.eq_ignore_ascii_case(b"websocket")),
-                h2: req.h2_websocket,
-            };
-            let origin = origin.map(<[u8]>::to_vec);
-            let grant = tunnel::grant(&caller, conn.cert.clone(), origin, client.ip);
-            tunnel::spawn(state.clone(), client_upgrade, upstream_upgrade, grant, info);
+        // Kept for the grant of a tunnel or event stream.
+        let origin = req.fields.get("origin");
+        let grant = || {
+            tunnel::grant(
+                &caller,
+                conn.cert.clone(),
+                origin.map(<[u8]>::to_vec),
+                client.ip,
+            )
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let (client_side, gateway_side) = switch(
+                state,
+                up,
+                req.upgrade,
+                h2_key.as_ref(),
+                &mut resp,
+                &mut gateway,
+            )?;
+            let info = log_info(snap, ex, client, up, req.h2_websocket);
+            tunnel::spawn(state.clone(), client_side, gateway_side, grant(), info);
         }
         let rid = ex.request_id.clone();
-        let watch = gateway.event_stream.then(|| {
-            let origin = origin.map(<[u8]>::to_vec);
-            let grant = tunnel::grant(&caller, conn.cert.clone(), origin, client.ip);
-            tunnel::StreamWatch::register(state, grant, rid.clone())
-        });
+        let watch = gateway
+            .event_stream
+            .then(|| tunnel::StreamWatch::register(state, grant(), rid.clone()));
         Ok(resp.map(|b| {
             let body = upstream::ResponseBody::new(b, gateway, reset, rid);
             Either::Left(match watch {
@@ -261,6 +157,166 @@ pub(super) fn forward<'a>(
             })
         }))
     }
+}
+
+/// The WebSocket's line in the log when its tunnel closes.
+fn log_info(
+    snap: &Snapshot,
+    ex: &Exchange,
+    client: ClientIp,
+    up: &Upstream,
+    h2: bool,
+) -> tunnel::LogInfo {
+    tunnel::LogInfo {
+        request_id: ex.request_id.to_string(),
+        member: member_label(snap, ex).to_string(),
+        credential: ex.credential.clone(),
+        client_ip: client.ip,
+        ip_source: client.source,
+        path: ex
+            .path
+            .as_ref()
+            .map(|p| p.path().to_string())
+            .unwrap_or_default(),
+        upstream: up.name.clone(),
+        websocket: true,
+        h2,
+    }
+}
+
+fn timeouts(snap: &Snapshot) -> upstream::Timeouts {
+    upstream::Timeouts {
+        connect: snap.timeouts.upstream_connect,
+        response: snap.timeouts.upstream_response,
+        body_idle: snap.timeouts.header_read,
+    }
+}
+
+/// A declared body over the limit is refused before anything is sent.
+fn check_length(content_length: Option<&[u8]>, limit: u64) -> Result<(), Refusal> {
+    let Some(len) = content_length else {
+        return Ok(());
+    };
+    match super::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
+        Some(n) if n > limit => Err(Refusal::PayloadTooLarge),
+        Some(_) => Ok(()),
+        None => Err(Refusal::BadRequest("bad_content_length")),
+    }
+}
+
+/// The upgrade to ask the gateway for. Only WebSocket is tunnelled: any
+/// other Upgrade (h2c) is ignored, as RFC 9110 §7.8 allows, since the
+/// gateway must never switch to a protocol whose requests would bypass
+/// clawgate.
+fn websocket_upgrade(fields: &Fields, version: Version, h2_websocket: bool) -> Option<&[u8]> {
+    if version == Version::HTTP_11 {
+        headers::upgrade_requested(fields).filter(|u| u.eq_ignore_ascii_case(b"websocket"))
+    } else if h2_websocket {
+        Some(&b"websocket"[..])
+    } else {
+        None
+    }
+}
+
+/// The client's address as the gateway's `X-Forwarded-For` names it.
+fn client_ip_header(conn: &Conn, client: ClientIp) -> Result<HeaderValue, Refusal> {
+    match client.source {
+        client_ip::IpSource::Socket => Ok(conn.peer_ip_header.clone()),
+        _ => HeaderValue::from_str(&client.ip.to_string())
+            .map_err(|_| Refusal::BadRequest("bad_client_ip")),
+    }
+}
+
+/// The gateway's time to answer, observed; returns the counter the body
+/// bumps if the gateway resets it mid-way (long after this lock).
+fn timed(
+    state: &State,
+    snap: &Snapshot,
+    conn: &Conn,
+    ex: &mut Exchange,
+    upstream_idx: usize,
+    elapsed: Duration,
+) -> IntCounter {
+    ex.upstream_elapsed = Some(elapsed);
+    let up = &snap.upstreams[upstream_idx];
+    let mut handles = conn.handles.lock().unwrap_or_else(|e| e.into_inner());
+    let (duration, reset) = conn::cached(
+        &mut handles.upstream,
+        (snap.generation, upstream_idx),
+        || {
+            let m = &state.metrics;
+            (
+                m.upstream_duration.with_label_values(&[&up.name]),
+                m.upstream_errors
+                    .with_label_values(&[&up.name, UpstreamError::Reset.kind()]),
+            )
+        },
+    );
+    duration.observe(elapsed.as_secs_f64());
+    reset.clone()
+}
+
+/// The refusal for an exchange that failed; the gateway's own faults are
+/// counted and feed its health.
+fn failed(state: &State, up: &Upstream, ex: &Exchange, e: UpstreamError) -> Refusal {
+    if e.is_upstream_fault() {
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[&up.name, e.kind()])
+            .inc();
+        let rid = ex.request_id.as_str();
+        state
+            .upstream
+            .health
+            .failure(&up.name, up.authority.as_str(), e, rid);
+    }
+    match e {
+        // The client's body outgrew the limit while streaming: the same
+        // refusal (and reason code) as an oversized Content-Length.
+        UpstreamError::BodyTooLarge => Refusal::PayloadTooLarge,
+        // The client's body broke (bad chunk, cut short): its fault.
+        UpstreamError::ClientBody => Refusal::BadRequest("bad_request_body"),
+        UpstreamError::ClientBodyTimeout => Refusal::BodyTimeout,
+        e => Refusal::Upstream(e),
+    }
+}
+
+/// A 101 from the gateway: both sides' upgraded connections, once the
+/// answer is one the client asked for. A 101 the client cannot take is the
+/// gateway's fault: counted by its kind, answered as a reset.
+fn switch(
+    state: &State,
+    up: &Upstream,
+    client_upgrade: Option<OnUpgrade>,
+    h2_key: Option<&h2_websocket::Key>,
+    resp: &mut Response<UpstreamBody>,
+    gateway: &mut HeadFields,
+) -> Result<(OnUpgrade, upstream::Upgraded), Refusal> {
+    let bad_switch = |kind: &str| {
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[&up.name, kind])
+            .inc();
+        Refusal::Upstream(UpstreamError::Reset)
+    };
+    let Some(client_upgrade) = client_upgrade else {
+        return Err(bad_switch("unrequested_upgrade"));
+    };
+    if let Some(key) = h2_key {
+        // A 101 without the right accept is not the gateway's WebSocket;
+        // over h2 the stream opens with a 200.
+        if !key.accepted_by(gateway) {
+            return Err(bad_switch("bad_websocket_accept"));
+        }
+        h2_websocket::to_stream_response(gateway);
+        *resp.status_mut() = StatusCode::OK;
+    }
+    let Some(upstream_upgrade) = resp.body_mut().take_upgraded() else {
+        return Err(Refusal::Upstream(UpstreamError::Reset));
+    };
+    Ok((client_upgrade, upstream_upgrade))
 }
 
 /// The request head is laid out before the gateway connection is known

@@ -31,6 +31,16 @@ pub enum Caller<'a> {
     },
 }
 
+impl Caller<'_> {
+    /// The member's name, for a member's request.
+    pub fn member_name(&self) -> Option<&str> {
+        match self {
+            Caller::Member { member, .. } => Some(member.name.as_str()),
+            Caller::Public { .. } => None,
+        }
+    }
+}
+
 /// Everything the outgoing request says about its origin.
 pub struct Forwarding<'a> {
     pub client_ip: HeaderValue,

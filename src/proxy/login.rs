@@ -18,7 +18,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 
-use super::outcome::respond;
+use super::respond::respond;
 use super::{headers, local_body, Body, Decision, Exchange, LocalBody, Refusal, SESSION_COOKIE};
 use crate::config::Snapshot;
 use crate::deny;

@@ -1,10 +1,22 @@
-//! The request path, top to bottom: request target checks → request ID →
-//! client IP → public route or identify → policy → forward → log + metrics.
+//! The request path, one phase per module, in the order they run:
 //!
-//! [`serve`] is the outer layer (respond, log, count); [`handle`] is the
-//! inner one and bails out with a [`Refusal`] via `?`. A request loads the
-//! config snapshot once and uses that one to the end.
+//! ```text
+//! admit        form of the target, client address, request ID, host
+//! authenticate certificate, token or session → member (or a public route)
+//! authorize    the member's policy (or the route's sources); audit mode
+//! route        which upstream, for whom
+//! forward      the upstream exchange; a tunnel or watched stream after it
+//! respond      every refusal mapped to its answer
+//! record       metrics, access log or denial log
+//! ```
+//!
+//! [`serve`] runs them; the first four are [`decide`], synchronous, and
+//! a refusal leaves them early by `?`. A request loads the config snapshot
+//! once and uses that one to the end.
 
+mod admit;
+mod authenticate;
+mod authorize;
 mod conn;
 pub mod cookie;
 pub mod fields;
@@ -14,44 +26,48 @@ mod head_fields;
 pub mod headers;
 pub mod local_body;
 pub mod login;
-mod outcome;
+mod record;
 pub mod request;
 mod request_body;
+mod respond;
+mod route;
 pub mod tunnel;
 pub mod upstream;
 
+use admit::{admit, Admitted};
+use authenticate::authenticate;
+use authorize::authorize;
 pub use conn::{Conn, CANCELS_TOLERATED};
 pub use fields::Fields;
 pub use head_fields::HeadFields;
 pub use local_body::LocalBody;
-use outcome::{record, respond};
+use record::record;
 pub use request::ClientRequest;
 pub use request_body::RequestBody;
+use respond::respond;
+use route::{route, Next};
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header;
 use http::uri::PathAndQuery;
-use http::{Method, Response, Version};
+use http::{Method, Response};
 use http_body_util::Either;
 
-use crate::client_ip::{self, ClientIp};
+use crate::client_ip::ClientIp;
 use crate::config::Snapshot;
 use crate::deny_page;
 use crate::metrics::NO_MEMBER;
-use crate::request_id::{self, Clock, RequestId};
+use crate::request_id::{Clock, RequestId};
 use crate::state::State;
-use clawgate_policy::authorize::{self, Diff, Explained};
-use clawgate_policy::identity::{self, CredentialId, IdentifyError, Identity, Via};
-use clawgate_policy::member::{MemberId, Mode};
-use clawgate_policy::origin::OriginDiff;
+use clawgate_policy::authorize::Explained;
+use clawgate_policy::identity::CredentialId;
+use clawgate_policy::member::MemberId;
 use clawgate_policy::Reason;
 use forward::forward;
-use headers::Caller;
 use upstream::UpstreamError;
 
 /// Response bodies: streamed from the upstream, or made here.
@@ -249,216 +265,23 @@ impl Drop for Ended<'_> {
     }
 }
 
-/// Where an admitted request goes next (see [`decide`]).
-enum Next<'s> {
-    /// `/_clawgate/login` and its session paths.
-    Login,
-    /// To an upstream, with the host the client addressed.
-    Forward { to: Target<'s>, host: Option<Bytes> },
-}
-
-/// Who a forwarded request is sent on for.
-enum Target<'s> {
-    /// A `[[public]]` route.
-    Public { prefix: &'s str, upstream: usize },
-    /// An identified member whose policy admits the request.
-    Member(Identity),
-}
-
-impl<'s> Target<'s> {
-    /// The caller as the upstream head names it, and the upstream.
-    fn caller<'a>(&'a self, snap: &'s Snapshot) -> (Caller<'a>, usize)
-    where
-        's: 'a,
-    {
-        match self {
-            Target::Public { prefix, upstream } => (Caller::Public { prefix }, *upstream),
-            Target::Member(id) => {
-                let member = &snap.members[id.member];
-                let caller = Caller::Member {
-                    member,
-                    via: &id.via,
-                };
-                (caller, member.upstream)
-            }
-        }
-    }
-}
-
-/// Everything about a request that is decided before it is sent on:
-/// its form, client address, request ID, host, identity and policy.
+/// Everything about a request that is decided before it is sent on, in
+/// the order the phases run.
 fn decide<'s>(
-    state: &Arc<State>,
+    state: &State,
     snap: &'s Snapshot,
     conn: &Conn,
     req: &ClientRequest,
     ex: &mut Exchange,
 ) -> Result<Next<'s>, Refusal> {
-    // Not an open proxy: origin-form (or h2 :path) only. The one CONNECT
-    // taken is RFC 8441's WebSocket over an h2 stream, which names a path
-    // on this proxy, not a host to tunnel to.
-    if req.method == Method::CONNECT && !req.h2_websocket {
-        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
-        return Err(Refusal::MethodNotAllowed);
-    }
-    if req.version < Version::HTTP_2 && req.uri.scheme().is_some() {
-        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
-        return Err(Refusal::BadRequest("absolute_form"));
-    }
-    // Authority-form (`GET host:80`) and asterisk-form (`OPTIONS *`).
-    if !req.path().starts_with('/') {
-        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
-        return Err(Refusal::BadRequest("bad_target"));
-    }
-    // A path the gateway would resolve elsewhere than a prefix match sees.
-    if let Err(why) = clawgate_policy::target::check(req.path()) {
-        ex.request_id = request_id::generate_at(ex.clock.since_epoch);
-        return Err(Refusal::BadRequest(why));
-    }
-    let client = client_ip::resolve(
-        conn.peer,
-        req.fields.get_all("x-forwarded-for"),
-        &snap.trusted_proxies,
-    );
-    let client = match client {
-        Ok(c) => c,
-        Err(_) => {
-            ex.request_id = request_id::generate_at(ex.clock.since_epoch);
-            return Err(Refusal::BadRequest("bad_x_forwarded_for"));
-        }
-    };
-    ex.client = Some(client);
-    ex.request_id = request_id::assign(
-        req.fields.get("x-request-id"),
-        client.peer_trusted,
-        ex.clock.since_epoch,
-    );
-    let host = headers::request_host(req)?;
-    if req.fields.repeated("origin") {
-        return Err(Refusal::BadRequest("duplicate_origin"));
-    }
-
+    let Admitted { client, host } = admit(snap, conn, req, ex)?;
+    // clawgate's own pages: the login form is for those without identity.
     if login::is_session_path(req.path()) {
         return Ok(Next::Login);
     }
-
-    // Public routes: no member, CIDR check only, the caller's own
-    // credentials travel on.
-    if let Some(route) = snap.public_route(req.path()) {
-        if !route.sources.contains(client.ip) {
-            ex.diff = Some(Arc::new(Explained::new(Diff {
-                origin: OriginDiff {
-                    presented: req
-                        .fields
-                        .get("origin")
-                        .map(|v| String::from_utf8_lossy(v).into_owned()),
-                    allowed: Vec::new(),
-                    nearest: None,
-                    hint: format!("public route {}: origin not checked", route.path_prefix),
-                },
-                client_ip: authorize::ip_diff(route.sources.nets(), client.ip),
-            })));
-            return Err(Refusal::Denied(Reason::CidrNotAllowed));
-        }
-        ex.decision = Decision::Public;
-        return Ok(Next::Forward {
-            to: Target::Public {
-                prefix: &route.path_prefix,
-                upstream: route.upstream,
-            },
-            host,
-        });
-    }
-
-    // Identify.
-    let h = &req.fields;
-    let presented = identity::Presented {
-        cert: conn.cert.as_ref(),
-        bearer: h.get("authorization").and_then(identity::bearer),
-        header_token: h
-            .get("x-clawgate-token")
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty()),
-    };
-    let now = ex.clock.now;
-    let token = presented.bearer.or(presented.header_token);
-    let cached = match (conn.cert.is_none(), token) {
-        (true, Some(t)) => conn.cached_identity(snap.generation, t, now),
-        _ => None,
-    };
-    let certless_token = token.filter(|_| conn.cert.is_none());
-    let identified = match cached {
-        Some(id) => Ok(id),
-        None if certless_token.is_some_and(|t| conn.known_bad(snap.generation, t)) => {
-            Err(IdentifyError::BadToken)
-        }
-        None => snap
-            .credentials
-            .identify(&presented, now)
-            .inspect(|id| {
-                if let (Via::Token { token_id }, Some(t)) = (&id.via, token) {
-                    let expires = snap.members[id.member]
-                        .token(token_id)
-                        .and_then(|r| r.expires);
-                    conn.remember(snap.generation, t, id.member, token_id, expires);
-                }
-            })
-            .inspect_err(|e| {
-                if let (IdentifyError::BadToken, Some(t)) = (e, certless_token) {
-                    conn.remember_bad(snap.generation, t);
-                }
-            }),
-    };
-    let id = match identified {
-        Ok(id) => id,
-        Err(IdentifyError::NoCredentials) => login::session_identity(snap, req, now)?,
-        Err(e) => {
-            let limits = &snap.limits.per_ip;
-            if let Some(left) = state.limiter.failed(client.ip, limits) {
-                return Err(Refusal::TooManyFailures(left));
-            }
-            let reason = e.reason();
-            if let IdentifyError::TokenExpired { member, token_id } = e {
-                ex.member = Some(member);
-                ex.credential = Some(token_id);
-            }
-            return Err(Refusal::Denied(reason));
-        }
-    };
-    conn.authenticated();
-    ex.member = Some(id.member);
-    ex.credential = Some(id.via.credential_id().clone());
-    let member = &snap.members[id.member];
-
-    // Policy.
-    let origin = req.fields.get("origin");
-    let (gen, ip) = (snap.generation, client.ip);
-    let refused = conn
-        .refused_again(gen, id.member, origin, ip)
-        .map(Err)
-        .unwrap_or_else(|| {
-            authorize::evaluate(member, origin, ip).map_err(|reason| {
-                let diff = authorize::explain(member, origin, ip);
-                conn.refused(gen, id.member, origin, ip, reason, diff)
-            })
-        });
-    if let Err(refused) = refused {
-        let reason = refused.reason;
-        state
-            .suggest
-            .record_key(&member.name, refused.origin_key.as_deref(), client.ip);
-        ex.diff = Some(refused.explained);
-        ex.reason = Some(reason);
-        match member.mode {
-            Mode::Enforce => return Err(Refusal::Denied(reason)),
-            Mode::Audit => ex.decision = Decision::Audit,
-        }
-    }
-
-    Ok(Next::Forward {
-        to: Target::Member(id),
-        host,
-    })
+    let principal = authenticate(state, snap, conn, req, ex, client)?;
+    authorize(state, snap, conn, req, ex, &principal, client.ip)?;
+    Ok(route(principal, host))
 }
 
 fn member_label<'s>(snap: &'s Snapshot, ex: &Exchange) -> &'s str {
