@@ -14,17 +14,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use slab::Slab;
 use tokio::sync::Notify;
-
-use crate::slots::Slots;
 
 #[derive(Default)]
 struct Inner {
     draining: AtomicBool,
     /// Connections (watchers) not yet finished.
     open: AtomicUsize,
-    /// Wakers of watched connections.
-    wakers: Mutex<Slots<Waker>>,
+    /// Wakers of watched connections, each at the key its `Watched` holds.
+    wakers: Mutex<Slab<Waker>>,
     /// Signalled when `open` drops to zero.
     idle: Notify,
 }
@@ -59,8 +58,8 @@ impl Drain {
     pub fn start(&self) {
         self.inner.draining.store(true, Ordering::Release);
         let wakers: Vec<Waker> = {
-            let slots = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
-            slots.iter().cloned().collect()
+            let wakers = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            wakers.iter().map(|(_, w)| w.clone()).collect()
         };
         for w in wakers {
             w.wake();
@@ -132,9 +131,15 @@ impl<C: Graceful + Unpin> Future for Watched<C> {
         let inner = &this.watcher.inner;
         if !matches!(&this.slot, Some((_, w)) if w.will_wake(cx.waker())) {
             let waker = cx.waker().clone();
-            let mut slots = inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
-            let index = slots.put(this.slot.take().map(|(i, _)| i), waker.clone());
-            this.slot = Some((index, waker));
+            let mut wakers = inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let key = match this.slot.take() {
+                Some((key, _)) => {
+                    wakers[key] = waker.clone();
+                    key
+                }
+                None => wakers.insert(waker.clone()),
+            };
+            this.slot = Some((key, waker));
         }
         if !this.signalled
             && (inner.draining.load(Ordering::Acquire) || this.shed.load(Ordering::Relaxed))
@@ -148,14 +153,14 @@ impl<C: Graceful + Unpin> Future for Watched<C> {
 
 impl<C> Drop for Watched<C> {
     fn drop(&mut self) {
-        if let Some((index, _)) = self.slot.take() {
-            let mut slots = self
+        if let Some((key, _)) = self.slot.take() {
+            let mut wakers = self
                 .watcher
                 .inner
                 .wakers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            slots.remove(index);
+            wakers.remove(key);
         }
     }
 }

@@ -176,7 +176,7 @@ async fn a_flood_of_denials_reaches_stderr_as_whole_lines_each_once() {
 }
 
 /// On one CPU a steady clawgate is one thread, as an nginx or HAProxy
-/// worker is: the timer ticks on the runtime, the config poll's blocking
+/// worker is: timers are the runtime's own, the config poll's blocking
 /// thread ends soon after each poll, and the log writers (the access
 /// log's; with it off, the denial log's) run only while they have lines.
 /// A second thread makes
@@ -211,8 +211,8 @@ async fn a_steady_process_on_one_cpu_is_one_thread() {
             } else {
                 p.wait_log(&id, Duration::from_secs(5));
             }
-            // A writer's quiet spell is 1 s; the watcher's polls and the
-            // timer's ticks go on meanwhile.
+            // A writer's quiet spell is 1 s; the watcher's polls go on
+            // meanwhile.
             p.wait_one_thread(Duration::from_secs(10));
         }
     }

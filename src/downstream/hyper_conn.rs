@@ -23,7 +23,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::BoxError;
-use crate::coarse_timer::{CoarseTimer, Sleep};
 use crate::config::Snapshot;
 use crate::proxy::{self, Conn};
 use crate::state::State;
@@ -44,7 +43,7 @@ where
 {
     let mut builder = http1::Builder::new();
     builder
-        .timer(CoarseTimer)
+        .timer(TokioTimer::new())
         .header_read_timeout(snap.timeouts.header_read)
         .max_buf_size(snap.limits.max_header_bytes)
         .max_headers(super::head::MAX_HEADERS)
@@ -144,7 +143,7 @@ where
     // the HTTP version, and h2 has none: a connection that never sends a
     // request would be held forever. The first must arrive within
     // header_read.
-    let mut first = pin!(Sleep::after(snap.timeouts.header_read));
+    let mut first = pin!(tokio::time::sleep(snap.timeouts.header_read));
     let mut signalled = false;
     poll_fn(|cx| {
         if !signalled && stop.load(Ordering::Acquire) {

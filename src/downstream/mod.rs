@@ -20,8 +20,8 @@ mod head;
 mod hyper_conn;
 mod write;
 
-use std::future::poll_fn;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,8 +31,8 @@ use http::{Method, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
-use crate::coarse_timer::Deadline;
 use crate::config::Snapshot;
 use crate::net::Protocol;
 use crate::prefixed::Prefixed;
@@ -54,9 +54,9 @@ pub struct Start {
     pub protocol: Protocol,
     /// Bytes already read (those that told the protocol), or none.
     pub buf: BytesMut,
-    /// Armed from when the first request head began to be awaited, if
-    /// the accept path waited for its first bytes.
-    pub deadline: Option<Deadline>,
+    /// When the first request head is due, if the accept path began
+    /// waiting for it (for its first bytes).
+    pub head_due: Option<Instant>,
 }
 
 impl Start {
@@ -93,13 +93,36 @@ where
 async fn serve_http1<IO>(
     state: Arc<State>,
     snap: Arc<Snapshot>,
-    mut io: IO,
+    io: IO,
     conn: Arc<Conn>,
     stop: Arc<AtomicBool>,
     start: Start,
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The lean loop's timer is dropped with it, before hyper's turn.
+    let Some((buf, io)) = lean_loop(&state, &snap, io, &conn, &stop, start).await? else {
+        return Ok(());
+    };
+    let http10 = head::is_http10(&buf);
+    let io = Prefixed::new(buf, io);
+    hyper_conn::serve_http1(state, &snap, io, conn, &stop, http10).await
+}
+
+/// Serve plain requests until the connection ends (`None`) or a request
+/// the loop does not take arrives: then the connection and the bytes
+/// read of it, for hyper.
+async fn lean_loop<IO>(
+    state: &Arc<State>,
+    snap: &Snapshot,
+    mut io: IO,
+    conn: &Arc<Conn>,
+    stop: &AtomicBool,
+    start: Start,
+) -> Result<Option<(BytesMut, IO)>, BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
 {
     let header_read = snap.timeouts.header_read;
     let max_head = snap.limits.max_header_bytes;
@@ -108,9 +131,14 @@ where
         buf.reserve(READ_BUF);
     }
     let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
-    // The first head's wait may have begun at accept.
-    let mut armed = start.deadline.is_some();
-    let deadline = start.deadline.unwrap_or_default();
+    // One timer for the connection's life, moved on for each head's wait
+    // (moving a registered timer later is an atomic update in tokio). The
+    // first head's wait may have begun at accept.
+    let due = start
+        .head_due
+        .unwrap_or_else(|| Instant::now() + header_read);
+    let mut head_due = pin!(tokio::time::sleep_until(due));
+    let mut armed = true;
     loop {
         // A whole head, within header_read of starting to wait for it.
         let plain = loop {
@@ -118,54 +146,43 @@ where
                 match head::parse(&mut buf, max_head) {
                     Head::Plain(p) => break p,
                     Head::Partial => {}
-                    Head::Handover => {
-                        drop(deadline);
-                        let http10 = head::is_http10(&buf);
-                        let io = Prefixed::new(buf, io);
-                        return hyper_conn::serve_http1(state, &snap, io, conn, &stop, http10)
-                            .await;
-                    }
+                    Head::Handover => return Ok(Some((buf, io))),
                     Head::Malformed(status) => {
-                        return malformed(&mut io, &mut out, status).await;
+                        malformed(&mut io, &mut out, status).await?;
+                        return Ok(None);
                     }
                 }
             }
             if !armed {
-                deadline.arm(header_read);
+                head_due.as_mut().reset(Instant::now() + header_read);
                 armed = true;
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_BUF);
             }
-            match read_some(&mut io, &mut buf, &deadline, &stop).await {
+            match read_some(&mut io, &mut buf, head_due.as_mut(), stop).await {
                 Read::Data => {}
-                Read::Stop | Read::Eof => return Ok(()),
+                Read::Stop | Read::Eof => return Ok(None),
                 Read::Timeout => {
                     tracing::debug!(peer = %conn.peer, "no whole request head within header_read; closing");
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         };
-        if armed {
-            deadline.disarm();
-            armed = false;
-        }
+        // Not polled again until the next head's wait moves it on.
+        armed = false;
 
         let head_request = plain.req.method == Method::HEAD;
         let http10 = plain.req.version == Version::HTTP_10;
-        let Ok(resp) = proxy::serve(&state, &conn, plain.req).await;
+        let Ok(resp) = proxy::serve(state, conn, plain.req).await;
         let close = plain.close || stop.load(Ordering::Acquire);
         let req = Req {
             head: head_request,
             http10,
         };
-        match respond(&mut io, &mut out, resp, req, close).await {
-            Ok(false) => {}
-            Ok(true) => {
-                let _ = io.shutdown().await;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        if respond(&mut io, &mut out, resp, req, close).await? {
+            let _ = io.shutdown().await;
+            return Ok(None);
         }
     }
 }
@@ -178,13 +195,13 @@ pub enum Read {
     Stop,
 }
 
-/// One read into `buf` (which has room), unless `deadline` expires first
-/// or, while `buf` is empty (between requests), `stop` is set: a drain
-/// closes a connection between requests at once.
+/// One read into `buf` (which has room), unless `due` passes first or,
+/// while `buf` is empty (between requests), `stop` is set: a drain closes
+/// a connection between requests at once.
 pub async fn read_some<IO: AsyncRead + Unpin>(
     io: &mut IO,
     buf: &mut BytesMut,
-    deadline: &Deadline,
+    mut due: Pin<&mut Sleep>,
     stop: &AtomicBool,
 ) -> Read {
     let idle = buf.is_empty();
@@ -198,7 +215,7 @@ pub async fn read_some<IO: AsyncRead + Unpin>(
                 Ok(_) => Read::Data,
             });
         }
-        deadline.poll_expired(cx).map(|()| Read::Timeout)
+        due.as_mut().poll(cx).map(|()| Read::Timeout)
     })
     .await
 }

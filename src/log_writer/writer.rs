@@ -4,7 +4,7 @@
 //! after a quiet spell starts it, and it ends after [`IDLE_LOOKS`] looks
 //! that found nothing. A process with a second thread shares its file
 //! table, and the kernel then counts a reference on the file of every
-//! system call the proxy makes (see `coarse_timer::tick_on_runtime`); a
+//! system call the proxy makes (see `cli::run::runtime_builder`); a
 //! writer kept for a denial seen once an hour would cost every request
 //! that.
 

@@ -21,7 +21,6 @@ use super::conn_cap::{Claim, ConnCap};
 use super::handshake::{self, Failure, FailureLog, Reason};
 use super::tls::Refused;
 use super::{proxy_protocol, tls, Protocol};
-use crate::coarse_timer::Deadline;
 use crate::config::Snapshot;
 use crate::downstream::{self, BoxError, Read, Start};
 use crate::drain::{Drain, Graceful, Watcher};
@@ -205,7 +204,7 @@ where
         Some(protocol) => Start {
             protocol,
             buf: bytes::BytesMut::new(),
-            deadline: None,
+            head_due: None,
         },
         None => match first_bytes(&mut io, &snap, &stop).await {
             Some(start) => start,
@@ -223,17 +222,16 @@ where
     IO: AsyncRead + Unpin,
 {
     let mut buf = Start::buffer();
-    let deadline = Deadline::new();
-    deadline.arm(snap.timeouts.header_read);
+    let mut head_due = std::pin::pin!(tokio::time::sleep(snap.timeouts.header_read));
     loop {
         if let Some(protocol) = Protocol::sniff(&buf) {
             return Some(Start {
                 protocol,
                 buf,
-                deadline: Some(deadline),
+                head_due: Some(head_due.deadline()),
             });
         }
-        match downstream::read_some(io, &mut buf, &deadline, stop).await {
+        match downstream::read_some(io, &mut buf, head_due.as_mut(), stop).await {
             Read::Data => {}
             Read::Eof | Read::Stop => return None,
             Read::Timeout => {

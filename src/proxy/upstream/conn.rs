@@ -7,32 +7,35 @@
 //! long as a request or its response body uses it.
 //!
 //! It keeps every connection handed back, up to [`MAX_IDLE`], and lets
-//! surplus ones go by age instead ([`IDLE_LIMIT_MS`], or when the gateway
+//! surplus ones go by age instead ([`IDLE_LIMIT`], or when the gateway
 //! closes them). A small cap would close a burst's extra connections on
 //! return and open them again for the next burst, leaving sockets in
 //! TIME_WAIT.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
-use crate::coarse_timer::{self, Deadline, Elapsed};
 use crate::prefixed::Prefixed;
 use crate::raw_tcp::RawTcp;
 
 /// Idle connections kept per upstream at most; more are closed when
 /// returned. Well above any concurrency seen in practice: the pool holds
-/// what the peak needed, and [`IDLE_LIMIT_MS`] trims it afterwards.
+/// what the peak needed, and [`IDLE_LIMIT`] trims it afterwards.
 const MAX_IDLE: usize = 4096;
 /// An idle connection unused this long is closed when the pool is next
 /// touched (the gateway usually closes it sooner: Node's keep-alive
 /// timeout is 5 s).
-const IDLE_LIMIT_MS: u64 = 60_000;
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// Idle connections looked at from the old end per return, so a return
 /// costs the same however large the pool has grown.
 const TRIM_PER_PUT: usize = 2;
@@ -51,11 +54,18 @@ pub struct Connection {
     pub write: Vec<u8>,
     /// Taken from the pool (it served an earlier exchange).
     pub reused: bool,
-    /// When it last went back to the pool ([`coarse_timer::now_ms`]).
-    idle_since_ms: u64,
-    /// The exchange's write and response timeouts, armed as it goes.
-    pub deadline: Deadline,
+    /// When it last went back to the pool.
+    idle_since: Instant,
+    /// The exchange's write and response timeouts: one timer for the
+    /// connection's life, moved on for each wait (moving a registered
+    /// tokio timer later is an atomic update; a fresh timeout per wait
+    /// would add and remove a timer-wheel entry each time).
+    due: Pin<Box<Sleep>>,
 }
+
+/// A wait on the gateway ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
 
 impl Connection {
     pub fn new(stream: TcpStream) -> Box<Self> {
@@ -64,9 +74,15 @@ impl Connection {
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
             reused: false,
-            idle_since_ms: 0,
-            deadline: Deadline::new(),
+            idle_since: Instant::now(),
+            due: Box::pin(tokio::time::sleep(Duration::ZERO)),
         })
+    }
+
+    /// Start a wait on the gateway that [`Self::read_more_or_expire`] ends
+    /// once `limit` has passed.
+    pub fn arm(&mut self, limit: Duration) {
+        self.due.as_mut().reset(tokio::time::Instant::now() + limit);
     }
 
     /// Read what the gateway has sent into `read`; `Ok(0)` is end of stream.
@@ -77,13 +93,35 @@ impl Connection {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
     }
 
-    /// [`Self::poll_read_more`] until [`Self::deadline`] passes.
+    /// [`Self::poll_read_more`] until the time [`Self::arm`] set passes.
     pub async fn read_more_or_expire(&mut self) -> Result<io::Result<usize>, Elapsed> {
-        std::future::poll_fn(|cx| {
+        poll_fn(|cx| {
             if let Poll::Ready(r) = self.poll_read_more(cx) {
                 return Poll::Ready(Ok(r));
             }
-            self.deadline.poll_expired(cx).map(|()| Err(Elapsed))
+            self.due.as_mut().poll(cx).map(|()| Err(Elapsed))
+        })
+        .await
+    }
+
+    /// Write all of [`Self::write`], or `Err(Elapsed)` once the gateway has
+    /// not taken it within `limit`. The timer is armed only if the write
+    /// has to wait, which it rarely does.
+    pub async fn write_within(&mut self, limit: Duration) -> Result<io::Result<()>, Elapsed> {
+        let Connection {
+            stream, write, due, ..
+        } = self;
+        let mut sent = pin!(stream.write_all(write));
+        let mut armed = false;
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            if !armed {
+                due.as_mut().reset(tokio::time::Instant::now() + limit);
+                armed = true;
+            }
+            due.as_mut().poll(cx).map(|()| Err(Elapsed))
         })
         .await
     }
@@ -127,8 +165,8 @@ impl Pool {
         if !c.read.is_empty() || !c.idle_and_open() {
             return;
         }
-        let now = coarse_timer::now_ms();
-        c.idle_since_ms = now;
+        let now = Instant::now();
+        c.idle_since = now;
         if let Ok(mut idle) = self.idle.lock() {
             trim(&mut idle, now);
             if idle.len() < MAX_IDLE {
@@ -138,24 +176,26 @@ impl Pool {
     }
 
     /// Close every idle connection the gateway closed or wrote to, or that
-    /// sat unused past [`IDLE_LIMIT_MS`]; true if none is left.
-    pub fn sweep(&self, now: u64) -> bool {
+    /// sat unused past [`IDLE_LIMIT`]; true if none is left.
+    pub fn sweep(&self, now: Instant) -> bool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|c| now.saturating_sub(c.idle_since_ms) <= IDLE_LIMIT_MS && c.idle_and_open());
+        idle.retain(|c| {
+            now.saturating_duration_since(c.idle_since) <= IDLE_LIMIT && c.idle_and_open()
+        });
         idle.is_empty()
     }
 }
 
 /// Close up to [`TRIM_PER_PUT`] of the oldest idle connections that the
-/// gateway closed or that sat unused past [`IDLE_LIMIT_MS`]. The old end
+/// gateway closed or that sat unused past [`IDLE_LIMIT`]. The old end
 /// is where both are likeliest (LIFO reuse keeps the new end warm), and
 /// looking there on every return means a closed one does not sit in
 /// CLOSE_WAIT until LIFO order reaches it.
-fn trim(idle: &mut VecDeque<Box<Connection>>, now: u64) {
+fn trim(idle: &mut VecDeque<Box<Connection>>, now: Instant) {
     for _ in 0..TRIM_PER_PUT {
         match idle.front() {
             Some(oldest)
-                if now.saturating_sub(oldest.idle_since_ms) > IDLE_LIMIT_MS
+                if now.saturating_duration_since(oldest.idle_since) > IDLE_LIMIT
                     || !oldest.idle_and_open() =>
             {
                 idle.pop_front();
@@ -267,18 +307,21 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut idle = VecDeque::new();
         let mut peers = Vec::new();
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
         for since in [0, 10, 20_000] {
             let (mut c, peer) = pair(&l).await;
-            c.idle_since_ms = since;
+            c.idle_since = ms(since);
             idle.push_back(c);
             peers.push(peer);
         }
-        trim(&mut idle, IDLE_LIMIT_MS);
+        let limit_ms = IDLE_LIMIT.as_millis() as u64;
+        trim(&mut idle, ms(limit_ms));
         assert_eq!(idle.len(), 3, "none past the limit yet");
-        trim(&mut idle, IDLE_LIMIT_MS + 15);
+        trim(&mut idle, ms(limit_ms + 15));
         assert_eq!(idle.len(), 1, "the two older ones closed");
-        assert_eq!(idle[0].idle_since_ms, 20_000, "the newest stays");
-        trim(&mut idle, IDLE_LIMIT_MS + 15);
+        assert_eq!(idle[0].idle_since, ms(20_000), "the newest stays");
+        trim(&mut idle, ms(limit_ms + 15));
         assert_eq!(idle.len(), 1);
     }
 
@@ -316,9 +359,9 @@ mod tests {
         talker.write_all(b"x").await.unwrap();
         drop(gone);
         settle().await;
-        assert!(!pool.sweep(coarse_timer::now_ms()));
+        assert!(!pool.sweep(Instant::now()));
         assert_eq!(pool.idle.lock().unwrap().len(), 1);
-        assert!(pool.sweep(coarse_timer::now_ms() + IDLE_LIMIT_MS + 1));
+        assert!(pool.sweep(Instant::now() + IDLE_LIMIT + Duration::from_millis(1)));
     }
 
     #[tokio::test]

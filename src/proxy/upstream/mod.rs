@@ -40,12 +40,10 @@ use http::uri::Authority;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::coarse_timer::Elapsed;
 use crate::proxy::HeadFields;
-use conn::Connection;
+use conn::{Connection, Elapsed};
 use pools::Pools;
 use response_head::{Framing, ResponseHead};
 
@@ -261,9 +259,8 @@ async fn round_trip(
     (chunked, expect): (bool, bool),
     timeouts: Timeouts,
 ) -> Result<ResponseHead, Failure> {
-    use crate::coarse_timer::timeout;
     let next_frame = async |body: &mut OutBody| {
-        timeout(timeouts.body_idle, body.frame())
+        tokio::time::timeout(timeouts.body_idle, body.frame())
             .await
             .map_err(|_| Failure::fatal(UpstreamError::ClientBodyTimeout))
     };
@@ -272,9 +269,8 @@ async fn round_trip(
     if !body_done && expect {
         write_buffered(conn, timeouts.response, true).await?;
         conn.write.clear();
-        conn.deadline.arm(CONTINUE_WAIT.min(timeouts.response));
+        conn.arm(CONTINUE_WAIT.min(timeouts.response));
         let answer = await_continue(conn, method).await;
-        conn.deadline.disarm();
         if let Some(mut head) = answer? {
             // The gateway may still expect the body it refused.
             head.keep_alive = false;
@@ -320,10 +316,8 @@ async fn round_trip(
             write_buffered(conn, timeouts.response, false).await?;
         }
     }
-    conn.deadline.arm(timeouts.response);
-    let head = read_head(conn, method).await;
-    conn.deadline.disarm();
-    head
+    conn.arm(timeouts.response);
+    read_head(conn, method).await
 }
 
 /// Write `conn.write` to the gateway; one that stops taking bytes for
@@ -333,11 +327,7 @@ async fn write_buffered(
     limit: Duration,
     replayable: bool,
 ) -> Result<(), Failure> {
-    match conn
-        .deadline
-        .timeout(limit, conn.stream.write_all(&conn.write))
-        .await
-    {
+    match conn.write_within(limit).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Failure {
             error: UpstreamError::Reset,
@@ -348,7 +338,7 @@ async fn write_buffered(
 }
 
 /// After a head with `Expect: 100-continue`: `None` once the gateway
-/// says `100 Continue` or `conn.deadline` passes (send the body), or its
+/// says `100 Continue` or the armed time passes (send the body), or its
 /// final answer, given before any body byte.
 async fn await_continue(
     conn: &mut Connection,
@@ -375,7 +365,7 @@ async fn await_continue(
 }
 
 /// Read the response head, skipping interim 1xx responses other than 101,
-/// until `conn.deadline` (armed) passes.
+/// until the armed time passes.
 async fn read_head(conn: &mut Connection, method: &Method) -> Result<ResponseHead, Failure> {
     let mut answered = false;
     loop {

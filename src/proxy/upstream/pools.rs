@@ -15,13 +15,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use super::conn::Pool;
-use crate::coarse_timer;
 
 /// How often the pools are swept (a gateway's keep-alive timeout, Node's
 /// 5 s, closes most idle connections well before).
-const SWEEP_EVERY_MS: u64 = 10_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// One upstream's pools.
 struct Upstream {
@@ -39,10 +39,22 @@ impl Upstream {
     }
 }
 
-#[derive(Default)]
 pub struct Pools {
     upstreams: RwLock<Vec<Upstream>>,
+    /// What the sweep's times count from.
+    epoch: Instant,
+    /// When the next sweep is due, in milliseconds since `epoch`.
     next_sweep_ms: AtomicU64,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        Pools {
+            upstreams: RwLock::default(),
+            epoch: Instant::now(),
+            next_sweep_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Pools {
@@ -75,16 +87,17 @@ impl Pools {
         }
     }
 
-    /// Sweep every pool if [`SWEEP_EVERY_MS`] has passed; one caller does.
+    /// Sweep every pool if [`SWEEP_EVERY`] has passed; one caller does.
     fn sweep_if_due(&self) {
-        let now = coarse_timer::now_ms();
+        let now = Instant::now();
+        let now_ms = now.duration_since(self.epoch).as_millis() as u64;
         let due = self.next_sweep_ms.load(Ordering::Relaxed);
-        if now < due
+        if now_ms < due
             || self
                 .next_sweep_ms
                 .compare_exchange(
                     due,
-                    now + SWEEP_EVERY_MS,
+                    now_ms + SWEEP_EVERY.as_millis() as u64,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
@@ -95,7 +108,7 @@ impl Pools {
         self.sweep(now);
     }
 
-    fn sweep(&self, now: u64) {
+    fn sweep(&self, now: Instant) {
         let mut ups = self.upstreams.write().unwrap_or_else(|e| e.into_inner());
         for up in ups.iter_mut() {
             up.public.sweep(now);
@@ -138,7 +151,7 @@ mod tests {
         let pools = Pools::default();
         let held = pools.get("127.0.0.1:1", Some("alice"));
         drop(pools.get("127.0.0.1:1", Some("bob")));
-        pools.sweep(0);
+        pools.sweep(Instant::now());
         let ups = pools.upstreams.read().unwrap();
         let names: Vec<&str> = ups[0].members.keys().map(|k| &**k).collect();
         assert_eq!(names, ["alice"]);
