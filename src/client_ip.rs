@@ -61,7 +61,7 @@ pub fn resolve<'v>(
     }
     let mut hops: Vec<IpAddr> = Vec::new();
     for value in forwarded_for {
-        let text = crate::proxy::fields::text(value)
+        let text = crate::message::fields::text(value)
             .ok_or_else(|| BadForwardedFor("X-Forwarded-For is not visible ASCII".into()))?;
         for hop in text.split(',') {
             let hop = hop.trim();

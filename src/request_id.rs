@@ -4,7 +4,10 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
+
+/// The header a request ID travels in, both ways.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub const HEADER: &str = "x-request-id";
 

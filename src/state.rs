@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::access_log::AccessLog;
 use crate::config::changes::AtStart;
 use crate::config::Snapshot;
 use crate::limits::Limiter;
-use crate::metrics::Metrics;
-use crate::proxy::upstream::UpstreamClient;
-use crate::suggest::Suggestions;
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::Metrics;
+use crate::observe::suggest::Suggestions;
 use crate::tunnel::Tunnels;
+use crate::upstream::UpstreamClient;
 
 pub struct State {
     pub config: ArcSwap<Snapshot>,

@@ -67,7 +67,7 @@ fn start_counted(dir: PathBuf, counter: &'static AtomicU64) -> SocketAddr {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let server = clawgate::server::Server::start(&dir)
+            let server = clawgate::runtime::server::Server::start(&dir)
                 .await
                 .unwrap_or_else(|e| panic!("clawgate failed to start: {e}"));
             tx.send(server.addr).unwrap();

@@ -7,7 +7,7 @@ use common::*;
 
 const ALICE: &str = "alice-token-0123456789";
 
-async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(
         &[("prod", up.url())],

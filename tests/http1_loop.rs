@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 const ALICE: &str = "alice-h1-loop-token-0123456789";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let server = start(&cfg).await;
@@ -105,7 +105,7 @@ impl Reader {
     }
 }
 
-async fn connect(server: &clawgate::server::Server) -> Reader {
+async fn connect(server: &clawgate::runtime::server::Server) -> Reader {
     Reader::new(TcpStream::connect(server.addr).await.unwrap())
 }
 
@@ -324,7 +324,7 @@ async fn the_client_gets_one_request_id_ours_even_when_the_gateway_names_its_own
 }
 
 /// Send `request` on a new connection; what came back before it closed.
-async fn http10(server: &clawgate::server::Server, request: &str) -> String {
+async fn http10(server: &clawgate::runtime::server::Server, request: &str) -> String {
     let text = raw(server.addr, request.as_bytes(), WAIT).await;
     assert!(!text.is_empty(), "no answer to {request:?}");
     text

@@ -11,7 +11,7 @@ const ALICE: &str = "alice-token-0123456789";
 async fn setup_with(
     extra_toml: &str,
     alice: MemberSpec,
-) -> (Upstream, ConfigDir, clawgate::server::Server) {
+) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[alice]);
     cfg.write_base(extra_toml);
@@ -19,7 +19,7 @@ async fn setup_with(
     (up, cfg, server)
 }
 
-async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     setup_with("", MemberSpec::new("alice", ALICE)).await
 }
 
@@ -454,7 +454,7 @@ async fn trusted_proxy_keeps_its_forwarded_proto_and_host() {
 
 /// The config with `identity_header = "x-remote-user"` on the upstream,
 /// and `/hooks/` public from loopback.
-async fn setup_remote_user() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup_remote_user() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let mut cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     let url = format!("url = \"{}\"\n", up.url());

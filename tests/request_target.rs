@@ -12,7 +12,7 @@ const ALICE: &str = "alice-token-0123456789";
 /// Bound for reading a raw reply; the server closes sooner (Connection: close).
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn setup_with(extra_toml: &str) -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup_with(extra_toml: &str) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     cfg.write_base(extra_toml);
@@ -20,12 +20,12 @@ async fn setup_with(extra_toml: &str) -> (Upstream, ConfigDir, clawgate::server:
     (up, cfg, server)
 }
 
-async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     setup_with("").await
 }
 
 /// Send `head` (request line + headers, no final blank line) and parse the reply.
-async fn send_raw(server: &clawgate::server::Server, head: &str) -> RawReply {
+async fn send_raw(server: &clawgate::runtime::server::Server, head: &str) -> RawReply {
     let text = raw(
         server.addr,
         format!("{head}Connection: close\r\n\r\n").as_bytes(),
@@ -36,7 +36,7 @@ async fn send_raw(server: &clawgate::server::Server, head: &str) -> RawReply {
 }
 
 /// A normal member request still works (the proxy kept serving).
-async fn still_serving(server: &clawgate::server::Server) {
+async fn still_serving(server: &clawgate::runtime::server::Server) {
     let r = get(
         server.addr,
         "/after",
@@ -245,4 +245,27 @@ async fn every_response_carries_a_uuid_v7_request_id() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "request IDs repeat: {:?}", ids);
+}
+
+/// The request ID is assigned before any refusal: one named by a trusted
+/// proxy in front is kept even for a target refused before anyone is
+/// identified, so the proxy's log and clawgate's meet on it.
+#[tokio::test]
+async fn a_trusted_proxys_request_id_is_kept_on_the_earliest_refusals() {
+    let (_up, _cfg, server) = setup_with("[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").await;
+    for (head, status) in [
+        ("OPTIONS * HTTP/1.1\r\nHost: x\r\n", 400),
+        ("GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n", 400),
+        ("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n", 405),
+        ("GET /a/../b HTTP/1.1\r\nHost: x\r\n", 400),
+    ] {
+        let r = send_raw(&server, &format!("{head}X-Request-Id: edge-7f3a\r\n")).await;
+        assert_eq!(r.status, status, "{head}");
+        assert_eq!(r.header("x-request-id"), Some("edge-7f3a"), "{head}");
+    }
+    // From an untrusted peer the same header is not taken: a fresh UUIDv7.
+    let (_up2, _cfg2, plain) = setup().await;
+    let r = send_raw(&plain, "OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Request-Id: edge-7f3a\r\n").await;
+    assert_eq!(r.status, 400);
+    assert!(is_uuid_v7(r.header("x-request-id").unwrap()));
 }

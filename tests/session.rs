@@ -18,17 +18,20 @@ const ALICE: &str = "alice-session-token-0123";
 const LOGIN: &str = "/_clawgate/login";
 const LOGOUT: &str = "/_clawgate/logout";
 
-async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     setup_with("").await
 }
 
 /// [`setup`] with more TOML (other sections) after `[session]`.
-async fn setup_with(extra: &str) -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup_with(extra: &str) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     setup_ttl("1h", extra).await
 }
 
 /// Sessions that last `ttl`, and `extra` TOML.
-async fn setup_ttl(ttl: &str, extra: &str) -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup_ttl(
+    ttl: &str,
+    extra: &str,
+) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     std::fs::write(cfg.path().join("session.key"), [7u8; 32]).unwrap();
@@ -39,7 +42,7 @@ async fn setup_ttl(ttl: &str, extra: &str) -> (Upstream, ConfigDir, clawgate::se
     (up, cfg, server)
 }
 
-async fn login(server: &clawgate::server::Server, token: &str) -> Reply {
+async fn login(server: &clawgate::runtime::server::Server, token: &str) -> Reply {
     request(
         server.addr,
         "POST",

@@ -32,7 +32,7 @@ const ALICE: &str = "alice-slow-token-0123456789";
 const WAIT: Duration = Duration::from_secs(10);
 const HEADER_READ_1S: &str = "[timeouts]\nheader_read = \"1s\"\n";
 
-async fn setup(extra_toml: &str) -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup(extra_toml: &str) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], &[MemberSpec::new("alice", ALICE)]);
     cfg.write_base(extra_toml);
@@ -208,7 +208,7 @@ async fn idle_keep_alive_is_closed_after_header_read_but_an_idle_websocket_is_no
 }
 
 /// Wait (bounded) until the open-connections gauge reads `want`.
-async fn connections_reach(server: &clawgate::server::Server, want: i64) {
+async fn connections_reach(server: &clawgate::runtime::server::Server, want: i64) {
     for _ in 0..200 {
         if server.state.metrics.connections_open.get() == want {
             return;

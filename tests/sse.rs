@@ -129,7 +129,7 @@ async fn sse_first_event_reaches_an_h2_client_before_the_upstream_finishes() {
 }
 
 /// Open an SSE stream over HTTP/1.1 and read its first event.
-async fn open_stream(server: &clawgate::server::Server) -> Incoming {
+async fn open_stream(server: &clawgate::runtime::server::Server) -> Incoming {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let req = http::Request::get(format!("http://{}/sse", server.addr))
         .header("x-clawgate-token", ALICE)

@@ -19,7 +19,7 @@ const BOB: &str = "bob-token-9876543210";
 async fn setup(
     listen: &str,
     members: &[MemberSpec],
-) -> (Upstream, ConfigDir, clawgate::server::Server) {
+) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::with_listen(&[("prod", up.url())], members, listen);
     let server = start(&cfg).await;

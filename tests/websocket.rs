@@ -19,7 +19,7 @@ const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-9876543210";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn setup(members: &[MemberSpec]) -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup(members: &[MemberSpec]) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], members);
     let server = start(&cfg).await;

@@ -125,7 +125,7 @@ async fn assert_echoes(ws: &mut Ws, text: &str) {
     assert_eq!(next_text(ws).await, text, "echoed exactly");
 }
 
-async fn setup() -> (Upstream, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let alice = MemberSpec::new("alice", ALICE).set("ORIGINS", "https://app.example.com none");
     let cfg = ConfigDir::new(&[("prod", up.url())], &[alice]);

@@ -62,9 +62,9 @@ impl Readyz {
             };
             let v = Some(v.trim().to_string());
             match k.trim() {
-                crate::admin::READYZ_DIR => r.config_dir = v,
-                crate::admin::READYZ_FINGERPRINT => r.fingerprint = v,
-                crate::admin::READYZ_RESTART_PENDING => {
+                crate::runtime::admin::READYZ_DIR => r.config_dir = v,
+                crate::runtime::admin::READYZ_FINGERPRINT => r.fingerprint = v,
+                crate::runtime::admin::READYZ_RESTART_PENDING => {
                     r.restart_pending = v
                         .iter()
                         .flat_map(|v| v.split_whitespace())

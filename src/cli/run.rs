@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::server::Server;
+use crate::runtime::server::Server;
 
 pub fn run(dir: &Path) -> ExitCode {
     let level = crate::config::load(dir)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::admin_client;
-use crate::suggest::{Count, MemberReport, Report};
+use crate::observe::suggest::{Count, MemberReport, Report};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -11,8 +11,8 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Uri, Version};
 
-use crate::proxy::fields::Builder;
-use crate::proxy::ClientRequest;
+use crate::message::fields::Builder;
+use crate::message::ClientRequest;
 
 /// Headers per request, as hyper is configured (`max_headers`).
 pub const MAX_HEADERS: usize = 100;
@@ -212,7 +212,7 @@ mod tests {
         assert!(is_http10(b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n"));
         assert!(!is_http10(b"POST / HTTP/1.1\r\nX: HTTP/1.0\r\n\r\n"));
         assert_eq!(kind("CONNECT a:1 HTTP/1.1\r\n\r\n"), "handover");
-        // h2 is settled at accept (`net::Protocol`): here, on a
+        // h2 is settled at accept (`downstream::Protocol`): here, on a
         // connection that speaks HTTP/1, its preface is no request.
         assert_eq!(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "400");
     }

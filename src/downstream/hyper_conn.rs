@@ -106,7 +106,7 @@ fn service(
         let (state, conn) = (state.clone(), conn.clone());
         async move {
             let http10 = req.version() == http::Version::HTTP_10;
-            let req = proxy::ClientRequest::from_hyper(req);
+            let req = crate::message::ClientRequest::from_hyper(req);
             let Ok(mut resp) = proxy::serve(&state, &conn, req).await;
             // hyper writes heads from a HeaderMap: the prewritten fields go in.
             let fields = proxy::take_head_fields(resp.body_mut());

@@ -18,7 +18,10 @@
 
 mod head;
 mod hyper_conn;
+mod protocol;
 mod write;
+
+pub use protocol::Protocol;
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -34,7 +37,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::Snapshot;
-use crate::net::Protocol;
 use crate::prefixed::Prefixed;
 use crate::proxy::{self, Conn};
 use crate::state::State;
@@ -350,7 +352,7 @@ where
         "request_head_too_large"
     };
     let answer = crate::deny::error(status, why, rid.as_str());
-    let mut resp = proxy::local_body::answer(answer).map(Either::Right);
+    let mut resp = crate::message::local_body::answer(answer).map(Either::Right);
     if let Some(f) = proxy::head_fields(resp.body_mut()) {
         f.request_id = Some(rid);
     }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderMap};
 use http::StatusCode;
 
-use crate::proxy::HeadFields;
+use crate::message::HeadFields;
 
 /// How the body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

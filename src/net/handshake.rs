@@ -16,7 +16,7 @@ use rustls::CertificateError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Log lines per window; the failures past them are counted and named
 /// (`suppressed`) in the next line that is written.

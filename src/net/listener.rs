@@ -17,14 +17,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::conn_cap::{Claim, ConnCap};
 use super::handshake::{self, Failure, FailureLog, Reason};
 use super::tls::Refused;
-use super::{proxy_protocol, tls, Protocol};
+use super::{proxy_protocol, tls};
 use crate::config::Snapshot;
+use crate::downstream::Protocol;
 use crate::downstream::{self, BoxError, Read, Start};
 use crate::drain::{Drain, Graceful, Watcher};
-use crate::metrics::OpenConn;
+use crate::limits::conn_cap::{Claim, ConnCap};
+use crate::observe::metrics::OpenConn;
 use crate::proxy::Conn;
 use crate::raw_tcp::RawTcp;
 use crate::state::State;

@@ -1,64 +1,12 @@
 //! The network edge: what happens to a client's socket before any HTTP.
 //! `listener` accepts (the process-wide connection limit, the per-IP
-//! cap on unauthenticated connections in `conn_cap`, a PROXY v2 header in
-//! `proxy_protocol`, the TLS handshake in `tls`, its failures counted
-//! and logged in `handshake`), decides the
-//! connection's [`Protocol`] once, and hands it to `downstream`.
-//!
-//! Nothing below imports this module except for the plain facts it hands
-//! down ([`Protocol`], `conn_cap::Claim`).
+//! cap on unauthenticated connections from `limits::conn_cap`, a PROXY v2
+//! header in `proxy_protocol`, the TLS handshake in `tls`, its failures
+//! counted and logged in `handshake`), settles the connection's
+//! `downstream::Protocol` once, and hands it to `downstream`. Nothing
+//! below imports this module.
 
-pub mod conn_cap;
 pub mod handshake;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod tls;
-
-/// The HTTP a client connection speaks, settled at accept: by ALPN on
-/// TLS, else by whether the first bytes are the h2 connection preface
-/// (RFC 9113 §3.4, "prior knowledge").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Http1,
-    H2,
-}
-
-/// The client connection preface of h2.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-impl Protocol {
-    /// What `first` (the bytes read so far) says, or `None` while they
-    /// are a proper beginning of the h2 preface and more must be read.
-    pub fn sniff(first: &[u8]) -> Option<Protocol> {
-        let n = first.len().min(H2_PREFACE.len());
-        if first[..n] != H2_PREFACE[..n] {
-            Some(Protocol::Http1)
-        } else if n == H2_PREFACE.len() {
-            Some(Protocol::H2)
-        } else {
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Protocol;
-
-    #[test]
-    fn the_preface_is_h2_anything_else_http1_and_a_piece_of_it_undecided() {
-        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04";
-        assert_eq!(Protocol::sniff(preface), Some(Protocol::H2));
-        assert_eq!(Protocol::sniff(&preface[..24]), Some(Protocol::H2));
-        assert_eq!(Protocol::sniff(&preface[..10]), None);
-        assert_eq!(Protocol::sniff(b""), None);
-        assert_eq!(
-            Protocol::sniff(b"GET / HTTP/1.1\r\n"),
-            Some(Protocol::Http1)
-        );
-        assert_eq!(
-            Protocol::sniff(b"PRI * HTTP/1.1\r\n"),
-            Some(Protocol::Http1)
-        );
-    }
-}

@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use x509_parser::extensions::GeneralName;
 
 use super::handshake::{Failure, Reason};
-use super::Protocol;
+use crate::downstream::Protocol;
 use crate::raw_tcp::RawTcp;
 use clawgate_policy::identity::{sha256, PeerCert};
 

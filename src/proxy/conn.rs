@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use http::HeaderValue;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
-use crate::net::conn_cap::Claim;
+use crate::limits::conn_cap::Claim;
 use clawgate_policy::authorize::{Diff, Explained};
 use clawgate_policy::identity::{self, CredentialId, PeerCert, Via};
 use clawgate_policy::member::MemberId;
@@ -22,7 +22,7 @@ pub struct Conn {
     pub tls: bool,
     pub cert: Option<PeerCert>,
     /// Holds one of the peer's unauthenticated-connection slots until the
-    /// first identified request (see `net::conn_cap`).
+    /// first identified request (see `limits::conn_cap`).
     unauthenticated: Arc<Claim>,
     /// The peer address as an `x-forwarded-for` value, formatted once.
     pub(super) peer_ip_header: HeaderValue,
@@ -73,7 +73,7 @@ pub(super) struct Handles {
 }
 
 /// A refused request's explanation, and its Origin as `/suggest` counts
-/// it (see [`crate::suggest::origin_key`]): both follow from the same key.
+/// it (see [`crate::observe::suggest::origin_key`]): both follow from the same key.
 #[derive(Clone)]
 pub(super) struct Refused {
     pub reason: Reason,
@@ -235,7 +235,7 @@ impl Conn {
         let r = Refused {
             reason,
             explained: Arc::new(Explained::new(diff)),
-            origin_key: crate::suggest::origin_key(origin).map(Arc::from),
+            origin_key: crate::observe::suggest::origin_key(origin).map(Arc::from),
         };
         let mut slot = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some(((generation, member, origin.map(Box::from), ip), r.clone()));

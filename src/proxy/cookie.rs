@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::fields::{text, Fields};
+use crate::message::fields::{text, Fields};
 
 /// The one `Cookie` line for the upstream: every `Cookie` field joined
 /// with "; " (HTTP/2 sends one per cookie; RFC 9113 §8.2.3), without

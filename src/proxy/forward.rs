@@ -19,7 +19,7 @@ use super::headers::{self, Caller, Forwarding};
 use super::upstream::{self, UpstreamBody, UpstreamError};
 use super::{
     conn, member_label, tunnel, Body, ClientRequest, Conn, Exchange, Fields, HeadFields, Refusal,
-    SESSION_COOKIE,
+    ResponseBody, SESSION_COOKIE,
 };
 use crate::client_ip::{self, ClientIp};
 use crate::config::{Snapshot, Upstream};
@@ -150,7 +150,7 @@ pub(super) fn forward<'a>(
             .event_stream
             .then(|| tunnel::StreamWatch::register(state, grant(), rid.clone()));
         Ok(resp.map(|b| {
-            let body = upstream::ResponseBody::new(b, gateway, reset, rid);
+            let body = ResponseBody::new(b, gateway, reset, rid);
             Either::Left(match watch {
                 Some(w) => body.watched(w),
                 None => body,
@@ -197,7 +197,7 @@ fn check_length(content_length: Option<&[u8]>, limit: u64) -> Result<(), Refusal
     let Some(len) = content_length else {
         return Ok(());
     };
-    match super::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
+    match crate::message::fields::text(len).and_then(|s| s.parse::<u64>().ok()) {
         Some(n) if n > limit => Err(Refusal::PayloadTooLarge),
         Some(_) => Ok(()),
         None => Err(Refusal::BadRequest("bad_content_length")),

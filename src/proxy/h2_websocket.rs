@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 
-use crate::proxy::HeadFields;
+use crate::message::HeadFields;
 
 /// RFC 6455 §1.3's GUID, appended to the key for the accept value.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

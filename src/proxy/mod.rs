@@ -19,32 +19,23 @@ mod authenticate;
 mod authorize;
 mod conn;
 pub mod cookie;
-pub mod fields;
 mod forward;
 mod h2_websocket;
-mod head_fields;
 pub mod headers;
-pub mod local_body;
 pub mod login;
 mod record;
-pub mod request;
-mod request_body;
 mod respond;
+mod response_body;
 mod route;
 pub mod tunnel;
-pub mod upstream;
 
 use admit::{admit, Admitted};
 use authenticate::authenticate;
 use authorize::authorize;
 pub use conn::{Conn, CANCELS_TOLERATED};
-pub use fields::Fields;
-pub use head_fields::HeadFields;
-pub use local_body::LocalBody;
 use record::record;
-pub use request::ClientRequest;
-pub use request_body::RequestBody;
 use respond::respond;
+pub use response_body::ResponseBody;
 use route::{route, Next};
 
 use std::convert::Infallible;
@@ -60,18 +51,19 @@ use http_body_util::Either;
 use crate::client_ip::ClientIp;
 use crate::config::Snapshot;
 use crate::deny_page;
-use crate::metrics::NO_MEMBER;
+use crate::message::{local_body, ClientRequest, Fields, HeadFields, LocalBody};
+use crate::observe::metrics::NO_MEMBER;
 use crate::request_id::{Clock, RequestId};
 use crate::state::State;
+use crate::upstream::{self, UpstreamError};
 use clawgate_policy::authorize::Explained;
 use clawgate_policy::identity::CredentialId;
 use clawgate_policy::member::MemberId;
 use clawgate_policy::Reason;
 use forward::forward;
-use upstream::UpstreamError;
 
 /// Response bodies: streamed from the upstream, or made here.
-pub type Body = Either<upstream::ResponseBody, LocalBody>;
+pub type Body = Either<ResponseBody, LocalBody>;
 
 /// The header fields a response carries prewritten with its body (the
 /// gateway's, or a JSON answer's fixed ones), if any.
@@ -91,7 +83,7 @@ pub fn take_head_fields(body: &mut Body) -> Option<HeadFields> {
 }
 
 /// Name of the browser session cookie (see `/_clawgate/login`).
-pub const SESSION_COOKIE: &str = "clawgate_session";
+pub const SESSION_COOKIE: &str = clawgate_policy::session::COOKIE_NAME;
 
 /// Why a request was not forwarded.
 #[derive(Debug)]

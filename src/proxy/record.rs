@@ -5,9 +5,9 @@
 use http::StatusCode;
 
 use super::{member_label, Conn, Decision, Exchange};
-use crate::access_log::{Record, Timestamp};
 use crate::config::Snapshot;
-use crate::metrics::NO_UPSTREAM;
+use crate::observe::access_log::{Record, Timestamp};
+use crate::observe::metrics::NO_UPSTREAM;
 use crate::state::State;
 
 /// Count and log one finished exchange (response headers sent).
@@ -137,7 +137,7 @@ fn log(
         });
     } else if let Some(explained) = &ex.diff {
         // The diff is always logged, even with the access log off.
-        crate::deny_log::write(&crate::deny_log::Denial {
+        crate::observe::deny_log::write(&crate::observe::deny_log::Denial {
             at: ex.clock.since_epoch,
             request_id: rid(),
             member,

@@ -11,8 +11,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use crate::access_log::{Record, Timestamp};
-use crate::metrics::NO_MEMBER;
+use crate::observe::access_log::{Record, Timestamp};
+use crate::observe::metrics::NO_MEMBER;
 use crate::request_id::RequestId;
 use crate::state::State;
 use clawgate_policy::identity::PeerCert;
@@ -126,7 +126,7 @@ pub fn spawn(
     grant: Grant,
     info: LogInfo,
 ) {
-    let open = crate::metrics::OpenConn::count(&state.metrics.connections_open);
+    let open = crate::observe::metrics::OpenConn::count(&state.metrics.connections_open);
     tokio::spawn(async move {
         let _open = open;
         let started = Instant::now();

@@ -93,7 +93,7 @@ fn rfc3339(t: SystemTime) -> String {
 async fn live(
     members: &[MemberSpec],
     extra_toml: &str,
-) -> (Upstream, ConfigDir, clawgate::server::Server) {
+) -> (Upstream, ConfigDir, clawgate::runtime::server::Server) {
     let up = Upstream::start().await;
     let cfg = ConfigDir::new(&[("prod", up.url())], members);
     cfg.write_base(extra_toml);

@@ -186,8 +186,8 @@ impl ConfigDir {
 }
 
 /// Start clawgate in-process on the config dir.
-pub async fn start(cfg: &ConfigDir) -> clawgate::server::Server {
-    clawgate::server::Server::start(cfg.path())
+pub async fn start(cfg: &ConfigDir) -> clawgate::runtime::server::Server {
+    clawgate::runtime::server::Server::start(cfg.path())
         .await
         .unwrap_or_else(|e| panic!("clawgate failed to start: {e}"))
 }

@@ -32,7 +32,7 @@ KNOWN = set(filter(None, os.environ.get("CLAWGATE_CONFORMANCE_KNOWN", "trailers"
 # Differences found by this suite that no issue names yet.
 KNOWN_NOTES = {
     "trailers": "trailers: clawgate drops the gateway's `Trailer` field and trailer"
-    " fields (src/proxy/upstream/chunked.rs), h1 and h2 alike",
+    " fields (src/upstream/chunked.rs), h1 and h2 alike",
 }
 BIG = 16 * 1024 * 1024 + 3
 _BLOCK = hashlib.sha256(b"upload").digest() * 4096

@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The proxy's tolerance before shedding (`CANCELS_TOLERATED`).
 const CANCELS: usize = clawgate::proxy::CANCELS_TOLERATED as usize;
 
-async fn still_serving(server: &clawgate::server::Server, after: &str) {
+async fn still_serving(server: &clawgate::runtime::server::Server, after: &str) {
     let r = tokio::time::timeout(
         WAIT,
         get(

@@ -140,7 +140,7 @@ const TRUSTED_LOOPBACK: &str = "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"
 struct Hostile {
     up: Upstream,
     _cfg: ConfigDir,
-    server: clawgate::server::Server,
+    server: clawgate::runtime::server::Server,
 }
 
 fn members() -> Vec<MemberSpec> {

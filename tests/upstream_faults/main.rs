@@ -35,7 +35,7 @@ const RESET: (u16, &str) = (502, "upstream_reset");
 struct Setup {
     bob_up: Upstream,
     cfg: ConfigDir,
-    server: clawgate::server::Server,
+    server: clawgate::runtime::server::Server,
 }
 
 /// alice → `faulty` (the fake), bob → `good` (a healthy gateway).

@@ -1,4 +1,4 @@
-//! clawgate's own HTTP/1.1 client to the gateway (src/proxy/upstream), on
+//! clawgate's own HTTP/1.1 client to the gateway (src/upstream), on
 //! real sockets against a raw-TCP fake gateway that writes its responses
 //! by hand: body framing (chunked with extensions and trailers, delimited
 //! by close, HEAD, 204, 304), interim 1xx responses, connection reuse and
@@ -107,7 +107,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// clawgate in front of a fresh fake; alice's requests go to the fake.
-async fn setup() -> (Fake, ConfigDir, clawgate::server::Server) {
+async fn setup() -> (Fake, ConfigDir, clawgate::runtime::server::Server) {
     let fake = Fake::start().await;
     let cfg = ConfigDir::new(&[("gw", fake.url())], &[MemberSpec::new("alice", ALICE)]);
     // A response that never completes shows up as a 504 well within WAIT.

@@ -85,7 +85,7 @@ async fn a_get_written_as_the_gateway_closes_its_idle_connection_is_replayed() {
 const BOB: &str = "bob-wire-token-0123456789";
 
 /// clawgate with alice, bob and `/hooks/` public from loopback.
-async fn setup_compartments() -> (Fake, ConfigDir, clawgate::server::Server) {
+async fn setup_compartments() -> (Fake, ConfigDir, clawgate::runtime::server::Server) {
     let fake = Fake::start().await;
     let cfg = ConfigDir::new(
         &[("gw", fake.url())],

@@ -41,6 +41,9 @@ fn mac(key: &[u8], payload: &str) -> HmacSha256 {
 
 /// Mint a cookie value for `member`/`token_id`, valid for `ttl` (capped at
 /// the token's own expiry by the caller).
+/// The browser session cookie's name (set by `/_clawgate/login`).
+pub const COOKIE_NAME: &str = "clawgate_session";
+
 pub fn mint(key: &[u8], member: &str, token_id: &str, expires: SystemTime) -> String {
     let payload = B64.encode(format!("{VERSION}|{member}|{token_id}|{}", unix(expires)));
     let tag = B64.encode(mac(key, &payload).finalize().into_bytes());

@@ -89,7 +89,7 @@ async fn start_and_probe(dir: &Path, started: Instant, r: &mut Report) {
     snap.admin.addr = loopback;
     // The drill must not append to the restored access log.
     snap.log.access = crate::config::AccessLog::Off;
-    let server = match crate::server::Server::start_loaded(dir, snap).await {
+    let server = match crate::runtime::server::Server::start_loaded(dir, snap).await {
         Ok(s) => s,
         Err(e) => {
             r.problems.push(format!("start: {e}"));

@@ -125,7 +125,7 @@ mod tests {
         let batch = LineBatch::with_writer(
             Box::new(sink.clone()),
             1 << 20,
-            crate::log_writer::Extras::default(),
+            crate::observe::log_writer::Extras::default(),
             NAME,
         );
         assert_eq!(threads_named(NAME), 0, "no thread before the first line");

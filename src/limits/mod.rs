@@ -6,7 +6,9 @@
 //! attacker nothing the 401 did not.
 //!
 //! (The cap on an address's unauthenticated connections is the listener's,
-//! `net::conn_cap`; [`Settings`] carries its size with the rest.)
+//! [`conn_cap`]; [`Settings`] carries its size with the rest.)
+
+pub mod conn_cap;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +22,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     /// Unauthenticated connections one address may hold (at least 1;
-    /// enforced by `net::conn_cap`).
+    /// enforced by [`conn_cap`]).
     pub max_unauthenticated_per_ip: u32,
     pub auth_failures_per_minute: u32,
     pub block: Duration,

@@ -13,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::access_log::AccessLog;
-use crate::admin;
 use crate::config::{self, ConfigError};
 use crate::drain::Drain;
 use crate::net::listener;
-use crate::reload;
+use crate::observe::access_log::AccessLog;
+use crate::runtime::admin;
+use crate::runtime::reload;
 use crate::state::State;
 
 /// How long connections get, once the drain deadline cut their streams,
@@ -169,7 +169,7 @@ impl Server {
             let _ = tokio::time::timeout(CUT_GRACE, self.graceful.drained()).await;
         }
         let _ = self.admin_stop.send(true);
-        crate::deny_log::flush();
+        crate::observe::deny_log::flush();
         self.state.access_log.flush();
         clean
     }

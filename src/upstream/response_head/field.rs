@@ -3,7 +3,7 @@
 //! and the connection's reuse (`Content-Length`, `Transfer-Encoding`,
 //! `Connection`).
 
-use crate::proxy::upstream::wire::token_eq;
+use crate::upstream::wire::token_eq;
 
 const REQUEST_ID: &[u8] = crate::request_id::HEADER.as_bytes();
 
@@ -48,7 +48,7 @@ impl Kind {
         }
     }
 
-    /// The same set as [`crate::proxy::upstream::wire::is_hop_by_hop`] (a
+    /// The same set as [`crate::upstream::wire::is_hop_by_hop`] (a
     /// test holds them to it).
     pub(super) fn is_hop_by_hop(self) -> bool {
         matches!(
@@ -154,7 +154,7 @@ mod tests {
             let kind = Kind::of(n.as_bytes());
             assert_eq!(
                 kind.is_hop_by_hop(),
-                crate::proxy::upstream::wire::is_hop_by_hop(n.as_bytes()),
+                crate::upstream::wire::is_hop_by_hop(n.as_bytes()),
                 "{n}"
             );
             let expect = [

@@ -14,7 +14,6 @@
 //! - [`chunked`]: the chunked transfer coding, decoded as bytes arrive.
 //! - [`body`]: the response body, read off the connection as it arrives;
 //!   the connection returns to its pool when the body ends.
-//! - [`response_body`]: that body as the client is sent it.
 //! - [`health`]: which gateways are failing, said once on stderr.
 //!
 //! Failures are sorted into a few kinds, each with its status and a label
@@ -23,101 +22,33 @@
 mod body;
 mod chunked;
 mod conn;
+mod error;
 mod health;
 mod pools;
-mod response_body;
 mod response_head;
 pub mod wire;
 
 pub use body::UpstreamBody;
 pub use conn::Upgraded;
-pub use response_body::ResponseBody;
+use error::classify_body;
+pub use error::UpstreamError;
 
 use std::future::Future;
 use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use tokio::net::TcpStream;
 
-use crate::proxy::HeadFields;
+use crate::message::HeadFields;
 use conn::{Connection, Elapsed};
 use pools::Pools;
 use response_head::{Framing, ResponseHead};
 
 /// The body sent upstream: the client's body, capped at `max_body_bytes`.
-pub type OutBody = Limited<crate::proxy::RequestBody>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// Nothing listening, refused or unreachable.
-    ConnectRefused,
-    /// No TCP connection within `upstream_connect`.
-    ConnectTimeout,
-    /// The gateway did not take the request, or send its response
-    /// headers, within `upstream_response`.
-    ResponseTimeout,
-    /// The connection broke during the exchange.
-    Reset,
-    /// The client's body went past `max_body_bytes` while streaming.
-    BodyTooLarge,
-    /// The client's body broke while streaming (bad chunk, cut short).
-    ClientBody,
-    /// The client sent no body bytes for `header_read` mid-body.
-    ClientBodyTimeout,
-}
-
-impl UpstreamError {
-    pub fn kind(self) -> &'static str {
-        match self {
-            UpstreamError::ConnectRefused => "connect_refused",
-            UpstreamError::ConnectTimeout => "connect_timeout",
-            UpstreamError::ResponseTimeout => "response_timeout",
-            UpstreamError::Reset => "reset",
-            UpstreamError::BodyTooLarge => "body_too_large",
-            UpstreamError::ClientBody => "client_body",
-            UpstreamError::ClientBodyTimeout => "client_body_timeout",
-        }
-    }
-
-    /// The reason code in the response body and the access log:
-    /// `upstream_` + [`kind`](Self::kind).
-    pub fn code(self) -> &'static str {
-        match self {
-            UpstreamError::ConnectRefused => "upstream_connect_refused",
-            UpstreamError::ConnectTimeout => "upstream_connect_timeout",
-            UpstreamError::ResponseTimeout => "upstream_response_timeout",
-            UpstreamError::Reset => "upstream_reset",
-            UpstreamError::BodyTooLarge => "upstream_body_too_large",
-            UpstreamError::ClientBody => "upstream_client_body",
-            UpstreamError::ClientBodyTimeout => "upstream_client_body_timeout",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            UpstreamError::ConnectRefused | UpstreamError::Reset => StatusCode::BAD_GATEWAY,
-            UpstreamError::ConnectTimeout | UpstreamError::ResponseTimeout => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
-            UpstreamError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UpstreamError::ClientBody => StatusCode::BAD_REQUEST,
-            UpstreamError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        }
-    }
-
-    /// Counted as an upstream fault (not the client's).
-    pub fn is_upstream_fault(self) -> bool {
-        !matches!(
-            self,
-            UpstreamError::BodyTooLarge
-                | UpstreamError::ClientBody
-                | UpstreamError::ClientBodyTimeout
-        )
-    }
-}
+pub type OutBody = Limited<crate::message::RequestBody>;
 
 /// How long each wait of an exchange may take.
 #[derive(Clone, Copy, Debug)]
@@ -410,15 +341,5 @@ fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
         out.extend_from_slice(b"\r\n");
     } else {
         out.extend_from_slice(data);
-    }
-}
-
-/// The client's body failed while it was being sent on.
-fn classify_body(e: &(dyn std::error::Error + 'static)) -> UpstreamError {
-    let chain = || std::iter::successors(Some(e), |s| s.source());
-    if chain().any(|s| s.is::<LengthLimitError>()) {
-        UpstreamError::BodyTooLarge
-    } else {
-        UpstreamError::ClientBody
     }
 }

@@ -12,9 +12,9 @@
 //! 2026-11-25T06:01:02.345678Z  INFO policy denial request_id="…" member="alice" path="/v1/x" decision="deny" reason="origin_not_allowed" diff={…}
 //! ```
 //!
-//! Lines may reach stderr up to [`crate::log_writer::FLUSH_EVERY`] after other
+//! Lines may reach stderr up to [`crate::observe::log_writer::FLUSH_EVERY`] after other
 //! diagnostics printed at the same moment. How they are written, off the
-//! request path and never waking a thread, is [`crate::log_writer`]'s.
+//! request path and never waking a thread, is [`crate::observe::log_writer`]'s.
 //!
 //! A flood of one refusal (a page on a wrong Origin retrying, a client
 //! looping) is folded as it is queued ([`LineBatch::push_or_fold`]): the
@@ -38,7 +38,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::deny::push_json_string;
-use crate::log_writer::{Extras, LineBatch, Run, Timestamp};
+use crate::observe::log_writer::{Extras, LineBatch, Run, Timestamp};
 
 /// Past this, new lines are dropped (stderr is not draining).
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;
@@ -176,7 +176,7 @@ fn fold_line(run: &Run, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log_writer::tests::Shared;
+    use crate::observe::log_writer::tests::Shared;
 
     /// `TIMESTAMP  INFO policy denial key="value" … diff={…}` plus a
     /// newline: `d`'s line written in full, as the first of a run is.
@@ -324,7 +324,7 @@ mod tests {
         for l in &out {
             if let Some(list) = l.split("request_ids=\"").nth(1) {
                 let list: Vec<&str> = list.trim_end_matches('"').split(' ').collect();
-                assert!(list.len() <= crate::log_writer::MAX_FOLDED);
+                assert!(list.len() <= crate::observe::log_writer::MAX_FOLDED);
                 ids.extend(list.iter().map(|s| s.to_string()));
             } else {
                 let id = l.split("request_id=\"").nth(1).unwrap().split('"').next();
@@ -333,7 +333,7 @@ mod tests {
         }
         let want: Vec<String> = (0..200).map(|i| format!("id-{i}")).collect();
         assert_eq!(ids, want, "each once, in order");
-        let per_run = crate::log_writer::MAX_FOLDED + 1;
+        let per_run = crate::observe::log_writer::MAX_FOLDED + 1;
         assert_eq!(out.len(), 2 * 200usize.div_ceil(per_run));
     }
 

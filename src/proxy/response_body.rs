@@ -8,11 +8,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::UpstreamBody;
-use crate::proxy::tunnel::StreamWatch;
-use crate::proxy::HeadFields;
+use super::tunnel::StreamWatch;
+use crate::message::HeadFields;
 use crate::request_id::RequestId;
 use crate::tunnel::DRAIN_DEADLINE;
+use crate::upstream::UpstreamBody;
 
 /// A response body streamed from the gateway. If the gateway breaks off
 /// mid-body (reset, closed early) after the head went to the client, the

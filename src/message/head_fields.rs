@@ -7,8 +7,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::headers::X_REQUEST_ID;
-use crate::request_id::RequestId;
+use crate::request_id::{RequestId, X_REQUEST_ID};
 
 /// Header fields laid out as the client gets them, `name: value\r\n`
 /// lines, so the HTTP/1.1 loop writes them as they are and no `HeaderMap`
