@@ -24,7 +24,6 @@ pub mod net;
 pub mod observe;
 pub mod prefixed;
 pub mod proxy;
-pub mod raw_tcp;
 pub mod request_id;
 pub mod runtime;
 pub mod spare;

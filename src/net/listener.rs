@@ -27,7 +27,6 @@ use crate::drain::{Drain, Graceful, Watcher};
 use crate::limits::conn_cap::{Claim, ConnCap};
 use crate::observe::metrics::OpenConn;
 use crate::proxy::Conn;
-use crate::raw_tcp::RawTcp;
 use crate::state::State;
 
 /// Accept until `stop` turns true; each connection is tracked by `graceful`.
@@ -135,7 +134,7 @@ async fn serve_stream(
 ) {
     let Some(cfg) = snap.tls.clone() else {
         let conn = Conn::new(peer, false, None, claim);
-        return serve_http(state, snap, RawTcp::new(stream), conn, None, watcher).await;
+        return serve_http(state, snap, stream, conn, None, watcher).await;
     };
     let header_read = snap.timeouts.header_read;
     let failure = match tls::accept(cfg, stream, header_read).await {

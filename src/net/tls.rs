@@ -17,7 +17,6 @@ use x509_parser::extensions::GeneralName;
 
 use super::handshake::{Failure, Reason};
 use crate::downstream::Protocol;
-use crate::raw_tcp::RawTcp;
 use clawgate_policy::identity::{sha256, PeerCert};
 
 /// A finished handshake.
@@ -46,7 +45,7 @@ pub async fn accept(
     cfg: Arc<ServerConfig>,
     stream: TcpStream,
     timeout: Duration,
-) -> Result<Accepted<RawTcp>, Refused> {
+) -> Result<Accepted<TcpStream>, Refused> {
     let handshake = async {
         // A peek, so a plain-HTTP request is told apart before rustls
         // reads it (and answers it with a TLS alert).
@@ -58,7 +57,7 @@ pub async fn accept(
             Ok(_) => return Err(failed(Reason::Protocol, "not a TLS handshake".into())),
             Err(e) => return Err(failed(Reason::Other, e.to_string())),
         }
-        let accept = TlsAcceptor::from(cfg).accept(RawTcp::new(stream));
+        let accept = TlsAcceptor::from(cfg).accept(stream);
         accept
             .await
             .map_err(|e| failed(Reason::of(&e), e.to_string()))

@@ -65,17 +65,10 @@ pub(super) fn forward<'a>(
         }
         let client = ex.client.expect("client ip resolved before forwarding");
         let client_ip = client_ip_header(conn, client)?;
-        let body = Limited::new(req.body, limit as usize);
         // A body of unknown length (HTTP/1.1 chunked, or h2 without
         // content-length) goes to the gateway chunked.
-        let chunked = !body.is_end_stream() && content_length.is_none();
-        // The gateway gets an RFC 8441 stream as the RFC 6455 `GET` it is.
-        let method = if req.h2_websocket {
-            &http::Method::GET
-        } else {
-            &req.method
-        };
-        let mut head = head_buffer::take();
+        let chunked = !req.body.is_end_stream() && content_length.is_none();
+        let expect_continue = expects_continue(&req);
         let forwarding = Forwarding {
             client_ip,
             proto: HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
@@ -86,28 +79,18 @@ pub(super) fn forward<'a>(
             websocket_key: h2_key.as_ref().map(h2_websocket::Key::as_bytes),
             session_cookie: SESSION_COOKIE,
         };
-        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        headers::write_request_head(
-            &mut head,
-            method,
-            target,
-            &req.fields,
-            up,
-            &caller,
-            &forwarding,
-            chunked,
-        );
-        // Looked up only for a request with a body: a bodiless one
-        // (every request the lean loop reads) has nothing to wait for.
-        let expect_continue = !body.is_end_stream()
-            && req
-                .fields
-                .get("expect")
-                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+        let mut head = head_buffer::take();
+        // The gateway gets an RFC 8441 stream as the RFC 6455 `GET` it is.
+        let method = if req.h2_websocket {
+            &http::Method::GET
+        } else {
+            &req.method
+        };
+        write_head(&mut head, method, &req, up, &caller, &forwarding, chunked);
         let out = upstream::Outgoing {
             method,
             head: &head,
-            body,
+            body: Limited::new(req.body, limit as usize),
             chunked,
             expect_continue,
         };
@@ -119,44 +102,112 @@ pub(super) fn forward<'a>(
             .await;
         head_buffer::give_back(head);
         let reset = timed(state, snap, conn, ex, upstream_idx, t0.elapsed());
-        let (mut resp, mut gateway) = result.map_err(|e| failed(state, up, ex, e))?;
+        let (resp, gateway) = result.map_err(|e| failed(state, up, ex, e))?;
         state.mark_upstream_seen();
         state.upstream.health.success(&up.name);
 
-        // Kept for the grant of a tunnel or event stream.
-        let origin = req.fields.get("origin");
-        let grant = || {
-            tunnel::grant(
-                &caller,
-                conn.cert.clone(),
-                origin.map(<[u8]>::to_vec),
-                client.ip,
-            )
+        let asked = Asked {
+            upgrade: req.upgrade,
+            h2_key,
+            h2: req.h2_websocket,
+            origin: req.fields.get("origin"),
+            client,
         };
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (client_side, gateway_side) = switch(
-                state,
-                up,
-                req.upgrade,
-                h2_key.as_ref(),
-                &mut resp,
-                &mut gateway,
-            )?;
-            let info = log_info(snap, ex, client, up, req.h2_websocket);
-            tunnel::spawn(state.clone(), client_side, gateway_side, grant(), info);
-        }
-        let rid = ex.request_id.clone();
-        let watch = gateway
-            .event_stream
-            .then(|| tunnel::StreamWatch::register(state, grant(), rid.clone()));
-        Ok(resp.map(|b| {
-            let body = ResponseBody::new(b, gateway, reset, rid);
-            Either::Left(match watch {
-                Some(w) => body.watched(w),
-                None => body,
-            })
-        }))
+        answer(
+            state, snap, conn, ex, &caller, up, asked, resp, gateway, reset,
+        )
     }
+}
+
+/// The request head for the gateway, written into `head`.
+fn write_head(
+    head: &mut Vec<u8>,
+    method: &http::Method,
+    req: &ClientRequest,
+    up: &Upstream,
+    caller: &Caller<'_>,
+    forwarding: &Forwarding<'_>,
+    chunked: bool,
+) {
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    headers::write_request_head(
+        head,
+        method,
+        target,
+        &req.fields,
+        up,
+        caller,
+        forwarding,
+        chunked,
+    );
+}
+
+/// Looked up only for a request with a body: a bodiless one (every
+/// request the lean loop reads) has nothing to wait for.
+fn expects_continue(req: &ClientRequest) -> bool {
+    !req.body.is_end_stream()
+        && req
+            .fields
+            .get("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// What the answer needs of the request once the gateway has answered.
+struct Asked<'r> {
+    upgrade: Option<OnUpgrade>,
+    h2_key: Option<h2_websocket::Key>,
+    h2: bool,
+    /// Kept for the grant of a tunnel or event stream.
+    origin: Option<&'r [u8]>,
+    client: ClientIp,
+}
+
+/// The gateway's answer as the client's response: a 101 becomes a
+/// tunnel, an event stream is watched, any other body streams through.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    state: &Arc<State>,
+    snap: &Snapshot,
+    conn: &Conn,
+    ex: &Exchange,
+    caller: &Caller<'_>,
+    up: &Upstream,
+    asked: Asked<'_>,
+    mut resp: Response<UpstreamBody>,
+    mut gateway: HeadFields,
+    reset: IntCounter,
+) -> Result<Response<Body>, Refusal> {
+    let grant = || {
+        tunnel::grant(
+            caller,
+            conn.cert.clone(),
+            asked.origin.map(<[u8]>::to_vec),
+            asked.client.ip,
+        )
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (client_side, gateway_side) = switch(
+            state,
+            up,
+            asked.upgrade,
+            asked.h2_key.as_ref(),
+            &mut resp,
+            &mut gateway,
+        )?;
+        let info = log_info(snap, ex, asked.client, up, asked.h2);
+        tunnel::spawn(state.clone(), client_side, gateway_side, grant(), info);
+    }
+    let rid = ex.request_id.clone();
+    let watch = gateway
+        .event_stream
+        .then(|| tunnel::StreamWatch::register(state, grant(), rid.clone()));
+    Ok(resp.map(|b| {
+        let body = ResponseBody::new(b, gateway, reset, rid);
+        Either::Left(match watch {
+            Some(w) => body.watched(w),
+            None => body,
+        })
+    }))
 }
 
 /// The WebSocket's line in the log when its tunnel closes.

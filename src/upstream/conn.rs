@@ -26,7 +26,6 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::prefixed::Prefixed;
-use crate::raw_tcp::RawTcp;
 
 /// Idle connections kept per upstream at most; more are closed when
 /// returned. Well above any concurrency seen in practice: the pool holds
@@ -47,7 +46,7 @@ const READ_LOW: usize = 2 * 1024;
 /// the pool, the exchange and the response body, which is itself moved
 /// from the request path's every layer to the client's writer.
 pub struct Connection {
-    pub stream: RawTcp,
+    pub stream: TcpStream,
     /// Bytes read from the gateway and not yet consumed.
     pub read: BytesMut,
     /// The request head being written (kept for its capacity).
@@ -70,7 +69,7 @@ pub struct Elapsed;
 impl Connection {
     pub fn new(stream: TcpStream) -> Box<Self> {
         Box::new(Connection {
-            stream: RawTcp::new(stream),
+            stream,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
             reused: false,
@@ -207,7 +206,7 @@ fn trim(idle: &mut VecDeque<Box<Connection>>, now: Instant) {
 
 /// The gateway's side of a switched (101) connection: the bytes that came
 /// with the 101 head first, then the stream.
-pub type Upgraded = Prefixed<RawTcp>;
+pub type Upgraded = Prefixed<TcpStream>;
 
 pub fn upgraded(c: Connection) -> Upgraded {
     // The read buffer was sized for responses; an idle WebSocket must
@@ -244,7 +243,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pool = Pool::default();
         let (open, _keep) = pair(&l).await;
-        let open_port = open.stream.get_ref().local_addr().unwrap().port();
+        let open_port = open.stream.local_addr().unwrap().port();
         let (closed, peer) = pair(&l).await;
         let (chatty, mut talker) = pair(&l).await;
         pool.put(open);
@@ -255,7 +254,7 @@ mod tests {
         settle().await;
         let got = pool.take().expect("the open connection");
         assert!(got.reused);
-        assert_eq!(got.stream.get_ref().local_addr().unwrap().port(), open_port);
+        assert_eq!(got.stream.local_addr().unwrap().port(), open_port);
         assert!(
             pool.take().is_none(),
             "closed and chattering ones are dropped"
@@ -271,14 +270,11 @@ mod tests {
         drop(peer);
         settle().await;
         let (fresh, _keep) = pair(&l).await;
-        let fresh_port = fresh.stream.get_ref().local_addr().unwrap().port();
+        let fresh_port = fresh.stream.local_addr().unwrap().port();
         pool.put(fresh);
         assert_eq!(pool.idle.lock().unwrap().len(), 1, "the closed one is gone");
         let got = pool.take().unwrap();
-        assert_eq!(
-            got.stream.get_ref().local_addr().unwrap().port(),
-            fresh_port
-        );
+        assert_eq!(got.stream.local_addr().unwrap().port(), fresh_port);
     }
 
     #[tokio::test]
