@@ -252,11 +252,15 @@ async fn every_response_carries_a_uuid_v7_request_id() {
 /// identified, so the proxy's log and clawgate's meet on it.
 #[tokio::test]
 async fn a_trusted_proxys_request_id_is_kept_on_the_earliest_refusals() {
-    let (_up, _cfg, server) = setup_with("[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").await;
+    let (_up, _cfg, server) =
+        setup_with("[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").await;
     for (head, status) in [
         ("OPTIONS * HTTP/1.1\r\nHost: x\r\n", 400),
         ("GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n", 400),
-        ("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n", 405),
+        (
+            "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n",
+            405,
+        ),
         ("GET /a/../b HTTP/1.1\r\nHost: x\r\n", 400),
     ] {
         let r = send_raw(&server, &format!("{head}X-Request-Id: edge-7f3a\r\n")).await;
@@ -265,7 +269,11 @@ async fn a_trusted_proxys_request_id_is_kept_on_the_earliest_refusals() {
     }
     // From an untrusted peer the same header is not taken: a fresh UUIDv7.
     let (_up2, _cfg2, plain) = setup().await;
-    let r = send_raw(&plain, "OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Request-Id: edge-7f3a\r\n").await;
+    let r = send_raw(
+        &plain,
+        "OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Request-Id: edge-7f3a\r\n",
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(is_uuid_v7(r.header("x-request-id").unwrap()));
 }
