@@ -5,6 +5,7 @@
 
 use super::gateway_config::shipped_config;
 use super::*;
+use common::tls::Pki;
 
 /// `src`'s clawgate.toml and member files in a new temp dir (files 0600).
 pub(crate) fn copy_config(src: &Path) -> tempfile::TempDir {
@@ -207,4 +208,46 @@ fn plan_on_a_bad_dir_exits_2_naming_file_and_line() {
     assert!(out.stderr.contains("--from:"), "{}", out.stderr);
     let out = plan(&["--from", "/nonexistent/dir", "--config", o]);
     assert_eq!(out.code, 2);
+}
+
+#[test]
+fn plan_sees_new_tls_material_under_the_same_path_and_warns_on_the_mix() {
+    let (pki, next) = (Pki::new(), Pki::new());
+    let listen = "tls_cert = \"server.pem\"\ntls_key = \"server.key\"\n";
+    let old = ConfigDir::with_listen(
+        &[("prod", GATEWAY.to_string())],
+        &[MemberSpec::new("alice", ALICE)],
+        listen,
+    );
+    pki.install_server_files(old.path());
+    let new = copy_config(old.path());
+    next.install_server_files(new.path());
+    // Same files, same member: only the certificate's bytes differ.
+    let (o, n) = (old.path().to_str().unwrap(), new.path().to_str().unwrap());
+    let v = plan(&["--from", o, "--config", n, "--format", "json"]).json();
+    let settings = v["settings"].as_array().unwrap();
+    let names: Vec<&str> = settings
+        .iter()
+        .map(|s| s["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "listen.tls_cert (file content)",
+            "listen.tls_key (file content)"
+        ]
+    );
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    // Plus a token rotation and an origin change: one ticket, three kinds.
+    let alice = MemberSpec::new("alice", CAROL).set("ORIGINS", "none");
+    std::fs::write(new.path().join("members/alice.env"), alice.render()).unwrap();
+    let out = plan(&["--from", o, "--config", n, "--format", "json"]);
+    let w = out.json()["warnings"][0].as_str().unwrap().to_string();
+    assert!(
+        w.contains("token rotation and TLS material and member policy"),
+        "{w}"
+    );
+    let window = &out.json()["rollback"]["token_windows"][0];
+    assert_eq!(window["closes"], Value::Null);
+    assert_eq!(window["never"], false);
 }

@@ -14,66 +14,89 @@ fn flow<'a>(v: &'a Value, member: &str, flow: &str) -> &'a Value {
     &v["replay"]["members"][member][flow]
 }
 
-#[tokio::test]
-async fn replay_names_whom_a_narrowing_breaks_and_exits_1() {
+/// A live clawgate's access log: alice from an allowed origin, alice
+/// from a refused one, bob, carol (request IDs in that order), plus an
+/// unparsable line and a websocket line.
+struct Logged {
+    _up: Upstream,
+    _server: clawgate::runtime::server::Server,
+    cfg: ConfigDir,
+    ids: [String; 4],
+    alice: MemberSpec,
+    carol: MemberSpec,
+}
+
+async fn logged() -> Logged {
     let alice = MemberSpec::new("alice", ALICE)
         .set("ORIGINS", "https://old.example.com https://app.example.com");
-    let bob = MemberSpec::new("bob", BOB);
     let carol = MemberSpec::new("carol", CAROL);
-    let (_up, cfg, server) = live(&[alice.clone(), bob, carol.clone()], "").await;
-    let (a, b, c) = (bearer(ALICE), bearer(BOB), bearer(CAROL));
-    let send = |auth: String, origin: Option<&'static str>| {
-        let addr = server.addr;
-        async move {
-            let mut h = vec![("authorization", auth.as_str())];
-            if let Some(o) = origin {
-                h.push(("origin", o));
-            }
-            get(addr, "/", &h).await
-        }
-    };
-    let old_origin = send(a.clone(), Some("https://old.example.com")).await;
-    assert_eq!(old_origin.status, 200);
-    let new_origin = send(a.clone(), Some("https://new.example.com")).await;
-    assert_eq!(new_origin.status, 403);
-    let bob_ok = send(b, None).await;
-    assert_eq!(bob_ok.status, 200);
-    let carol_ok = send(c, None).await;
-    assert_eq!(carol_ok.status, 200);
-    for r in [&old_origin, &new_origin, &bob_ok, &carol_ok] {
+    let bob = MemberSpec::new("bob", BOB);
+    let (up, cfg, server) = live(&[alice.clone(), bob, carol.clone()], "").await;
+    let cases = [
+        (ALICE, Some("https://old.example.com"), 200),
+        (ALICE, Some("https://new.example.com"), 403),
+        (BOB, None, 200),
+        (CAROL, None, 200),
+    ];
+    let mut ids = Vec::new();
+    for (token, origin, status) in cases {
+        let auth = bearer(token);
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend(origin.map(|o| ("origin", o)));
+        let r = get(server.addr, "/", &h).await;
+        assert_eq!(r.status, status, "{token} {origin:?}");
         cfg.log_line(r.request_id()).await;
+        ids.push(r.request_id().to_string());
     }
     let log = cfg.path().join("access.log");
     let mut text = std::fs::read_to_string(&log).unwrap();
     text.push_str("not json\n{\"kind\":\"websocket\",\"request_id\":\"w\"}\n");
     std::fs::write(&log, text).unwrap();
+    Logged {
+        _up: up,
+        _server: server,
+        cfg,
+        ids: ids.try_into().unwrap(),
+        alice,
+        carol,
+    }
+}
 
+async fn plan_replay(old: &Path, new: &Path, log: &str, format: &str) -> Out {
+    cli_async(s(&[
+        "plan",
+        "--from",
+        old.to_str().unwrap(),
+        "--config",
+        new.to_str().unwrap(),
+        "--access-log",
+        log,
+        "--format",
+        format,
+    ]))
+    .await
+}
+
+#[tokio::test]
+async fn replay_names_whom_a_narrowing_breaks_and_exits_1() {
+    let l = logged().await;
+    let [old_origin, new_origin, bob_ok, carol_ok] = &l.ids;
     // New: alice loses old.example.com and gains new.example.com, bob is
     // removed, carol may only come from 10.0.0.0/8.
-    let new = copy_config(cfg.path());
-    let alice2 = alice.set("ORIGINS", "https://app.example.com https://new.example.com");
-    write_member(new.path(), &alice2);
-    std::fs::remove_file(new.path().join("members/bob.env")).unwrap();
-    write_member(new.path(), &carol.set("EGRESS_CIDRS", "10.0.0.0/8"));
-    let (o, n, l) = (
-        cfg.path().to_str().unwrap().to_string(),
-        new.path().to_str().unwrap().to_string(),
-        log.to_str().unwrap().to_string(),
+    let new = copy_config(l.cfg.path());
+    let alice2 = l.alice.clone();
+    write_member(
+        new.path(),
+        &alice2.set("ORIGINS", "https://app.example.com https://new.example.com"),
     );
-    let args = |f: &str| {
-        s(&[
-            "plan",
-            "--from",
-            &o,
-            "--config",
-            &n,
-            "--access-log",
-            &l,
-            "--format",
-            f,
-        ])
-    };
-    let out = cli_async(args("json")).await;
+    std::fs::remove_file(new.path().join("members/bob.env")).unwrap();
+    write_member(
+        new.path(),
+        &l.carol.clone().set("EGRESS_CIDRS", "10.0.0.0/8"),
+    );
+    let log = l.cfg.path().join("access.log");
+    let log = log.to_str().unwrap();
+    let out = plan_replay(l.cfg.path(), new.path(), log, "json").await;
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let v = out.json();
     assert_eq!(v["replay"]["judged"], 4, "{v:#}");
@@ -82,76 +105,53 @@ async fn replay_names_whom_a_narrowing_breaks_and_exits_1() {
     assert_eq!(v["lost_requests"], 3);
     let risk = flow(&v, "alice", "allowed_to_at_risk");
     assert_eq!(risk["count"], 1);
-    assert_eq!(risk["examples"][0], old_origin.request_id());
+    assert_eq!(risk["examples"][0], old_origin.as_str());
     let lifted = flow(&v, "alice", "denied_to_allowed");
     assert_eq!(lifted["reasons"]["origin_not_allowed"], 1);
-    assert_eq!(lifted["examples"][0], new_origin.request_id());
+    assert_eq!(lifted["examples"][0], new_origin.as_str());
     let bob = flow(&v, "bob", "allowed_to_denied");
     assert_eq!(bob["reasons"]["member_removed"], 1);
-    assert_eq!(bob["examples"][0], bob_ok.request_id());
+    assert_eq!(bob["examples"][0], bob_ok.as_str());
     let carol = flow(&v, "carol", "allowed_to_denied");
     assert_eq!(carol["reasons"]["cidr_not_allowed"], 1);
-    assert_eq!(carol["examples"][0], carol_ok.request_id());
-    let text = cli_async(args("text")).await;
+    assert_eq!(carol["examples"][0], carol_ok.as_str());
+    let text = plan_replay(l.cfg.path(), new.path(), log, "text").await;
     assert_eq!(text.code, 1);
-    let line = format!(
-        "bob: 1 allowed -> denied (member_removed: 1), e.g. {}",
-        bob_ok.request_id()
-    );
+    let line = format!("bob: 1 allowed -> denied (member_removed: 1), e.g. {bob_ok}");
     assert!(text.stdout.contains(&line), "{}", text.stdout);
     assert!(
         text.stdout.contains("RESULT: 3 request(s)"),
         "{}",
         text.stdout
     );
-    let md = cli_async(args("md")).await;
-    assert!(
-        md.stdout.contains(&format!(
-            "| carol | allowed → denied | 1 | cidr_not_allowed: 1 | {} |",
-            carol_ok.request_id()
-        )),
-        "{}",
-        md.stdout
-    );
+    let md = plan_replay(l.cfg.path(), new.path(), log, "md").await;
+    let row = format!("| carol | allowed → denied | 1 | cidr_not_allowed: 1 | {carol_ok} |");
+    assert!(md.stdout.contains(&row), "{}", md.stdout);
+}
 
-    // Widening only (alice gains an origin): nothing lost, exit 0.
-    let wide = copy_config(cfg.path());
-    write_member(
-        wide.path(),
-        &alice2.set(
-            "ORIGINS",
-            "https://old.example.com https://app.example.com https://new.example.com",
-        ),
-    );
-    let w = wide.path().to_str().unwrap();
-    let out = cli_async(s(&[
-        "plan",
-        "--from",
-        &o,
-        "--config",
-        w,
-        "--access-log",
-        &l,
-        "--format",
-        "json",
-    ]))
-    .await;
+#[tokio::test]
+async fn replay_of_a_widening_loses_nothing_and_exits_0() {
+    let l = logged().await;
+    let wide = copy_config(l.cfg.path());
+    let origins = "https://old.example.com https://app.example.com https://new.example.com";
+    write_member(wide.path(), &l.alice.clone().set("ORIGINS", origins));
+    let log = l.cfg.path().join("access.log");
+    let out = plan_replay(l.cfg.path(), wide.path(), log.to_str().unwrap(), "json").await;
     assert_eq!(out.code, 0, "{}", out.stdout);
     let v = out.json();
     assert_eq!(v["lost_requests"], 0);
-    assert_eq!(flow(&v, "alice", "denied_to_allowed")["count"], 1);
-    // An access log that cannot be read is an error.
-    let out = cli_async(s(&[
-        "plan",
-        "--from",
-        &o,
-        "--config",
-        w,
-        "--access-log",
-        "/nonexistent.log",
-    ]))
-    .await;
+    let lifted = flow(&v, "alice", "denied_to_allowed");
+    assert_eq!(lifted["count"], 1);
+    assert_eq!(lifted["examples"][0], l.ids[1].as_str());
+    assert_eq!(
+        v["replay"]["members"].as_object().unwrap().len(),
+        1,
+        "{v:#}"
+    );
+    // An access log that cannot be read is an error, not an empty replay.
+    let out = plan_replay(l.cfg.path(), wide.path(), "/nonexistent.log", "json").await;
     assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("/nonexistent.log"), "{}", out.stderr);
 }
 
 fn git(dir: &Path, args: &[&str]) {

@@ -44,7 +44,10 @@ pub fn of(
     let mut commands = match &old_dir.rev {
         Some(rev) => vec![format!("git -C {dir} checkout {rev} -- .")],
         None => {
-            let mut c = vec![format!("cp -a {from}/. {dir}/")];
+            let mut c = vec![
+                format!("# or from a backup taken before the change: clawgate restore BACKUP.tar --to {dir} --force"),
+                format!("cp -a {from}/. {dir}/"),
+            ];
             // cp leaves the members this change added: remove them.
             for m in members.iter().filter(|m| m.change == "added") {
                 c.push(format!("rm {dir}/members/{}.env", m.member));
