@@ -165,6 +165,18 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(st.success(), "git {args:?}");
 }
 
+/// The `clawgate plan` temporary directories now in the temp dir.
+fn plan_temp_dirs() -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("clawgate-plan-"))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn plan_from_git_reads_the_config_dir_at_that_revision() {
     let repo = tempfile::tempdir().unwrap();
@@ -177,6 +189,7 @@ fn plan_from_git_reads_the_config_dir_at_that_revision() {
     std::fs::remove_file(cfg.join("members/bob.env")).unwrap();
     git(repo.path(), &["commit", "-qam", "remove bob"]);
     let c = cfg.to_str().unwrap();
+    let before = plan_temp_dirs();
     let out = cli(&[
         "plan",
         "--from",
@@ -196,16 +209,7 @@ fn plan_from_git_reads_the_config_dir_at_that_revision() {
         format!("git -C {c} checkout HEAD~ -- .")
     );
     // Its temporary copy is gone afterwards.
-    let leftovers = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("clawgate-plan-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+    assert_eq!(plan_temp_dirs(), before);
     let out = cli(&["plan", "--from", "git:nosuchrev", "--config", c]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("no such revision"), "{}", out.stderr);
@@ -218,4 +222,90 @@ fn plan_from_git_reads_the_config_dir_at_that_revision() {
         "{}",
         out.stderr
     );
+}
+
+/// One access-log line as clawgate writes it (fields it always has).
+fn line(id: &str, member: &str, cred: Option<&str>, ip: &str, path: &str, status: u16) -> String {
+    let mut v = serde_json::json!({
+        "ts": "2026-12-08T00:00:00.000Z", "kind": "http", "request_id": id,
+        "member": member, "client_ip": ip, "ip_source": "socket", "method": "GET",
+        "path": path, "status": status, "decision": if status < 400 { "allow" } else { "deny" },
+        "duration_ms": 1.0,
+    });
+    if let Some(c) = cred {
+        v["credential"] = c.into();
+    }
+    v.to_string()
+}
+
+#[tokio::test]
+async fn replay_judges_public_routes_token_expiry_and_audit_mode() {
+    let old = super::gateway_config::shipped_config();
+    let alice = old.path().join("members/alice.env");
+    let text = std::fs::read_to_string(&alice).unwrap();
+    let sha = "c6640b1653fb41ce9676cd4018b3cb7bf4dd7b63ff08a036a1e45b3f86ed169e";
+    std::fs::write(
+        &alice,
+        text.replace(sha, &format!("{sha}@2020-01-01T00:00:00Z")),
+    )
+    .unwrap();
+    let new = super::gateway_config::shipped_config();
+    let toml = new.path().join("clawgate.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let narrowed = text.replace("\"127.0.0.1/32\", \"192.0.2.0/24\"", "\"127.0.0.1/32\"");
+    assert_ne!(narrowed, text);
+    std::fs::write(&toml, narrowed).unwrap();
+    let bob = new.path().join("members/bob.env");
+    let text = std::fs::read_to_string(&bob).unwrap();
+    std::fs::write(&bob, format!("{text}MODE=audit\n")).unwrap();
+    let mut evil: Value = serde_json::from_str(&line(
+        "r-evil",
+        "bob",
+        Some("tok_9c5cc94442d9"),
+        "127.0.0.1",
+        "/",
+        403,
+    ))
+    .unwrap();
+    evil["diff"] = serde_json::json!({
+        "origin": {"presented": "https://evil.example.net", "allowed": ["none"], "nearest": null, "hint": ""},
+        "client_ip": {"presented": "127.0.0.1", "allowed": []}
+    });
+    let log = [
+        line("r-hook", "-", None, "192.0.2.7", "/hooks/x", 200),
+        line("r-hook-local", "-", None, "127.0.0.1", "/hooks/x", 200),
+        line(
+            "r-expired",
+            "alice",
+            Some("tok_c6640b1653fb"),
+            "127.0.0.1",
+            "/",
+            401,
+        ),
+        evil.to_string(),
+        line("r-none", "-", None, "127.0.0.1", "/", 401),
+        line("r-early", "-", None, "-", "/", 503),
+    ]
+    .join("\n");
+    let log_path = old.path().join("access.log");
+    std::fs::write(&log_path, log).unwrap();
+    let out = plan_replay(old.path(), new.path(), log_path.to_str().unwrap(), "json").await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["replay"]["judged"], 5);
+    assert_eq!(v["replay"]["no_client_ip"], 1);
+    let hook = flow(&v, "-", "allowed_to_denied");
+    assert_eq!(
+        (hook["count"].clone(), hook["examples"][0].clone()),
+        (1.into(), "r-hook".into())
+    );
+    assert_eq!(hook["reasons"]["cidr_not_allowed"], 1);
+    let alice = flow(&v, "alice", "denied_to_allowed");
+    assert_eq!(alice["reasons"]["token_expired"], 1, "{v:#}");
+    let bob = flow(&v, "bob", "denied_to_allowed");
+    assert_eq!(bob["reasons"]["origin_not_allowed"], 1, "{v:#}");
+    assert_eq!(v["lost_requests"], 1);
+    let setting = &v["settings"][0];
+    assert_eq!(setting["setting"], "public[0].source_cidrs");
+    assert_eq!(setting["applies"], "reload");
 }
