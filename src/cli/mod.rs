@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod gateway_config;
 pub mod member;
 pub mod oncall;
+pub mod plan;
 pub mod probe;
 pub mod run;
 pub mod signoff;
@@ -78,6 +79,11 @@ pub enum Command {
     /// what was refused (audit mode and denials), read from the admin
     /// listener.
     Suggest(suggest::Args),
+    /// The change ticket from one config to another: member and setting
+    /// changes with old and new values, access logs replayed against
+    /// both, the rollback. Exits 1 when an allowed request would be
+    /// refused, 2 on error.
+    Plan(plan::Args),
     /// Write a tar (0600) of the set that restores service, with a
     /// manifest (SHA-256, mode, owner, newest change).
     Backup(backup::BackupArgs),
@@ -97,6 +103,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::GatewayConfig(args) => gateway_config::run(args),
         Command::Oncall(args) => oncall::run(args),
         Command::Suggest(args) => suggest::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Backup(args) => backup::run_backup(args),
         Command::Restore(args) => backup::restore::run_restore(args),
     }

@@ -71,6 +71,18 @@ pub fn between(old: &Snapshot, new: &Snapshot) -> Changes {
     out
 }
 
+/// Every member-file key [`between`] compares, in the order it names them.
+pub const MEMBER_KEYS: [&str; 8] = [
+    "TOKEN_SHA256",
+    "CERT_SHA256",
+    "CERT_SAN",
+    "ORIGINS",
+    "EGRESS_CIDRS",
+    "UPSTREAM",
+    "SCOPES",
+    "MODE",
+];
+
 /// The member-file keys whose meaning differs between `a` and `b`.
 fn member_keys(
     a: &Member,
@@ -126,6 +138,23 @@ fn sorted<T: Clone + Ord>(v: &[T]) -> Vec<T> {
     v
 }
 
+/// The `clawgate.toml` settings [`AtStart`] compares: a change to one of
+/// them waits for a restart, any other setting applies on reload.
+pub const AT_START: [&str; 6] = [
+    "listen.addr",
+    "admin.addr",
+    "log.access",
+    "log.max_bytes",
+    "log.keep",
+    "log.level",
+];
+
+/// Whether a change to the `clawgate.toml` setting `key` (dotted, as in
+/// `log.level`) applies only at the next restart.
+pub fn needs_restart(key: &str) -> bool {
+    AT_START.contains(&key)
+}
+
 /// Settings the process reads once, at start: the listening sockets and
 /// the log sinks. Everything else (TLS files, upstreams, public routes,
 /// trusted proxies, timeouts, limits, sessions, members) applies to the
@@ -155,12 +184,13 @@ impl AtStart {
                 out.push(key)
             }
         };
-        differs(self.listen != new.listen.addr, "listen.addr");
-        differs(self.admin != new.admin.addr, "admin.addr");
-        differs(self.log.access != new.log.access, "log.access");
-        differs(self.log.max_bytes != new.log.max_bytes, "log.max_bytes");
-        differs(self.log.keep != new.log.keep, "log.keep");
-        differs(self.log.level != new.log.level, "log.level");
+        let [listen, admin, access, max_bytes, keep, level] = AT_START;
+        differs(self.listen != new.listen.addr, listen);
+        differs(self.admin != new.admin.addr, admin);
+        differs(self.log.access != new.log.access, access);
+        differs(self.log.max_bytes != new.log.max_bytes, max_bytes);
+        differs(self.log.keep != new.log.keep, keep);
+        differs(self.log.level != new.log.level, level);
         out
     }
 }

@@ -15,6 +15,8 @@ mod gateway_config;
 mod member;
 mod member_list;
 mod oncall;
+mod plan;
+mod plan_replay;
 mod probe;
 mod suggest;
 mod token;
