@@ -72,16 +72,7 @@ pub fn between(old: &Snapshot, new: &Snapshot) -> Changes {
 }
 
 /// Every member-file key [`between`] compares, in the order it names them.
-pub const MEMBER_KEYS: [&str; 8] = [
-    "TOKEN_SHA256",
-    "CERT_SHA256",
-    "CERT_SAN",
-    "ORIGINS",
-    "EGRESS_CIDRS",
-    "UPSTREAM",
-    "SCOPES",
-    "MODE",
-];
+pub const MEMBER_KEYS: &[&str] = super::members::KEYS;
 
 /// The member-file keys whose meaning differs between `a` and `b`.
 fn member_keys(

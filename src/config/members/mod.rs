@@ -17,7 +17,8 @@ use clawgate_policy::cidr::CidrSet;
 use clawgate_policy::member::{Member, Mode, TokenRecord};
 use clawgate_policy::origin::{self, Allowlist};
 
-const KEYS: &[&str] = &[
+/// Every key a member file may set, in the order `changes` names them.
+pub const KEYS: &[&str] = &[
     "TOKEN_SHA256",
     "CERT_SHA256",
     "CERT_SAN",
