@@ -202,3 +202,30 @@ fn one_config_prints_the_single_report_as_before() {
     assert!(!text.stdout.contains("CROSS-STACK"));
     assert!(text.stdout.contains("RESULT: PASS ("), "{}", text.stdout);
 }
+
+#[test]
+fn a_client_certificate_valid_in_both_stacks_fails_naming_the_members() {
+    let pair = Pair::new();
+    let fp = sha256_hex("a client certificate");
+    for stack in ["prod", "staging"] {
+        let file = format!("{stack}/members/alice.env");
+        pair.edit(
+            &file,
+            "MODE=enforce",
+            &format!("MODE=enforce\nCERT_SHA256=\"{fp}\""),
+        );
+    }
+    let out = pair.check("json");
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let r = out.json();
+    let ev = cross(&r, "no credential valid in two stacks")["evidence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ev.contains("a client certificate valid in both"), "{ev}");
+    assert!(
+        ev.contains("prod alice") && ev.contains("staging alice"),
+        "{ev}"
+    );
+    assert!(!ev.contains(&fp[..]), "{ev}");
+}
