@@ -1,6 +1,8 @@
 //! `clawgate check`: validate everything `run` would load and print the
 //! port/bind table, the env-file map and the sign-off matrix. Exit 0 only
-//! when every row passes.
+//! when every row passes. With `--config` given more than once (prod and
+//! staging on one host) each stack is reported as alone, followed by the
+//! cross-stack rows of [`super::signoff::stacks`] and one verdict.
 //!
 //! The report itself is built in [`super::signoff`]; this file renders it
 //! as text (a terminal), JSON (CI; stable field names) or Markdown (a
