@@ -1,6 +1,8 @@
 //! `clawgate check`: validate everything `run` would load and print the
 //! port/bind table, the env-file map and the sign-off matrix. Exit 0 only
-//! when every row passes.
+//! when every row passes. With `--config` given more than once (prod and
+//! staging on one host) each stack is reported as alone, followed by the
+//! cross-stack rows of [`super::signoff::stacks`] and one verdict.
 //!
 //! The report itself is built in [`super::signoff`]; this file renders it
 //! as text (a terminal), JSON (CI; stable field names) or Markdown (a
@@ -10,14 +12,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::signoff::{self, Port, Report, Status};
+use super::signoff::stacks::{self, Stack};
+use super::signoff::{self, Port, Report, Row, Status};
 use super::Format;
+use crate::config;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Config directory (holds clawgate.toml and members/).
+    /// Config directory (holds clawgate.toml and members/). Give it more
+    /// than once (prod and staging on one host) to also check that the
+    /// stacks share no port, no file and no credential.
     #[arg(long, default_value = "config")]
-    pub config: PathBuf,
+    pub config: Vec<PathBuf>,
     /// Output: text for a terminal, json for CI, md for a change ticket.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -35,24 +41,93 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let report = signoff::build(&signoff::Options {
-        dir: &args.config,
-        gateway_config: args.gateway_config.as_deref(),
-        upstream: args.upstream.as_deref(),
-        user: args.user.as_deref(),
-        now: SystemTime::now(),
-    });
-    let out = match args.format {
-        Format::Json => serde_json::to_string_pretty(&report).unwrap_or_default(),
-        Format::Md => markdown(&report),
-        Format::Text => text(&report),
+    let now = SystemTime::now();
+    let reports: Vec<Report> = args
+        .config
+        .iter()
+        .map(|dir| {
+            signoff::build(&signoff::Options {
+                dir,
+                gateway_config: args.gateway_config.as_deref(),
+                upstream: args.upstream.as_deref(),
+                user: args.user.as_deref(),
+                now,
+            })
+        })
+        .collect();
+    let (out, pass) = match reports.as_slice() {
+        [report] => (one(report, args.format), report.pass),
+        _ => several(&args.config, &reports, args.format, now),
     };
     println!("{out}");
-    if report.pass {
+    if pass {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn one(report: &Report, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).unwrap_or_default(),
+        Format::Md => markdown(report),
+        Format::Text => text(report),
+    }
+}
+
+/// Each stack's report as with one `--config`, then the cross-stack rows
+/// and one verdict over everything.
+fn several(
+    dirs: &[PathBuf],
+    reports: &[Report],
+    format: Format,
+    now: SystemTime,
+) -> (String, bool) {
+    let snaps: Vec<_> = dirs.iter().map(|d| config::load(d).ok()).collect();
+    let stacks: Vec<Stack<'_>> = dirs
+        .iter()
+        .zip(&snaps)
+        .map(|(d, s)| Stack {
+            label: d.display().to_string(),
+            snap: s.as_ref(),
+        })
+        .collect();
+    let cross = stacks::rows(&stacks, now);
+    let cross_failed = cross.iter().filter(|r| r.status == Status::Fail).count();
+    let pass = cross_failed == 0 && reports.iter().all(|r| r.pass);
+    let failed = cross_failed + reports.iter().map(|r| r.summary.failed).sum::<usize>();
+    let total = cross.len() + reports.iter().map(|r| r.summary.rows).sum::<usize>();
+    let result = if pass {
+        format!("RESULT: PASS ({} stacks, {total} rows)", reports.len())
+    } else {
+        format!("RESULT: FAIL ({failed} of {total} rows failed)")
+    };
+    let cells: Vec<Vec<String>> = cross.iter().map(row_cells).collect();
+    let out = match format {
+        Format::Json => serde_json::to_string_pretty(&serde_json::json!({
+            "pass": pass,
+            "stacks": reports,
+            "cross_stack": cross,
+        }))
+        .unwrap_or_default(),
+        Format::Md => {
+            let mut out: Vec<String> = reports.iter().map(markdown).collect();
+            out.push(format!(
+                "## Cross-stack checks\n\n**{result}**\n\n{}",
+                md_table(&ROW_HEAD, &cells)
+            ));
+            out.join("\n")
+        }
+        Format::Text => {
+            let mut out: Vec<String> = reports.iter().map(text).collect();
+            out.push(format!(
+                "CROSS-STACK\n{}\n{result}",
+                table(&ROW_HEAD, &cells)
+            ));
+            out.join("\n\n")
+        }
+    };
+    (out, pass)
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -142,18 +217,17 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+fn row_cells(row: &Row) -> Vec<String> {
+    vec![
+        status_word(row.status).to_string(),
+        row.section.to_string(),
+        row.check.to_string(),
+        row.evidence.clone(),
+    ]
+}
+
 fn matrix_rows(r: &Report) -> Vec<Vec<String>> {
-    r.rows
-        .iter()
-        .map(|row| {
-            vec![
-                status_word(row.status).to_string(),
-                row.section.to_string(),
-                row.check.to_string(),
-                row.evidence.clone(),
-            ]
-        })
-        .collect()
+    r.rows.iter().map(row_cells).collect()
 }
 
 /// Left-aligned columns; the last column is not padded.

@@ -7,6 +7,7 @@
 
 mod backup;
 mod check;
+mod check_stacks;
 mod check_tls;
 #[path = "../common/mod.rs"]
 mod common;

@@ -11,6 +11,7 @@ mod certs;
 mod files;
 mod gateway;
 mod ports;
+pub mod stacks;
 
 use std::fs;
 use std::path::{Path, PathBuf};
