@@ -85,10 +85,7 @@ fn hash_entry(sha256: &[u8; 32], expires: Option<SystemTime>) -> String {
 
 /// When a token stops working, for people: an RFC 3339 time or "never".
 pub fn expiry_text(expires: Option<SystemTime>) -> String {
-    expires.map_or_else(
-        || "never".to_string(),
-        |t| humantime::format_rfc3339_seconds(t).to_string(),
-    )
+    expires.map_or_else(|| "never".to_string(), super::rfc3339)
 }
 
 pub fn run(cmd: Command) -> ExitCode {

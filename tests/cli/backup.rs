@@ -322,12 +322,7 @@ fn tls_files_and_the_session_key_are_in_the_set_and_the_access_log_is_not() {
         !paths.iter().any(|p| p.contains("access")),
         "the access log is never backed up: {paths:?}"
     );
-    let key = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "tls/server.key")
-        .unwrap();
+    let key = find(&m, "files", "path", "tls/server.key");
     assert_eq!(key["mode"], 0o600);
     assert_eq!(key["uid"], 0);
     assert_eq!(key["user"], "root", "these tests run as root");

@@ -59,12 +59,7 @@ impl Pair {
 }
 
 fn cross<'a>(report: &'a Value, check: &str) -> &'a Value {
-    report["cross_stack"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == check)
-        .unwrap_or_else(|| panic!("no cross-stack row '{check}' in {report:#}"))
+    find(report, "cross_stack", "check", check)
 }
 
 const CROSS_ROWS: [&str; 4] = [

@@ -47,14 +47,19 @@ fn check_json(dir: &Path, extra: &[&str]) -> (i32, Value) {
     (out.code, out.json())
 }
 
+/// The element of the JSON array `v[list]` whose `field` is `value`.
+fn find<'a>(v: &'a Value, list: &str, field: &str, value: &str) -> &'a Value {
+    v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array '{list}' in {v:#}"))
+        .iter()
+        .find(|e| e[field] == value)
+        .unwrap_or_else(|| panic!("no {list} element with {field} = '{value}' in {v:#}"))
+}
+
 /// The matrix row with this check name.
 fn row<'a>(report: &'a Value, check: &str) -> &'a Value {
-    report["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == check)
-        .unwrap_or_else(|| panic!("no row '{check}' in {report:#}"))
+    find(report, "rows", "check", check)
 }
 
 fn failing(report: &Value) -> Vec<String> {

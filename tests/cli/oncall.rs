@@ -319,15 +319,7 @@ async fn oncall_shows_each_members_channel() {
     ]))
     .await;
     let v = out.json();
-    let ch = |name: &str| {
-        v["channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["member"] == name)
-            .unwrap_or_else(|| panic!("no channel for {name}: {v:#}"))
-            .clone()
-    };
+    let ch = |name: &str| find(&v, "channels", "member", name).clone();
     let (a, b) = (ch("alice"), ch("bob"));
     assert!(a["last_allowed"].is_string(), "{a:#}");
     assert!(a["last_denial"].is_null(), "{a:#}");

@@ -81,21 +81,11 @@ fn edited_shipped() -> (tempfile::TempDir, tempfile::TempDir) {
 }
 
 fn member<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["member"] == name)
-        .unwrap_or_else(|| panic!("no member {name} in {v:#}"))
+    find(v, "members", "member", name)
 }
 
 fn key<'a>(m: &'a Value, key: &str) -> &'a Value {
-    m["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["key"] == key)
-        .unwrap_or_else(|| panic!("no key {key} in {m:#}"))
+    find(m, "keys", "key", key)
 }
 
 #[test]
@@ -124,19 +114,13 @@ fn plan_lists_members_and_settings_old_to_new_without_token_hashes() {
     );
     assert_eq!(tokens["new"], rotated.as_str());
     let settings = v["settings"].as_array().unwrap();
-    let level = settings
-        .iter()
-        .find(|s| s["setting"] == "log.level")
-        .unwrap();
+    let level = find(&v, "settings", "setting", "log.level");
     assert_eq!(
         (&level["old"], &level["new"]),
         (&"\"info\"".into(), &"\"debug\"".into())
     );
     assert_eq!(level["applies"], "restart");
-    let connect = settings
-        .iter()
-        .find(|s| s["setting"] == "timeouts.upstream_connect")
-        .unwrap();
+    let connect = find(&v, "settings", "setting", "timeouts.upstream_connect");
     assert_eq!(connect["applies"], "reload");
     assert_eq!(settings.len(), 2, "{settings:#?}");
     let window = &v["rollback"]["token_windows"][0];
